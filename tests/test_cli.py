@@ -1,0 +1,86 @@
+"""The command line: subcommands, their outputs, and one-line errors on bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(ROOT / "launch.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"},
+        cwd=ROOT,
+    )
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess, needle: str) -> None:
+    assert proc.returncode != 0
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("error:")
+    assert needle in lines[0]
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["world", "--count", "0", "--out", "x"], "positive"),
+        (["world", "--count", "abc", "--out", "x"], "whole number"),
+        (["world", "--duration", "30", "--out", "x"], "2 to 12"),
+        (["world", "--split", "nope", "--out", "x"], "invalid choice"),
+        (["world"], "--out"),
+        (["bench", "--split", "train"], "invalid choice"),
+        (["train", "nothing"], "invalid choice"),
+        (["frobnicate"], "invalid choice"),
+    ],
+)
+def test_bad_arguments_get_one_line_errors(args, needle):
+    assert_one_line_error(run(*args), needle)
+
+
+def test_world_out_that_is_a_file(tmp_path):
+    f = tmp_path / "file.txt"
+    f.write_text("x")
+    assert_one_line_error(run("world", "--out", str(f), "--count", "1"), "not a folder")
+
+
+def test_bench_without_a_split_folder(tmp_path):
+    assert_one_line_error(run("bench", "--data", str(tmp_path)), "no FoleyWorld split")
+
+
+def test_world_writes_a_split(tmp_path):
+    out = tmp_path / "split"
+    proc = run("world", "--split", "test-multi", "--count", "2", "--out", str(out), "--duration", "3")
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert summary["clips"] == 2
+    index = json.loads((out / "index.json").read_text())
+    assert index["clips"] == ["test-multi_000000", "test-multi_000001"]
+    for name in index["clips"]:
+        meta = json.loads((out / f"{name}.json").read_text())
+        audio, sr = sf.read(out / f"{name}.wav", always_2d=True)
+        assert audio.shape == (3 * 44100, 2) and sr == 44100
+        assert set(meta["cot"]) >= {"semantic", "temporal", "aesthetic", "spatial"}
+        assert len(meta["tracks"]["x"]) == len(meta["sources"])
+        assert (out / f"{name}.mp4").stat().st_size > 1000
+    assert not list(out.glob(".*tmp*"))  # no temporary files left behind
+
+
+def test_world_speed_reports_clips_per_second():
+    proc = run("world", "--speed", "--count", "2", "--duration", "2")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["clips"] == 2 and result["clips_per_second"] > 0
+    assert set(result["ms_per_clip"]) == {"scene", "audio", "cot", "video"}
