@@ -1,0 +1,174 @@
+"""Samplers of the rectified flow: pure step functions and the loops that chain them.
+
+Convention (REFERENCE "Flow matching", PrismAudio appendix B, Flow-GRPO): ``x_t = (1 - t) x0 + t x1``
+with data ``x0`` and noise ``x1``; the network predicts ``v ~ x1 - x0``; sampling walks from t = 1
+(noise) to t = 0 (data), so every step has ``dt = t_next - t < 0``. This module is the only place
+that knows the convention.
+
+Every step is a pure function ``(x, t, t_next, v, noise) -> StepOut`` computed in float32, so RL can
+recompute log-probabilities on stored trajectories. Loops receive only a velocity callable
+``velocity(x, t) -> v``; guidance and conditioning live in that callable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+Velocity = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (x (B, ...), t (B,)) -> v like x
+
+
+@dataclass
+class StepOut:
+    """Result of one sampler step. ``std`` is 0 and ``log_prob`` None for deterministic steps."""
+
+    x_next: torch.Tensor  # (B, ...) the new state
+    mean: torch.Tensor  # (B, ...) mean of the step's Gaussian (the ODE step for Euler)
+    std: torch.Tensor  # (B,) or scalar standard deviation of the step's Gaussian
+    log_prob: torch.Tensor | None  # (B,) log-density of x_next under the step's Gaussian
+
+
+def timesteps(steps: int, shift: float = 1.0, device: torch.device | str = "cpu") -> torch.Tensor:
+    """(steps + 1,) times from 1 to 0. ``shift`` > 1 spends more steps near the noise end
+    (t' = s t / (1 + (s - 1) t), the resolution-dependent shift of rectified-flow samplers)."""
+    if steps < 1:
+        raise ValueError(f"need at least one step, got {steps=}")
+    t = torch.linspace(1.0, 0.0, steps + 1, device=device, dtype=torch.float64)
+    return (shift * t / (1 + (shift - 1) * t)).float()
+
+
+def _bcast(t: torch.Tensor | float, like: torch.Tensor) -> torch.Tensor:
+    """A per-sample time (B,) or scalar reshaped to broadcast against ``like`` (B, ...)."""
+    t = torch.as_tensor(t, dtype=torch.float32, device=like.device)
+    return t.reshape(-1, *([1] * (like.ndim - 1))) if t.ndim == 1 else t
+
+
+def euler_step(x: torch.Tensor, t: torch.Tensor | float, t_next: torch.Tensor | float, v: torch.Tensor) -> StepOut:
+    """Deterministic ODE step ``x + v dt``."""
+    x, v = x.float(), v.float()
+    dt = _bcast(t_next, x) - _bcast(t, x)
+    mean = x + v * dt
+    return StepOut(mean, mean, torch.zeros((), device=x.device), None)
+
+
+def sde_sigma(t: torch.Tensor | float, t_next: torch.Tensor | float, noise_level: float) -> torch.Tensor:
+    """sigma_t = a * sqrt(t / (1 - t)); at t = 1 (singular) the next grid time is used, as in the
+    official code."""
+    t = torch.as_tensor(t, dtype=torch.float32)
+    t_next = torch.as_tensor(t_next, dtype=torch.float32)
+    t_eff = torch.where(t >= 1.0, t_next, t)
+    return noise_level * torch.sqrt(t_eff / (1.0 - t_eff).clamp_min(1e-6))
+
+
+def sde_step(
+    x: torch.Tensor,
+    t: torch.Tensor | float,
+    t_next: torch.Tensor | float,
+    v: torch.Tensor,
+    noise: torch.Tensor | None,
+    noise_level: float = 0.7,
+    reduce: str = "mean",
+) -> StepOut:
+    """Euler-Maruyama step of the SDE with the flow's marginals (PrismAudio appendix B).
+
+    drift ``mu = v + sigma^2 / (2 t) (x + (1 - t) v)``; ``x_next = x + mu dt + sigma sqrt(-dt) eps``.
+    With ``noise=None`` the step returns its mean (no sample) and the log-prob of that mean. The
+    log-prob is of ``x_next`` under ``N(mean, sigma^2 |dt| I)``, reduced over the non-batch elements by
+    ``reduce`` ("mean" as in the official code, which keeps ratios small; "sum" for the true density).
+    """
+    x, v = x.float(), v.float()
+    tb, tnb = _bcast(t, x), _bcast(t_next, x)
+    dt = tnb - tb
+    sigma = _bcast(sde_sigma(t, t_next, noise_level).to(x.device), x)
+    mean = x + (v + sigma**2 / (2.0 * tb.clamp_min(1e-6)) * (x + (1.0 - tb) * v)) * dt
+    std = sigma * torch.sqrt(-dt)
+    x_next = mean if noise is None else mean + std * noise.float()
+    return StepOut(x_next, mean, std.reshape(-1) if std.ndim else std, gaussian_log_prob(x_next, mean, std, reduce))
+
+
+def gaussian_log_prob(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, reduce: str = "mean") -> torch.Tensor:
+    """log N(x; mean, std^2) per element, reduced over all but the batch dimension: (B,). float32."""
+    x, mean = x.float(), mean.float()
+    std = torch.as_tensor(std, dtype=torch.float32, device=x.device)
+    std = std.reshape(-1, *([1] * (x.ndim - 1))) if std.ndim == 1 else std
+    lp = -((x - mean) ** 2) / (2 * std**2) - torch.log(std) - 0.5 * torch.log(torch.tensor(2 * torch.pi))
+    lp = lp.flatten(1)
+    if reduce == "mean":
+        return lp.mean(1)
+    if reduce == "sum":
+        return lp.sum(1)
+    raise ValueError(f"reduce must be 'mean' or 'sum', got {reduce!r}")
+
+
+def sample_ode(
+    velocity: Velocity,
+    x1: torch.Tensor,
+    steps: int,
+    shift: float = 1.0,
+    progress: Callable[[int, int], None] | None = None,
+) -> torch.Tensor:
+    """Euler integration from noise ``x1`` (t = 1) to data (t = 0) in ``steps`` steps."""
+    ts = timesteps(steps, shift, x1.device)
+    x = x1.float()
+    for i in range(steps):
+        t = ts[i].expand(x.shape[0])
+        x = euler_step(x, t, ts[i + 1], velocity(x, t)).x_next
+        if progress:
+            progress(i + 1, steps)
+    return x
+
+
+@dataclass
+class Trajectory:
+    """A hybrid ODE/SDE rollout: the states and the Gaussian policy of each SDE step."""
+
+    states: list[torch.Tensor]  # steps + 1 states, states[0] = x1 (noise), states[-1] = sample
+    ts: torch.Tensor  # (steps + 1,) time grid
+    sde_steps: list[int]  # indices i of the steps taken with the SDE (the window)
+    log_probs: dict[int, torch.Tensor]  # step index -> (B,) log-prob of states[i + 1] under the old policy
+
+
+def sample_hybrid(
+    velocity: Velocity,
+    x1: torch.Tensor,
+    steps: int,
+    window: tuple[int, int],
+    noise_level: float = 0.7,
+    generator: torch.Generator | None = None,
+    shift: float = 1.0,
+    reduce: str = "mean",
+) -> Trajectory:
+    """Fast-GRPO rollout (PrismAudio section 3.3.2): ODE steps outside the window ``[start, start + width)``,
+    SDE steps inside it. Flow-GRPO is the same with ``window = (0, steps)``; a pure ODE is width 0."""
+    start, width = window
+    if not (0 <= start and width >= 0 and start + width <= steps):
+        raise ValueError(f"window {window} does not fit in {steps} steps")
+    ts = timesteps(steps, shift, x1.device)
+    x, states, log_probs = x1.float(), [x1.float()], {}
+    for i in range(steps):
+        t = ts[i].expand(x.shape[0])
+        v = velocity(x, t)
+        if start <= i < start + width:
+            noise = torch.randn(x.shape, generator=generator, device=x.device)
+            out = sde_step(x, t, ts[i + 1], v, noise, noise_level, reduce)
+            log_probs[i] = out.log_prob
+        else:
+            out = euler_step(x, t, ts[i + 1], v)
+        x = out.x_next
+        states.append(x)
+    return Trajectory(states, ts, list(range(start, start + width)), log_probs)
+
+
+def guided(
+    velocity_cu: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]], scale: float
+) -> Velocity:
+    """Classifier-free guidance ``v_u + s (v_c - v_u)`` from a callable that returns both branches
+    (ideally evaluated as one batch of 2B, see the generator's ``velocity_pair``)."""
+
+    def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        v_c, v_u = velocity_cu(x, t)
+        return v_u + scale * (v_c - v_u)
+
+    return velocity

@@ -1,0 +1,94 @@
+"""Samplers: exact analytic cases for the ODE, the SDE step and the hybrid window."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from engine.sampling import euler_step, gaussian_log_prob, sample_hybrid, sample_ode, sde_sigma, sde_step, timesteps
+
+
+def test_timesteps_run_from_one_to_zero():
+    ts = timesteps(24)
+    assert ts.shape == (25,) and ts[0] == 1.0 and ts[-1] == 0.0
+    assert torch.all(ts[1:] < ts[:-1])
+    shifted = timesteps(24, shift=3.0)
+    assert shifted[1] > ts[1]  # more resolution near the noise end
+
+
+def test_euler_on_a_straight_line_flow_lands_exactly():
+    g = torch.Generator().manual_seed(0)
+    x0, x1 = torch.randn(4, 8, generator=g), torch.randn(4, 8, generator=g)
+    out = sample_ode(lambda x, t: x1 - x0, x1, steps=7)
+    torch.testing.assert_close(out, x0, atol=1e-5, rtol=0)
+
+
+def test_sde_step_with_zero_noise_level_is_the_euler_step():
+    g = torch.Generator().manual_seed(1)
+    x, v, eps = (torch.randn(3, 5, generator=g) for _ in range(3))
+    a = sde_step(x, 0.6, 0.55, v, eps, noise_level=0.0)
+    b = euler_step(x, 0.6, 0.55, v)
+    torch.testing.assert_close(a.x_next, b.x_next)
+    torch.testing.assert_close(a.mean, b.mean)
+
+
+def test_sde_mean_matches_the_expanded_form_of_the_reference():
+    g = torch.Generator().manual_seed(2)
+    x, v = torch.randn(2, 6, generator=g), torch.randn(2, 6, generator=g)
+    t, tn, a = 0.7, 0.65, 0.7
+    out = sde_step(x, t, tn, v, None, noise_level=a)
+    s2, dt = (a**2) * t / (1 - t), tn - t
+    expected = x * (1 + s2 * dt / (2 * t)) + v * (1 + s2 * (1 - t) / (2 * t)) * dt
+    torch.testing.assert_close(out.mean, expected)
+    assert math.isclose(float(out.std), math.sqrt(s2) * math.sqrt(-dt), rel_tol=1e-6)
+
+
+def test_sigma_at_t_one_uses_the_next_grid_time():
+    assert torch.isfinite(sde_sigma(1.0, 0.95, 0.7))
+    torch.testing.assert_close(sde_sigma(1.0, 0.95, 0.7), sde_sigma(0.95, 0.9, 0.7))
+
+
+def test_log_prob_matches_a_direct_gaussian_density():
+    g = torch.Generator().manual_seed(3)
+    x, v, eps = torch.randn(4, 3, 5, generator=g), torch.randn(4, 3, 5, generator=g), torch.randn(4, 3, 5, generator=g)
+    out = sde_step(x, 0.5, 0.45, v, eps, noise_level=0.7, reduce="sum")
+    direct = torch.distributions.Normal(out.mean, float(out.std)).log_prob(out.x_next).flatten(1).sum(1)
+    torch.testing.assert_close(out.log_prob, direct)
+    mean_red = gaussian_log_prob(out.x_next, out.mean, out.std, reduce="mean")
+    torch.testing.assert_close(mean_red * 15, direct)
+
+
+def _gaussian_velocity(mu: float, s: float):
+    """Exact velocity E[x1 - x0 | x_t] for data N(mu, s^2) and noise N(0, 1)."""
+
+    def v(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        t = t.reshape(-1, 1)
+        var = (1 - t) ** 2 * s**2 + t**2
+        cov = t - (1 - t) * s**2
+        return -mu + cov / var * (x - (1 - t) * mu)
+
+    return v
+
+
+def test_sde_keeps_the_marginals_of_the_flow():
+    mu, s = 1.5, 0.5
+    g = torch.Generator().manual_seed(4)
+    x1 = torch.randn(100_000, 1, generator=g)
+    traj = sample_hybrid(_gaussian_velocity(mu, s), x1, steps=60, window=(0, 60), noise_level=0.7, generator=g)
+    out = traj.states[-1]
+    assert abs(float(out.mean()) - mu) < 0.03
+    assert abs(float(out.std()) - s) < 0.03
+    ode = sample_ode(_gaussian_velocity(mu, s), x1, steps=60)
+    assert abs(float(ode.mean()) - mu) < 0.02 and abs(float(ode.std()) - s) < 0.02  # Euler error is O(1/steps)
+
+
+def test_hybrid_window_confines_the_noise_and_records_log_probs():
+    v = _gaussian_velocity(0.0, 1.0)
+    x1 = torch.randn(6, 4, generator=torch.Generator().manual_seed(5))
+    traj = sample_hybrid(v, x1, steps=10, window=(3, 2), generator=torch.Generator().manual_seed(6))
+    assert traj.sde_steps == [3, 4] and set(traj.log_probs) == {3, 4}
+    ode = sample_hybrid(v, x1, steps=10, window=(0, 0))
+    for i in range(3):  # identical before the window
+        torch.testing.assert_close(traj.states[i + 1], ode.states[i + 1])
+    assert not torch.allclose(traj.states[5], ode.states[5])

@@ -1,0 +1,36 @@
+"""The studio's FoleyWorld page: the callback behind "Draw clip" and its input checks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from app.studio import build_app, world_clip
+from engine.errors import UserInputError
+
+
+def test_draw_clip_writes_video_and_scores(tmp_path):
+    r = world_clip("test-single", 2, 3.0, str(tmp_path))
+    assert Path(r["video"]).is_file() and Path(r["video"]).stat().st_size > 1000
+    assert set(r["cot"]) >= {"semantic", "temporal", "aesthetic", "spatial"}
+    scores = dict(r["scores"])
+    assert 0.0 <= scores["class_acc"] <= 1.0 and 0.0 <= scores["quality"] <= 1.0
+
+
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (("nope", 0, 9.0), "split"),
+        (("val", -1, 9.0), "index"),
+        (("val", 1.5, 9.0), "index"),
+        (("val", 0, 40.0), "duration"),
+    ],
+)
+def test_bad_input_is_a_user_error(tmp_path, args, needle):
+    with pytest.raises(UserInputError, match=needle):
+        world_clip(*args, str(tmp_path))
+
+
+def test_app_builds():
+    assert build_app() is not None
