@@ -25,7 +25,7 @@ def test_ground_truth_scores_high_and_beats_shuffled_and_noise(result):
     assert gt["clap"] > sh["clap"]
     assert gt["quality"] > nz["quality"]
     assert gt["kl"] == pytest.approx(0.0, abs=1e-9) and sh["kl"] > 0.1
-    assert gt["fd"] == pytest.approx(0.0, abs=1e-6) and nz["fd"] > 1.0
+    assert gt["fd"] == pytest.approx(0.0, abs=1e-3) and nz["fd"] > 1.0  # 10 clips in 128-D: sqrtm round-off
 
 
 def test_markdown_table_lists_every_row(result):
