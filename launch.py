@@ -19,6 +19,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
+# OpenMP threads that spin while waiting make every torch op slow on a busy 2-core machine; set before
+# torch is imported (passive waiting costs nothing measurable when the machine is idle).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 class CliError(Exception):

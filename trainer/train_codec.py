@@ -1,0 +1,324 @@
+"""Training the stereo codec (`engine.codec.Codec`) on random crops of FoleyWorld audio.
+
+The loop is a few named steps: keep the clip pool current, draw a batch of crops, take an optimiser
+step, update the EMA, log, checkpoint. Everything that decides the next step (weights, EMA, AdamW
+moments, step, the crop RNG) is in the checkpoint, and the clip pool is a pure function of the step,
+so a resumed run reproduces an uninterrupted one exactly. At the end the EMA weights get their latent
+normalisation statistics (measured on generator-length clips) and are written with `engine.codec.save_codec`.
+
+The data is generated on the fly: a sliding window of ``pool_size`` FoleyWorld ``train`` clips is held
+in memory; every ``pool_refresh_every`` steps the oldest ``pool_refresh_count`` clips leave and as many
+new ones arrive (clip generation costs ~25 ms per second of audio, cheap next to training).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from engine.codec import CODEC_PRESETS, Codec, save_codec
+from trainer.foleyworld.scene import WorldConfig
+from trainer.foleyworld.splits import make_clip
+from trainer.losses import codec_loss
+
+Progress = Callable[[int, int, dict[str, float]], None]  # (step, total steps, averaged loss parts)
+
+
+@dataclass(frozen=True)
+class CodecTrainConfig:
+    """Everything that defines a codec training run."""
+
+    preset: str = "default"  # key of engine.codec.CODEC_PRESETS
+    steps: int = 20_000  # optimiser steps of the whole run (the cosine schedule ends here)
+    batch: int = 8  # crops per step
+    crop_seconds: float = 1.0  # crop length in seconds
+    lr: float = 1e-3  # peak learning rate (AdamW)
+    min_lr_ratio: float = 0.05  # final learning rate as a fraction of ``lr``
+    warmup: int = 200  # linear warm-up steps
+    betas: tuple[float, float] = (0.8, 0.99)  # AdamW betas (the values of HiFi-GAN / DAC)
+    weight_decay: float = 0.01  # AdamW decoupled weight decay
+    grad_clip: float = 1.0  # max global gradient norm
+    ema_decay: float = 0.999  # EMA decay of the saved weights (warmed up, see `_ema_decay`)
+    side_weight: float = 1.0  # weight of the side-signal STFT loss (stereo image)
+    wave_weight: float = 0.1  # weight of the waveform L1
+    gain_db: float = 12.0  # crops are attenuated by a random 0..gain_db dB (level robustness)
+    swap_prob: float = 0.5  # chance of swapping left and right of a crop (the world is left/right symmetric)
+    clip_seconds: float = 4.0  # length of the generated FoleyWorld clips in the pool
+    pool_size: int = 192  # clips held in memory
+    pool_refresh_every: int = 250  # steps between pool refreshes
+    pool_refresh_count: int = 16  # clips replaced at each refresh
+    stats_clips: int = 32  # train clips encoded to measure the latent mean/std at the end
+    stats_seconds: float = 9.0  # their length: the generator's window, so its latents get unit scale
+    log_every: int = 50  # steps between progress reports (loss parts averaged over them)
+    ckpt_every: int = 500  # steps between checkpoints
+    seed: int = 0  # seeds the initial weights and the crop RNG
+    stop_at: int | None = None  # stop (checkpoint, no final model) at this step; resume later
+
+    def __post_init__(self) -> None:
+        if self.preset not in CODEC_PRESETS:
+            raise ValueError(f"unknown codec preset {self.preset!r}; choose one of {', '.join(CODEC_PRESETS)}")
+        if self.steps < 1 or self.batch < 1 or self.pool_size < 1 or self.stats_clips < 1:
+            raise ValueError(f"need positive sizes: {self.steps=} {self.batch=} {self.pool_size=} {self.stats_clips=}")
+        if not 0 < self.crop_seconds <= self.clip_seconds:
+            raise ValueError(f"need 0 < crop_seconds <= clip_seconds, got {self.crop_seconds=} {self.clip_seconds=}")
+
+    @property
+    def crop_samples(self) -> int:
+        """Crop length in samples."""
+        return round(self.crop_seconds * CODEC_PRESETS[self.preset].sample_rate)
+
+
+# ----------------------------------------------------------------------------- data
+
+
+class ClipPool:
+    """A sliding window of FoleyWorld train clips, a pure function of the training step."""
+
+    def __init__(self, *, config: CodecTrainConfig) -> None:
+        self.config = config
+        rate = CODEC_PRESETS[config.preset].sample_rate
+        self.world = WorldConfig(duration=config.clip_seconds, sample_rate=rate)  # how clips are drawn
+        self.clips: dict[int, torch.Tensor] = {}  # clip index -> (2, N) waveform
+
+    def window(self, step: int) -> range:
+        """Clip indices in the pool at ``step``."""
+        c = self.config
+        start = (step // c.pool_refresh_every) * c.pool_refresh_count
+        return range(start, start + c.pool_size)
+
+    def update(self, step: int) -> None:
+        """Generate the clips that entered the window at ``step``, forget those that left."""
+        want = self.window(step)
+        self.clips = {i: a for i, a in self.clips.items() if i in want}
+        for i in want:
+            if i not in self.clips:
+                audio = make_clip("train", i, self.world).audio.audio  # (N, 2) float32
+                self.clips[i] = torch.from_numpy(audio.T.copy())  # (2, N)
+
+    def batch(self, gen: torch.Generator) -> torch.Tensor:
+        """A batch of random crops (B, 2, crop_samples): random clip, offset, gain and left/right swap."""
+        c = self.config
+        keys = sorted(self.clips)
+        crops = []
+        for _ in range(c.batch):
+            audio = self.clips[keys[int(torch.randint(len(keys), (1,), generator=gen))]]
+            off = int(torch.randint(audio.shape[1] - c.crop_samples + 1, (1,), generator=gen))
+            crop = audio[:, off : off + c.crop_samples]  # (2, N)
+            gain = 10.0 ** (-c.gain_db * float(torch.rand((), generator=gen)) / 20.0)
+            swap = float(torch.rand((), generator=gen)) < c.swap_prob
+            crops.append((crop.flip(0) if swap else crop) * gain)
+        return torch.stack(crops)  # (B, 2, N)
+
+
+# ----------------------------------------------------------------------------- schedule and EMA
+
+
+def lr_at(step: int, config: CodecTrainConfig) -> float:
+    """Learning rate of optimiser step ``step`` (0-based): linear warm-up, then cosine to ``min_lr_ratio``."""
+    c = config
+    if step < c.warmup:
+        return c.lr * (step + 1) / c.warmup
+    frac = min(1.0, (step - c.warmup) / max(1, c.steps - c.warmup))
+    return c.lr * (c.min_lr_ratio + (1.0 - c.min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * frac)))
+
+
+def _ema_decay(step: int, decay: float) -> float:
+    """EMA decay after ``step`` steps: ``min(decay, (1 + step) / (10 + step))``.
+
+    The warm-up (as in timm's / diffusers' EMA) keeps a short run's EMA from being mostly the random
+    initialisation: with a flat 0.999, 300 steps would still weigh the initial weights by 0.74.
+    """
+    return min(decay, (1.0 + step) / (10.0 + step))
+
+
+@torch.no_grad()
+def update_ema(ema: Codec, model: Codec, decay: float) -> None:
+    """``ema <- decay * ema + (1 - decay) * model`` for every parameter."""
+    for e, p in zip(ema.parameters(), model.parameters(), strict=True):
+        e.lerp_(p, 1.0 - decay)
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+def checkpoint_path(out_path: Path) -> Path:
+    """Where the training state of ``out_path`` lives: ``<out>.ckpt.safetensors``."""
+    return out_path.with_suffix(".ckpt.safetensors")
+
+
+def _save_checkpoint(path: Path, state: dict) -> None:
+    """Model, EMA, AdamW state, crop RNG and step in one safetensors file (write, then rename)."""
+    from safetensors.torch import save_file
+
+    opt = state["optim"].state_dict()
+    tensors = {f"model.{k}": v for k, v in state["model"].state_dict().items()}
+    tensors |= {f"ema.{k}": v for k, v in state["ema"].state_dict().items()}
+    tensors |= {f"optim.{i}.{name}": t for i, s in opt["state"].items() for name, t in s.items()}
+    tensors["rng"] = state["gen"].get_state()
+    meta = {
+        "step": str(state["step"]),
+        "config": json.dumps(asdict(state["config"])),
+        "param_groups": json.dumps(opt["param_groups"]),
+    }
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_file({k: v.detach().contiguous() for k, v in tensors.items()}, str(tmp), metadata=meta)
+    tmp.replace(path)
+
+
+def _load_checkpoint(path: Path, state: dict) -> int:
+    """Restore ``state`` (model, ema, optim, gen) in place from `_save_checkpoint`'s file; returns the step."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata()
+    saved = json.loads(meta["config"])
+    if saved["preset"] != state["config"].preset:
+        raise ValueError(f"checkpoint {path} trains preset {saved['preset']!r}, not {state['config'].preset!r}")
+    tensors = load_file(str(path))
+    state["model"].load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    state["ema"].load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
+    opt_state: dict[int, dict[str, torch.Tensor]] = {}
+    for k, v in tensors.items():
+        if k.startswith("optim."):
+            _, idx, name = k.split(".", 2)
+            opt_state.setdefault(int(idx), {})[name] = v
+    groups = [{**g, "betas": tuple(g["betas"])} for g in json.loads(meta["param_groups"])]
+    state["optim"].load_state_dict({"state": opt_state, "param_groups": groups})
+    state["gen"].set_state(tensors["rng"])
+    return int(meta["step"])
+
+
+# ----------------------------------------------------------------------------- the loop
+
+
+def new_training_state(config: CodecTrainConfig) -> dict:
+    """Freshly initialised model, EMA copy, AdamW and crop RNG (seeded by ``config.seed``)."""
+    torch.manual_seed(config.seed)
+    model = Codec(config=CODEC_PRESETS[config.preset])
+    optim = torch.optim.AdamW(
+        model.parameters(), lr=config.lr, betas=config.betas, weight_decay=config.weight_decay, foreach=False
+    )
+    return {
+        "config": config,
+        "model": model,
+        "ema": copy.deepcopy(model).requires_grad_(False),
+        "optim": optim,
+        "gen": torch.Generator().manual_seed(config.seed),
+    }
+
+
+def train_step(state: dict, audio: torch.Tensor, step: int) -> dict[str, float]:
+    """One optimiser step on a batch (B, 2, N) and the EMA update; returns the loss parts."""
+    c, model, optim = state["config"], state["model"], state["optim"]
+    for group in optim.param_groups:
+        group["lr"] = lr_at(step, c)
+    model.train()
+    recon = model.decode_raw(model.encode_raw(audio), audio.shape[-1])  # (B, 2, N)
+    loss, parts = codec_loss(recon, audio, side_weight=c.side_weight, wave_weight=c.wave_weight)
+    optim.zero_grad(set_to_none=True)
+    loss.backward()
+    parts["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(model.parameters(), c.grad_clip))
+    optim.step()
+    update_ema(state["ema"], model, _ema_decay(step, c.ema_decay))
+    return parts
+
+
+@torch.no_grad()
+def measure_latent_stats(codec: Codec, clips: list[torch.Tensor], chunk: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and std (C,) of the bounded latent over equal-length clips, each (2, N)."""
+    codec.eval()
+    parts = [codec.encode_raw(torch.stack(clips[i : i + chunk])) for i in range(0, len(clips), chunk)]
+    z = torch.cat(parts)  # (K, C, T)
+    z = z.transpose(0, 1).reshape(z.shape[1], -1)  # (C, K * T)
+    return z.mean(dim=1), z.std(dim=1)
+
+
+def latent_stats_clips(config: CodecTrainConfig) -> list[torch.Tensor]:
+    """The first ``stats_clips`` FoleyWorld train clips at ``stats_seconds``, each (2, N)."""
+    world = WorldConfig(duration=config.stats_seconds, sample_rate=CODEC_PRESETS[config.preset].sample_rate)
+    return [torch.from_numpy(make_clip("train", i, world).audio.audio.T.copy()) for i in range(config.stats_clips)]
+
+
+def _finish(state: dict, out_path: Path, history: list[dict]) -> None:
+    """Store the latent statistics in the EMA codec and write it."""
+    ema = state["ema"]
+    ema.set_latent_stats(*measure_latent_stats(ema, latent_stats_clips(state["config"])))
+    extra = {"train": asdict(state["config"]), "final": history[-1] if history else {}}
+    save_codec(ema, out_path, extra=extra)
+
+
+def _mean_parts(window: list[dict[str, float]]) -> dict[str, float]:
+    return {k: sum(p[k] for p in window) / len(window) for k in window[0]}
+
+
+def run_codec_training(
+    out_path: str | Path, config: CodecTrainConfig, resume: bool = True, progress: Progress | None = None
+) -> dict:
+    """Train (or resume) a codec as described by ``config``; see `train_codec` for the result."""
+    out_path, c = Path(out_path), config
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    ckpt, state = checkpoint_path(out_path), new_training_state(c)
+    step = _load_checkpoint(ckpt, state) if resume and ckpt.is_file() else 0
+    start_step, pool, history, window, t0 = step, ClipPool(config=c), [], [], time.perf_counter()
+    end = min(c.steps, c.stop_at) if c.stop_at is not None else c.steps
+    while step < end:
+        pool.update(step)
+        window.append(train_step(state, pool.batch(state["gen"]), step))
+        step += 1
+        if step % c.log_every == 0 or step == end:
+            parts, window = _mean_parts(window), []
+            history.append({"step": step, **parts})
+            if progress:
+                progress(step, c.steps, parts)
+        if step % c.ckpt_every == 0 or step == end:
+            _save_checkpoint(ckpt, {**state, "step": step})
+    finished = step >= c.steps
+    if finished:
+        _finish(state, out_path, history)
+    seconds = time.perf_counter() - t0
+    return {
+        "path": str(out_path) if finished else None,
+        "checkpoint": str(ckpt),
+        "finished": finished,
+        "step": step,
+        "resumed_from": start_step,
+        "seconds": round(seconds, 3),
+        "steps_per_second": round((step - start_step) / max(seconds, 1e-9), 3),
+        "params": sum(p.numel() for p in state["model"].parameters()),
+        "history": history,
+    }
+
+
+def train_codec(
+    out_path: str | Path,
+    preset: str = "default",
+    steps: int = 20_000,
+    batch: int = 8,
+    crop_seconds: float = 1.0,
+    lr: float = 1e-3,
+    seed: int = 0,
+    resume: bool = True,
+    progress: Progress | None = None,
+    **options,
+) -> dict:
+    """Train the codec ``preset`` on FoleyWorld crops and write it (EMA weights) to ``out_path``.
+
+    crop_seconds: crop length in seconds; lr: peak AdamW learning rate; ``options``: any other
+    `CodecTrainConfig` field (e.g. ``pool_size``, ``ckpt_every``, ``stop_at``).
+    The training state is checkpointed to ``<out_path>.ckpt.safetensors``; with ``resume`` an existing
+    checkpoint is continued. ``progress(step, steps, parts)`` gets the loss parts every ``log_every`` steps.
+    Returns ``{"path", "checkpoint", "finished", "step", "resumed_from", "seconds", "steps_per_second",
+    "params", "history"}`` (history: the logged loss parts).
+    """
+    config = CodecTrainConfig(
+        preset=preset, steps=steps, batch=batch, crop_seconds=crop_seconds, lr=lr, seed=seed, **options
+    )
+    return run_codec_training(out_path, config, resume=resume, progress=progress)
