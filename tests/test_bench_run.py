@@ -33,3 +33,17 @@ def test_markdown_table_lists_every_row(result):
     for row in ("ground_truth", "shuffled", "noise"):
         assert f"| {row} |" in table
     assert result["n_clips"] == 10
+
+
+def test_codec_row_returns_audio_of_the_same_length():
+    import numpy as np
+    import torch
+
+    from engine.bench.run import codec_row
+    from engine.codec import CODEC_PRESETS, Codec
+
+    torch.manual_seed(0)
+    fn = codec_row(Codec(config=CODEC_PRESETS["tiny"]).eval())
+    gt = np.random.default_rng(0).standard_normal((44100 + 123, 2)).astype(np.float32) * 0.1
+    out = fn({"name": "x"}, gt, 44100)
+    assert out.shape == gt.shape and np.isfinite(out).all()

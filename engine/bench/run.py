@@ -150,6 +150,19 @@ def _noise(meta: dict, gt: np.ndarray, sr: int) -> np.ndarray:
     return (rng.standard_normal(gt.shape) * np.sqrt(np.mean(gt**2))).astype(np.float32)
 
 
+def codec_row(codec: torch.nn.Module) -> AudioFn:
+    """Row ``codec``: the ground truth encoded and decoded by ``codec`` (what the codec alone loses)."""
+
+    @torch.no_grad()
+    def fn(meta: dict, gt: np.ndarray, sr: int) -> np.ndarray:
+        if sr != codec.config.sample_rate:
+            raise ValueError(f"codec runs at {codec.config.sample_rate} Hz, the split at {sr} Hz")
+        x = torch.from_numpy(np.ascontiguousarray(gt.T))[None]  # (1, 2, N)
+        return codec.decode(codec.encode(x), gt.shape[0])[0].T.numpy()
+
+    return fn
+
+
 def load_clips(folder: Path, limit: int | None = None) -> tuple[list[dict], list[np.ndarray], int]:
     """Metadata and ground-truth audio of a written split (first ``limit`` clips)."""
     names = json.loads((folder / "index.json").read_text())["clips"][:limit]
