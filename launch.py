@@ -2,6 +2,7 @@
 """The single entry point of the foley studio.
 
     python launch.py                 start the studio (127.0.0.1:7860)
+    python launch.py render VIDEO... --out DIR   stereo foley for videos (WAV, CoT, optional MP4 with the video copied)
     python launch.py world ...       write a FoleyWorld split (mp4 + wav + json per clip), or time the generator
     python launch.py bench ...       FoleyBench on a split: table as JSON on stdout and markdown on stderr
     python launch.py train ...       training commands (metrics: the FoleyBench metric models)
@@ -120,13 +121,64 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_features(args: argparse.Namespace) -> dict:
+    """Build (or grow, or just check) the generator's feature cache to the first --clips train clips."""
+    from trainer.features import FeatureConfig, build_features
+
+    codec = Path(args.codec or ROOT / "assets" / "codec.safetensors")
+    if not codec.is_file():
+        raise CliError(f"codec file {codec} not found; pass --codec FILE (a codec trained by trainer.train_codec)")
+    index = build_features(args.cache, codec, FeatureConfig(count=args.clips), progress=_progress("features"))
+    return {"cache": str(args.cache), "clips": len(index["clips"]), "codec": str(codec)}
+
+
+def _pretrain_progress(done: int, total: int, entry: dict) -> None:
+    print(
+        f"pretrain: step {done}/{total} loss {entry['loss']:.4f} lr {entry['lr']:.2e} "
+        f"{entry['sec_per_step']:.2f} s/step",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def _train_pretrain(args: argparse.Namespace) -> dict:
+    """Pretrain the generator and video encoder on the cache (built first when it lacks --clips clips)."""
+    from engine.video_encoder import VIDEO_ENCODER_PRESETS
+    from trainer.features import load_index
+    from trainer.pretrain import PretrainConfig, pretrain
+
+    cache = Path(args.cache)
+    if not (cache / "index.json").is_file() or len(load_index(cache)["clips"]) < args.clips:
+        _train_features(args)
+    cfg = PretrainConfig(
+        preset=args.preset,
+        video_preset=args.preset if args.preset in VIDEO_ENCODER_PRESETS else "default",
+        cot_mode=args.cot_mode,
+        steps=args.steps,
+        batch=args.batch,
+        seed=args.seed,
+        cache=str(cache),
+        out=str(args.out or ROOT / "runs" / f"pretrain_{args.cot_mode}"),
+        codec=args.codec,
+        clips=args.clips,
+        mixed_precision=args.mixed_precision,
+        threads=args.threads,
+    )
+    result = pretrain(cfg, progress=_pretrain_progress, resume=args.resume)
+    last = result["history"][-1] if result["history"] else {}
+    return {k: v for k, v in result.items() if k != "history"} | {"loss": last.get("loss")}
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     """Training subcommands."""
+    if args.what in ("features", "pretrain"):
+        print(json.dumps(_train_features(args) if args.what == "features" else _train_pretrain(args)))
+        return 0
     if args.what == "metrics":
         from trainer.metric_models import train_metric_models
 
         report = train_metric_models(
-            out_dir=Path(args.out),
+            out_dir=Path(args.out or ROOT / "assets" / "bench"),
             n_train=args.clips,
             epochs=args.epochs,
             seed=args.seed,
@@ -135,6 +187,132 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(json.dumps(report))
         return 0
     raise CliError(f"unknown training command {args.what!r}")
+
+
+REWARD_DIMENSIONS = ("semantic", "temporal", "aesthetic", "spatial")  # the four --weights names, CoT order
+
+
+def _weights(text: str) -> dict[str, float]:
+    """``semantic=1,temporal=0.6`` -> weights of the four reward dimensions (left out = 0), all >= 0."""
+    weights = dict.fromkeys(REWARD_DIMENSIONS, 0.0)
+    for item in filter(None, (s.strip() for s in text.split(","))):
+        name, sep, value = item.partition("=")
+        if not sep or name.strip() not in weights:
+            raise argparse.ArgumentTypeError(f"{item!r}: use NAME=NUMBER with NAME in {', '.join(REWARD_DIMENSIONS)}")
+        try:
+            number = float(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{item!r}: {value!r} is not a number") from None
+        if not number >= 0 or number == float("inf"):
+            raise argparse.ArgumentTypeError(f"{item!r}: weights must be finite and >= 0")
+        weights[name.strip()] = number
+    if not any(weights.values()):
+        raise argparse.ArgumentTypeError("at least one weight must be positive")
+    return weights
+
+
+def _guidance(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text}")
+    return value
+
+
+def _render_inputs(args: argparse.Namespace):
+    """Validate everything before any output exists: -> (out folder, videos, CoT, CoT source, settings)."""
+    import secrets
+
+    from engine.cot import load_cot
+    from engine.pipeline import FALLBACK_COT, RenderSettings
+
+    if args.candidates > 1:
+        raise CliError(
+            f"--candidates {args.candidates} is not available yet: best-of-N needs the reward heads, which are "
+            "not built; use --candidates 1"
+        )
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise CliError(f"--out {out} exists and is not a folder")
+    videos = [Path(v) for v in args.videos]
+    stems = [v.stem for v in videos]
+    clash = sorted({s for s in stems if stems.count(s) > 1})
+    if clash:
+        raise CliError(f"several videos are named {clash[0]!r}; their outputs would overwrite each other")
+    cot, source = (load_cot(args.cot), "file") if args.cot else (FALLBACK_COT, "fallback")
+    seed = secrets.randbelow(2**31) if args.seed is None else args.seed
+    return out, videos, cot, source, RenderSettings(seed=seed, steps=args.steps, cfg=args.cfg)
+
+
+def _write_take(out: Path, video: Path, audio, sample_rate: int, cot, mux: bool) -> dict[str, str | None]:
+    """Write <stem>.wav (PCM_24), <stem>.cot.json and with ``mux`` <stem>.mp4 into ``out``: each is staged
+    under a hidden name and renamed only when all are written, so a failure leaves no output behind."""
+    from engine.media import write_wav
+    from engine.pipeline import mux_audio
+
+    targets = {"wav": out / f"{video.stem}.wav", "cot": out / f"{video.stem}.cot.json"}
+    if mux:
+        targets["mp4"] = out / f"{video.stem}.mp4"
+    staged = {k: p.with_name(f".{p.name}.{os.getpid()}.part") for k, p in targets.items()}
+    try:
+        write_wav(staged["wav"], audio, sample_rate, subtype="PCM_24")
+        staged["cot"].write_text(json.dumps(cot.to_dict(), indent=2) + "\n", encoding="utf-8")
+        if mux:
+            mux_audio(video, audio, sample_rate, staged["mp4"])
+        for k, path in targets.items():
+            os.chmod(staged[k], 0o644)  # the staging files are private (mkstemp); outputs are ordinary files
+            os.replace(staged[k], path)
+    except BaseException:
+        for path in staged.values():
+            path.unlink(missing_ok=True)
+        raise
+    return {k: str(targets[k]) if k in targets else None for k in ("wav", "cot", "mp4")}
+
+
+def _after_a_second(label: str):
+    """Progress on stderr once a render has taken more than a second: one updating line on a terminal,
+    else a line per quarter."""
+    import time
+
+    start, tty, shown = time.perf_counter(), sys.stderr.isatty(), set()
+
+    def report(done: int, total: int) -> None:
+        if time.perf_counter() - start <= 1.0:
+            return
+        if tty:
+            print(f"\r{label}: {done}/{total}", end="\n" if done == total else "", file=sys.stderr, flush=True)
+        elif (quarter := 4 * done // total) not in shown:
+            shown.add(quarter)
+            print(f"{label}: {done}/{total} steps", file=sys.stderr, flush=True)
+
+    return report
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    """Render each video with one CoT: WAV + CoT (+ MP4) per video and one JSON line on stdout."""
+    import time
+
+    from engine.models import load_bundle
+    from engine.pipeline import prepare_video, render, render_plan
+
+    out, videos, cot, source, settings = _render_inputs(args)
+    bundle = load_bundle(args.model)
+    prepared = [prepare_video(v, bundle) for v in videos]  # every video is checked before anything is written
+    out.mkdir(parents=True, exist_ok=True)
+    if source == "fallback":
+        print("note: no --cot given; using the generic fallback CoT (the planner does not exist yet)", file=sys.stderr)
+    for video, prep in zip(videos, prepared):
+        start = time.perf_counter()
+        audio = render(prep, cot, bundle, settings, progress=_after_a_second(f"render {video.name}"))
+        paths = _write_take(out, video, audio, bundle.sample_rate, cot, args.mux)
+        line = {"video": str(video), **paths, "model": bundle.name, "seed": settings.seed, "steps": settings.steps}
+        line |= {"cfg": settings.cfg, "cot_source": source, "duration": prep.duration, "samples": len(audio)}
+        line |= {"sample_rate": bundle.sample_rate, "windows": len(render_plan(prep, bundle, settings))}
+        line |= {"scores": None, "seconds": round(time.perf_counter() - start, 3)}
+        print(json.dumps(line), flush=True)
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -164,12 +342,46 @@ def build_parser() -> argparse.ArgumentParser:
     b.set_defaults(func=cmd_bench)
 
     t = sub.add_parser("train", help="training commands")
-    t.add_argument("what", choices=["metrics"], help="metrics: train the FoleyBench metric models")
-    t.add_argument("--out", default=str(ROOT / "assets" / "bench"), help="where the weights go")
+    t.add_argument(
+        "what",
+        choices=["metrics", "features", "pretrain"],
+        help="metrics: the FoleyBench metric models; features: the generator's feature cache; "
+        "pretrain: the generator and video encoder (builds missing features first)",
+    )
+    t.add_argument(
+        "--out", default=None, help="where the weights go (default assets/bench; pretrain: runs/pretrain_<cot mode>)"
+    )
     t.add_argument("--clips", type=_positive_int, default=2400, help="training clips to generate")
     t.add_argument("--epochs", type=_positive_int, default=10)
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--preset", default="default", help="pretrain: generator preset (default, tiny, prismaudio)")
+    t.add_argument("--cot-mode", default="decomposed", choices=["decomposed", "monolithic", "none"])
+    t.add_argument("--steps", type=_positive_int, default=20_000, help="pretrain: optimiser steps")
+    t.add_argument("--batch", type=_positive_int, default=16, help="pretrain: clips per step")
+    t.add_argument("--cache", default=str(ROOT / "data" / "features" / "train"), help="feature cache folder")
+    t.add_argument("--codec", default=None, help="codec file of the features (default assets/codec.safetensors)")
+    t.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True, help="pretrain: continue a run")
+    t.add_argument("--mixed-precision", default=None, choices=["no", "bf16", "fp16"], help="pretrain (GPU): bf16")
+    t.add_argument("--threads", type=_positive_int, default=None, help="pretrain: torch CPU threads")
     t.set_defaults(func=cmd_train)
+
+    r = sub.add_parser("render", help="render stereo foley for videos")
+    r.add_argument("videos", nargs="+", metavar="VIDEO", help="video files; outputs are named after each stem")
+    r.add_argument("--out", required=True, help="folder for <stem>.wav, <stem>.cot.json (and <stem>.mp4)")
+    r.add_argument("--cot", help="CoT JSON file (semantic, temporal, aesthetic, spatial, optional negative)")
+    r.add_argument("--seed", type=_nonneg_int, default=None, help="noise seed (default: random, printed)")
+    r.add_argument("--steps", type=_positive_int, default=24, help="sampling steps")
+    r.add_argument("--cfg", type=_guidance, default=5.0, help="classifier-free guidance scale")
+    r.add_argument("--candidates", type=_positive_int, default=1, help="best-of-N (needs the reward heads)")
+    r.add_argument(
+        "--weights",
+        type=_weights,
+        default="semantic=1,temporal=0.6,aesthetic=0.1,spatial=0.4",
+        help="reward weights for best-of-N, e.g. semantic=1,temporal=0.6 (left out = 0)",
+    )
+    r.add_argument("--mux", action="store_true", help="also write <stem>.mp4: the video stream copied + the audio")
+    r.add_argument("--model", default="default", help="model name under assets/models or a model folder")
+    r.set_defaults(func=cmd_render)
     return p
 
 

@@ -92,8 +92,9 @@ GENERATOR_PRESETS: dict[str, GeneratorConfig] = {
     "tiny": GeneratorConfig(
         latent_dim=8, width=32, depth=2, heads=2, video_dim=16, sync_dim=8, max_frames=64, freq_dim=32
     ),
-    # the shipped CPU model (~10M parameters; DESIGN "Compute budget facts")
-    "default": GeneratorConfig(),
+    # the shipped CPU model (~10M parameters; DESIGN "Compute budget facts"); video_dim is the width of
+    # engine.video_encoder's default preset, sync_dim is engine.motion.SYNC_DIM
+    "default": GeneratorConfig(video_dim=128, sync_dim=50),
     # the reference size (24 layers, width 1024, 16 heads; VideoPrism 1024-d video, Synchformer 768-d sync)
     "prismaudio": GeneratorConfig(latent_dim=64, width=1024, depth=24, heads=16, video_dim=1024, sync_dim=768),
 }

@@ -71,18 +71,34 @@ def _decode_frames(container, size: int | None):
         return  # a truncated file: keep what decoded
 
 
-def _to_array(frame, size: int) -> np.ndarray:
-    """Square (size, size, 3) uint8 of the displayed picture (rotation applied, aspect kept by padding)."""
-    img = frame.to_ndarray(format="rgb24")  # (H, W, 3)
-    rot = int(getattr(frame, "rotation", 0) or 0) % 360
-    if rot:
-        img = np.rot90(img, k=rot // 90)
+def square_resize(img: np.ndarray, size: int) -> np.ndarray:
+    """(H, W, 3) uint8 picture -> (size, size, 3) uint8: letterboxed to a square with black bars (aspect
+    kept), then nearest-neighbour resized. The one resize of every frame a model sees, decoded or rendered."""
     h, w = img.shape[:2]
     side = max(h, w)
     canvas = np.zeros((side, side, 3), dtype=np.uint8)
     canvas[(side - h) // 2 : (side - h) // 2 + h, (side - w) // 2 : (side - w) // 2 + w] = img
     idx = (np.arange(size) * side / size + side / (2 * size)).astype(int)
     return canvas[idx][:, idx]
+
+
+def _to_array(frame, size: int) -> np.ndarray:
+    """Square (size, size, 3) uint8 of the displayed picture (rotation applied, aspect kept by padding)."""
+    img = frame.to_ndarray(format="rgb24")  # (H, W, 3)
+    rot = int(getattr(frame, "rotation", 0) or 0) % 360
+    if rot:
+        img = np.rot90(img, k=rot // 90)
+    return square_resize(img, size)
+
+
+def resample_indices(times: np.ndarray, duration: float, rate: float) -> np.ndarray:
+    """Index of the source frame showing at each instant ``k / rate`` (k = 0 .. F - 1, F = ceil(duration *
+    rate)): the last frame whose timestamp (s, from the first frame) is not after it; shape (F,) int."""
+    t = np.asarray(times, dtype=np.float64)
+    t = t - t[0]
+    n_out = max(1, int(np.ceil(duration * rate - 1e-6)))
+    want = np.arange(n_out) / rate
+    return np.clip(np.searchsorted(t, want + 1e-6, side="right") - 1, 0, len(t) - 1)
 
 
 def _scan(path: str | Path, size: int | None) -> tuple[list[float], list[np.ndarray], VideoInfo]:
@@ -131,10 +147,7 @@ def load_video(path: str | Path, rate: float = 8.0, size: int = 64) -> VideoClip
     """Frames resampled to ``rate`` per second by timestamp (the frame showing at each instant), as
     (F, size, size, 3) uint8 with F = ceil(duration * rate)."""
     times, arrays, info = _scan(path, size)
-    t = np.asarray(times) - times[0]
-    n_out = max(1, int(np.ceil(info.duration * rate - 1e-6)))
-    want = np.arange(n_out) / rate
-    idx = np.clip(np.searchsorted(t, want + 1e-6, side="right") - 1, 0, len(arrays) - 1)
+    idx = resample_indices(np.asarray(times), info.duration, rate)
     return VideoClip(np.stack([arrays[i] for i in idx]), rate, info)
 
 

@@ -10,6 +10,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 STFT_RESOLUTIONS: tuple[tuple[int, int], ...] = ((2048, 512), (1024, 256), (512, 128), (256, 64))  # (n_fft, hop)
@@ -125,3 +127,42 @@ def codec_loss(
     logged = {k: float(v.detach()) for k, v in parts.items()}
     logged["total"] = float(loss.detach())
     return loss, logged
+
+
+def logit_normal_times(
+    n: int, mean: float = 0.0, std: float = 1.0, eps: float = 1e-4, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Training times t (n,) = sigmoid(mean + std * N(0, 1)), clamped to [eps, 1 - eps].
+
+    The logit-normal density (Esser et al., SD3, 2024, section 3.1) spends most samples at intermediate t,
+    where the velocity is hardest to predict; ``mean`` > 0 shifts them towards the noise end (t = 1).
+    Drawn on the generator's device (CPU by default).
+    """
+    device = generator.device if generator is not None else "cpu"
+    u = torch.randn(n, generator=generator, device=device)
+    return torch.sigmoid(mean + std * u).clamp(eps, 1.0 - eps)
+
+
+def flow_matching_loss(
+    velocity: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    x0: torch.Tensor,
+    x1: torch.Tensor,
+    t: torch.Tensor,
+    reduction: str = "mean",
+) -> torch.Tensor:
+    """Rectified-flow loss ``|| v_theta(x_t, t) - (x1 - x0) ||^2`` (REFERENCE "Flow matching").
+
+    Convention of `engine.sampling`: ``x_t = (1 - t) x0 + t x1`` with data ``x0`` (B, ...), noise ``x1``
+    (B, ...) and times ``t`` (B,) in [0, 1]; ``velocity(x_t, t)`` returns a tensor like ``x0``.
+    reduction: "mean" -> a scalar (mean squared error over all elements); "none" -> (B,) per-sample means
+    (for weighted objectives such as reward-weighted regression).
+    """
+    if x0.shape != x1.shape or t.shape != (x0.shape[0],):
+        raise ValueError(f"need x0, x1 (B, ...) of one shape and t (B,), got {x0.shape=} {x1.shape=} {t.shape=}")
+    if reduction not in ("mean", "none"):
+        raise ValueError(f"reduction must be 'mean' or 'none', got {reduction!r}")
+    tb = t.reshape(-1, *([1] * (x0.ndim - 1))).to(x0.dtype)  # (B, 1, ...) broadcast over the non-batch dims
+    x_t = (1.0 - tb) * x0 + tb * x1
+    err = (velocity(x_t, t).float() - (x1 - x0).float()).square()  # (B, ...)
+    per_sample = err.flatten(1).mean(1)  # (B,)
+    return per_sample.mean() if reduction == "mean" else per_sample

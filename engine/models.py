@@ -1,0 +1,168 @@
+"""The model bundle: the codec, generator and video encoder that render together, saved as one folder.
+
+A bundle folder holds ``codec.safetensors``, ``generator.safetensors``, ``video_encoder.safetensors``
+and a ``model.json`` manifest (written last, so a folder with a manifest is complete). Shipped and
+trained bundles live under ``assets/models/<name>/``; `load_bundle` takes such a name or a folder path.
+
+Loaded bundles are cached per process (one load per folder and manifest version) and shared by every
+request, so they are put in eval mode with gradients off and must never be mutated: a trainer that
+fine-tunes a bundle works on ``copy.deepcopy`` of its parts.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .codec import Codec, load_codec, save_codec
+from .errors import UserInputError
+from .generator import Generator, load_generator, save_generator
+from .motion import SYNC_DIM
+from .video_encoder import VideoEncoder, load_video_encoder, save_video_encoder
+
+MODELS_DIR = Path(__file__).resolve().parents[1] / "assets" / "models"  # home of named bundles
+MANIFEST = "model.json"  # the manifest file of a bundle folder
+FILES = {  # part -> file name inside a bundle folder
+    "codec": "codec.safetensors",
+    "generator": "generator.safetensors",
+    "video_encoder": "video_encoder.safetensors",
+}
+FORMAT = "foley-model/1"  # "format" field of the manifest
+# how the CoT reaches the generator (PrismAudio's ablation; the names of trainer.features.COT_MODES): four
+# separately encoded blocks, the four joined into one string, or no text at all
+COT_MODES = ("decomposed", "monolithic", "none")
+DEFAULT_MODEL = "default"  # the name `render` uses when no model is given
+
+
+@dataclass(frozen=True, eq=False)
+class ModelBundle:
+    """Everything a render needs besides the text encoder (a packaged pretrained model, shared by all)."""
+
+    codec: Codec  # stereo audio <-> normalised latents at ``codec.config.latent_rate`` frames/s
+    generator: Generator  # DiT predicting the flow velocity of the codec latents
+    video_encoder: VideoEncoder  # frames at ``video_encoder.config.rate`` fps -> tokens (B, F, Dv)
+    cot_mode: str = "decomposed"  # how the CoT reaches the generator: one of COT_MODES
+    name: str = DEFAULT_MODEL  # shown in outputs and logs
+
+    def __post_init__(self) -> None:
+        if self.cot_mode not in COT_MODES:
+            raise ValueError(f"cot_mode must be one of {COT_MODES}, got {self.cot_mode!r}")
+        mismatch = check_compatible(self.codec, self.generator, self.video_encoder)
+        if mismatch:
+            raise ValueError(f"model parts do not fit together: {mismatch}")
+
+    @property
+    def sample_rate(self) -> int:
+        """Audio samples per second per channel of the rendered audio."""
+        return self.codec.config.sample_rate
+
+    @property
+    def device(self) -> torch.device:
+        """Where the generator's weights live (the other parts are expected on the same device)."""
+        return next(self.generator.parameters()).device
+
+
+def check_compatible(codec: Codec, generator: Generator, video_encoder: VideoEncoder) -> str:
+    """'' when the widths agree, else a description of every mismatch (latent, video, sync widths)."""
+    g = generator.config
+    problems = []
+    if g.latent_dim != codec.config.latent_dim:
+        problems.append(f"generator latent_dim {g.latent_dim} != codec latent_dim {codec.config.latent_dim}")
+    if g.video_dim != video_encoder.config.width:
+        problems.append(f"generator video_dim {g.video_dim} != video encoder width {video_encoder.config.width}")
+    if g.sync_dim != SYNC_DIM:
+        problems.append(f"generator sync_dim {g.sync_dim} != motion features {SYNC_DIM}")
+    return "; ".join(problems)
+
+
+def resolve_model(name_or_path: str | os.PathLike) -> Path:
+    """The bundle folder for a name under `MODELS_DIR` or a folder path; `UserInputError` when missing."""
+    text = str(name_or_path)
+    is_path = isinstance(name_or_path, os.PathLike) or any(c in text for c in "/\\~") or text.startswith(".")
+    candidates = [Path(text).expanduser()] if is_path else [MODELS_DIR / text, Path(text)]
+    for folder in candidates:
+        if (folder / MANIFEST).is_file():
+            return folder.resolve()
+    if is_path:
+        raise UserInputError(f"{text} is not a model folder (no {MANIFEST}); pass a folder written by save_bundle")
+    raise UserInputError(f"no model {text!r} under assets/models; train one with: python launch.py train pretrain ...")
+
+
+def load_bundle(name_or_path: str | os.PathLike = DEFAULT_MODEL) -> ModelBundle:
+    """Load (once per process and manifest version) the bundle named ``name_or_path`` or stored there.
+
+    The result is shared: do not train or modify it in place.
+    """
+    folder = resolve_model(name_or_path)
+    return _load_cached(str(folder), (folder / MANIFEST).stat().st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=4)
+def _load_cached(folder: str, manifest_mtime_ns: int) -> ModelBundle:
+    """`load_bundle` behind the cache; the manifest's mtime is part of the key so a re-saved bundle reloads."""
+    root = Path(folder)
+    manifest = _read_manifest(root / MANIFEST)
+    missing = [f for f in FILES.values() if not (root / f).is_file()]
+    if missing:
+        raise UserInputError(f"model folder {root} is incomplete: missing {', '.join(missing)}")
+    codec = load_codec(root / FILES["codec"])
+    generator = load_generator(root / FILES["generator"])
+    encoder = load_video_encoder(root / FILES["video_encoder"])
+    for part in (codec, generator, encoder):
+        part.eval().requires_grad_(False)
+    mismatch = check_compatible(codec, generator, encoder)
+    if mismatch:
+        raise UserInputError(f"model folder {root} holds parts that do not fit together: {mismatch}")
+    cot_mode = manifest.get("cot_mode", "decomposed")
+    if cot_mode not in COT_MODES:
+        raise UserInputError(f"{root / MANIFEST}: cot_mode must be one of {', '.join(COT_MODES)}, got {cot_mode!r}")
+    return ModelBundle(codec, generator, encoder, cot_mode, str(manifest.get("name") or root.name))
+
+
+def _read_manifest(path: Path) -> dict:
+    """The manifest as a dict; `UserInputError` when it is not a bundle manifest."""
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserInputError(f"{path} is not a readable model manifest ({exc.__class__.__name__})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise UserInputError(f"{path} is not a model manifest (expected format {FORMAT!r})")
+    return manifest
+
+
+def save_bundle(bundle: ModelBundle, folder: str | os.PathLike, extra: dict | None = None) -> Path:
+    """Write the three weight files and the manifest (last, atomically) into ``folder``; returns it.
+
+    ``extra`` (JSON-able: training steps, losses, data) is stored in the manifest.
+    """
+    root = Path(folder)
+    root.mkdir(parents=True, exist_ok=True)
+    save_codec(bundle.codec, root / FILES["codec"])
+    save_generator(bundle.generator, root / FILES["generator"])
+    save_video_encoder(bundle.video_encoder, root / FILES["video_encoder"])
+    manifest = {
+        "format": FORMAT,
+        "name": bundle.name,
+        "cot_mode": bundle.cot_mode,
+        "files": FILES,
+        "sample_rate": bundle.sample_rate,
+        "latent_rate": bundle.codec.config.latent_rate,
+        "video_rate": bundle.video_encoder.config.rate,
+        "video_size": bundle.video_encoder.config.size,
+        "extra": extra or {},
+    }
+    fd, tmp = tempfile.mkstemp(prefix=f".{MANIFEST}.", suffix=".tmp", dir=root)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(manifest, f, indent=2)
+        os.replace(tmp, root / MANIFEST)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return root

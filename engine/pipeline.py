@@ -1,0 +1,389 @@
+"""The render pipeline: a video and a four-block CoT in, stereo audio exactly as long as the video out.
+
+Two steps, so the app can cache the first (STYLE 2; MMAudio's ``preprocess_conditions`` / sampling split):
+
+- `prepare_video` decodes a video once at its native rate: the exact duration, the frames the video
+  encoder sees (``rate`` fps, ``size`` x ``size``) and the motion (sync) features at the codec's latent
+  rate (`engine.motion`); cached per file version and never mutated.
+- `render` turns a prepared video, a CoT and `RenderSettings` into ``(N, 2)`` float32 audio with
+  ``N = round(duration * sample_rate)`` exactly, whatever the frame rate. Videos that fit the generator
+  (``max_frames`` latent frames, ~12 s for the shipped model) render in one pass; longer ones render as
+  overlapping windows joined by equal-power crossfades (what users of the reference asked for, DESIGN
+  "What users ... ask for"), each window conditioned on its own slice of video tokens and motion and on
+  the same CoT, its noise seeded from the user seed and the window index.
+
+Guidance is classifier-free with both branches in one batch (`Generator.velocity_pair`); the
+unconditional branch is the null video and sync plus the CoT's ``negative`` text when set
+(`Generator.null_like`). No loudness or peak normalisation across takes (a defect of the reference):
+each take is only passed through `safety_limit`, which touches nothing unless a sample exceeds full scale.
+
+`mux_audio` writes the take back into the video with the video stream copied, not re-encoded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import math
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import numpy as np
+import torch
+
+from . import media
+from .cot import Cot, validate_cot
+from .errors import FoleyError, UserInputError
+from .generator import TextBlock, encode_cot_blocks, encode_negative
+from .models import ModelBundle
+from .motion import motion_features
+from .sampling import guided, sample_ode
+from .text_encoder import EMBED_DIM, encode_tokens
+from .video_io import VideoInfo, _scan, resample_indices
+
+Progress = Callable[[int, int], None]  # (steps done, steps in all) over every window of a render
+SAFETY_KNEE = 0.9  # `safety_limit`: samples below this magnitude are never changed
+BLOCK_TOKENS = 128  # token limit per CoT block, as the training cache (trainer.features.FeatureConfig)
+MONO_TOKENS = 512  # token limit of the monolithic CoT string, as the training cache
+
+# Used when the user gives no CoT, until the planner exists; it says what it is, in the CoT itself.
+FALLBACK_COT = Cot(
+    semantic="generic foley matching the visible action (fallback: no CoT given)",
+    temporal="sounds start and stop with the visible motion (fallback: no CoT given)",
+    aesthetic="clean, natural, dry recording (fallback: no CoT given)",
+    spatial="sources placed where they appear on screen (fallback: no CoT given)",
+)
+
+
+@dataclass(frozen=True)
+class RenderSettings:
+    """How to sample one take. Validated on creation (`UserInputError`: these come from the user)."""
+
+    seed: int = 0  # noise seed: the same seed, inputs, model and machine give bit-identical audio
+    steps: int = 24  # Euler steps from noise to data (the reference's 24)
+    cfg: float = 5.0  # classifier-free guidance scale: the reference's 5; 1 = conditional only, 0 = unconditional
+    shift: float = 1.0  # timestep shift of `sampling.timesteps` (1 = the uniform grid of the reference)
+    window: float = 10.0  # seconds per window for videos longer than the generator's max_frames
+    crossfade: float = 1.0  # seconds of equal-power crossfade between windows (at most window / 3)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**63:
+            raise UserInputError(f"seed must be a whole number in 0 .. 2^63 - 1, got {self.seed!r}")
+        if self.steps < 1:
+            raise UserInputError(f"steps must be at least 1, got {self.steps}")
+        if not math.isfinite(self.cfg) or self.cfg < 0:
+            raise UserInputError(f"cfg (guidance scale) must be a finite number >= 0, got {self.cfg}")
+        if not math.isfinite(self.shift) or self.shift <= 0:
+            raise UserInputError(f"shift must be a positive number, got {self.shift}")
+        if not self.window > 0 or not 0 <= self.crossfade <= self.window / 3:
+            raise UserInputError(
+                f"need window > 0 and 0 <= crossfade <= window / 3 seconds, got {self.window=} {self.crossfade=}"
+            )
+
+
+@dataclass(frozen=True, eq=False)
+class PreparedVideo:
+    """What `render` needs from a video; arrays are read-only (the object is cached and shared)."""
+
+    info: VideoInfo  # facts of the source file
+    duration: float  # seconds of picture; every output matches it
+    sample_rate: int  # audio samples per second the features were prepared for
+    n_samples: int  # N = round(duration * sample_rate): the exact length of the audio to render
+    frames: np.ndarray  # (F, S, S, 3) uint8 for the video encoder, frame k shows k / frame_rate
+    frame_rate: float  # frames per second of ``frames``
+    sync: np.ndarray  # (T, SYNC_DIM) float32 motion features at the latent rate, T = ceil(N / hop)
+    hop: int  # audio samples per latent frame
+
+    @property
+    def n_latent(self) -> int:
+        """T: latent frames covering the whole video."""
+        return self.sync.shape[0]
+
+
+# ------------------------------------------------------------------------------------------ prepare
+
+
+def prepare_video(path: str | os.PathLike, bundle: ModelBundle) -> PreparedVideo:
+    """Decode ``path`` once and compute what `render` needs for ``bundle`` (cached per file version).
+
+    Raises `UserInputError` for a missing, unreadable, video-less or zero-length file.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise UserInputError(f"video not found: {p}")
+    st = p.stat()
+    enc, codec = bundle.video_encoder.config, bundle.codec.config
+    return _prepare_cached(
+        str(p.resolve()), st.st_mtime_ns, st.st_size, enc.rate, enc.size, codec.sample_rate, codec.hop
+    )
+
+
+@functools.lru_cache(maxsize=8)
+def _prepare_cached(
+    path: str, mtime_ns: int, size_bytes: int, rate: float, size: int, sample_rate: int, hop: int
+) -> PreparedVideo:
+    """`prepare_video` behind the cache; mtime and size in the key make an edited file decode again."""
+    times, arrays, info = _scan(path, size)  # native-rate frames, letterboxed to size x size
+    n_samples = round(info.duration * sample_rate)
+    if n_samples < 1:
+        raise UserInputError(f"{Path(path).name} has zero length (duration {info.duration:.3f} s)")
+    native = np.stack(arrays)  # (N_src, S, S, 3)
+    t = np.asarray(times, dtype=np.float64)  # (N_src,) seconds
+    frames = native[resample_indices(t, info.duration, rate)]  # (F, S, S, 3) at ``rate``
+    # motion at the native rate, resampled to the latent frames (the reference's sync features are 25 fps)
+    sync = motion_features(native, t, sample_rate / hop, -(-n_samples // hop))  # (T, SYNC_DIM)
+    frames.flags.writeable = False
+    sync.flags.writeable = False
+    return PreparedVideo(info, info.duration, sample_rate, n_samples, frames, rate, sync, hop)
+
+
+# ------------------------------------------------------------------------------------ windows, joins
+
+
+def plan_windows(n_frames: int, max_frames: int, window: int, overlap: int) -> list[tuple[int, int]]:
+    """(start, length) in latent frames of the windows that cover ``n_frames``.
+
+    One window when ``n_frames <= max_frames``; else K windows of ``min(window, max_frames)`` frames
+    spread evenly from 0 to the end, K the fewest for which neighbours overlap by at least ``overlap``
+    (capped at a third of a window, so that crossfades never overlap each other).
+    """
+    if n_frames < 1 or max_frames < 1 or window < 1 or overlap < 0:
+        raise ValueError(f"bad window plan: {n_frames=} {max_frames=} {window=} {overlap=}")
+    if n_frames <= max_frames:
+        return [(0, n_frames)]
+    length = min(window, max_frames)
+    overlap = min(overlap, length // 3)
+    k = math.ceil((n_frames - overlap) / (length - overlap))  # >= 2 since n_frames > length
+    step = (n_frames - length) / (k - 1)  # <= length - overlap by the choice of k
+    return [(round(i * step), length) for i in range(k)]
+
+
+def window_seed(seed: int, index: int) -> int:
+    """Noise seed of window ``index``: the user seed for window 0 (and single-pass renders), a hash of
+    (seed, index) for the others, so windows get independent noise and the same seed repeats exactly."""
+    if index == 0:
+        return seed
+    digest = hashlib.blake2b(f"{seed}:{index}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1  # 63 bits: a valid torch seed
+
+
+def join_windows(pieces: list[np.ndarray], starts: list[int], n_samples: int, fade: int) -> np.ndarray:
+    """Overlap-add windows ``pieces[k]`` (n_k, C) placed at sample ``starts[k]`` into (n_samples, C).
+
+    Between neighbours the output crosses from one to the other over ``min(fade, overlap)`` samples in
+    the middle of their overlap, with equal-power gains cos / sin (cos^2 + sin^2 = 1: the windows' noise
+    is independent, so power, not amplitude, should stay constant); elsewhere exactly one window plays.
+    """
+    ends = [s + len(p) for s, p in zip(starts, pieces)]
+    if starts[0] != 0 or ends[-1] != n_samples or any(ends[k] < starts[k + 1] for k in range(len(starts) - 1)):
+        raise ValueError(f"windows must cover 0..{n_samples} with overlaps: {starts=} {ends=}")
+    cuts = []  # (first sample, length) of each crossfade
+    for k in range(len(pieces) - 1):
+        length = min(fade, ends[k] - starts[k + 1])
+        cuts.append(((starts[k + 1] + ends[k] - length) // 2, length))
+    if any(a0 + l0 > a1 for (a0, l0), (a1, _) in zip(cuts, cuts[1:])):
+        raise ValueError(f"crossfades overlap each other: {cuts=}; use shorter fades or longer windows")
+    out = np.zeros((n_samples, pieces[0].shape[1]), dtype=np.float32)
+    for k, piece in enumerate(pieces):
+        gain = np.ones(len(piece), dtype=np.float64)
+        if k > 0:
+            _fade(gain, cuts[k - 1][0] - starts[k], cuts[k - 1][1], fade_in=True)
+        if k < len(pieces) - 1:
+            _fade(gain, cuts[k][0] - starts[k], cuts[k][1], fade_in=False)
+        out[starts[k] : ends[k]] += (piece * gain[:, None]).astype(np.float32)
+    return out
+
+
+def _fade(gain: np.ndarray, at: int, length: int, fade_in: bool) -> None:
+    """In place on a window's gain (n,): an equal-power fade over ``[at, at + length)`` (sin rising or cos
+    falling, at sample centres), silence before a fade-in and after a fade-out."""
+    u = np.pi / 2 * (np.arange(length) + 0.5) / max(length, 1)  # (length,) in (0, pi / 2)
+    if fade_in:
+        gain[:at] = 0.0
+        gain[at : at + length] *= np.sin(u)
+    else:
+        gain[at : at + length] *= np.cos(u)
+        gain[at + length :] = 0.0
+
+
+def safety_limit(audio: np.ndarray, knee: float = SAFETY_KNEE) -> np.ndarray:
+    """Per-take safety limiter: unchanged when every |x| <= 1; otherwise samples above ``knee`` are
+    soft-clipped ``knee + (1 - knee) tanh((|x| - knee) / (1 - knee))`` (slope 1 at the knee, approaching
+    1 but never beyond), and samples below the knee stay exactly as they were. No gain is applied to the take."""
+    mag = np.abs(audio)
+    if mag.max(initial=0.0) <= 1.0:
+        return audio
+    over = mag > knee
+    out = audio.copy()
+    out[over] = np.sign(audio[over]) * (knee + (1 - knee) * np.tanh((mag[over] - knee) / (1 - knee)))
+    return out
+
+
+# -------------------------------------------------------------------------------------------- render
+
+
+def render_plan(prepared: PreparedVideo, bundle: ModelBundle, settings: RenderSettings) -> list[tuple[int, int]]:
+    """The (start, length) windows in latent frames that `render` will sample for ``prepared``."""
+    latent_rate = bundle.codec.config.latent_rate
+    window, overlap = round(settings.window * latent_rate), round(settings.crossfade * latent_rate)
+    return plan_windows(prepared.n_latent, bundle.generator.config.max_frames, max(window, 1), overlap)
+
+
+def render(
+    prepared: PreparedVideo,
+    cot: Cot | dict,
+    bundle: ModelBundle,
+    settings: RenderSettings | None = None,
+    progress: Progress | None = None,
+) -> np.ndarray:
+    """One stereo take: (N, 2) float32 at ``bundle.sample_rate`` with N = ``prepared.n_samples`` exactly.
+
+    ``progress(done, total)`` is called after every sampler step (total = steps x windows).
+    """
+    settings = settings or RenderSettings()
+    cot = validate_cot(cot)
+    _check_prepared(prepared, bundle)
+    plan = render_plan(prepared, bundle, settings)
+    total = len(plan) * settings.steps
+    with torch.inference_mode(), _deterministic():
+        text, negative = _encode_text(cot, bundle)
+        pieces = []
+        for k, (start, length) in enumerate(plan):
+            step = None if progress is None else functools.partial(_report, progress, k * settings.steps, total)
+            seed = window_seed(settings.seed, k)
+            pieces.append(_render_window(prepared, bundle, text, negative, settings, start, length, seed, step))
+    fade = round(settings.crossfade * bundle.sample_rate)
+    audio = join_windows(pieces, [s * prepared.hop for s, _ in plan], prepared.n_samples, fade)
+    if not np.isfinite(audio).all():
+        raise FoleyError(f"model {bundle.name!r} produced NaN or infinite samples; its weights may be damaged")
+    return safety_limit(audio)
+
+
+def _report(progress: Progress, offset: int, total: int, done: int, _steps: int) -> None:
+    progress(offset + done, total)
+
+
+def _check_prepared(prepared: PreparedVideo, bundle: ModelBundle) -> None:
+    enc, codec = bundle.video_encoder.config, bundle.codec.config
+    theirs = (prepared.sample_rate, prepared.hop, prepared.frame_rate, prepared.frames.shape[1])
+    if theirs != (codec.sample_rate, codec.hop, enc.rate, enc.size):
+        raise ValueError(
+            f"video prepared for (sample_rate, hop, frame rate, size) = {theirs}, model {bundle.name!r} needs "
+            f"{(codec.sample_rate, codec.hop, enc.rate, enc.size)}; call prepare_video with this bundle"
+        )
+
+
+@contextlib.contextmanager
+def _deterministic() -> Iterator[None]:
+    """Deterministic kernels while rendering (warn-only, so no op ever fails), then the previous mode."""
+    enabled, warn_only = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+    )
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
+
+
+def _encode_text(cot: Cot, bundle: ModelBundle) -> tuple[list[TextBlock], TextBlock | None]:
+    """The generator's four text slots for the CoT (B = 1) and its negative prompt (None when empty), on
+    the bundle's device, exactly as the training cache builds them (`trainer.features.cot_text_blocks`):
+    "decomposed" encodes each block separately (up to BLOCK_TOKENS tokens each), "monolithic" the four
+    joined into one string in slot 0 (up to MONO_TOKENS), "none" leaves every slot empty."""
+    if bundle.cot_mode == "none":
+        blocks = [(torch.zeros(1, 0, EMBED_DIM), torch.zeros(1, 0, dtype=torch.bool))] * 4
+    elif bundle.cot_mode == "monolithic":
+        mono = Cot(cot.monolithic(), "", "", "")
+        blocks = encode_cot_blocks([mono], functools.partial(encode_tokens, max_tokens=MONO_TOKENS))
+    else:
+        blocks = encode_cot_blocks([cot], functools.partial(encode_tokens, max_tokens=BLOCK_TOKENS))
+    dev = bundle.device
+    blocks = [(s.to(dev), m.to(dev)) for s, m in blocks]
+    if not cot.negative:
+        return blocks, None
+    s, m = encode_negative([cot])
+    return blocks, (s.to(dev), m.to(dev))
+
+
+def _video_tokens(prepared: PreparedVideo, bundle: ModelBundle, start: int, length: int) -> torch.Tensor:
+    """Video tokens (1, F_w, Dv) of the encoder frames shown during latent frames [start, start + length)."""
+    lr = prepared.sample_rate / prepared.hop  # latent frames per second
+    rate, n = prepared.frame_rate, len(prepared.frames)
+    i0 = min(math.floor(start / lr * rate + 1e-9), n - 1)  # the frame showing when the window starts
+    i1 = max(min(math.ceil((start + length) / lr * rate - 1e-9), n), i0 + 1)
+    frames = torch.tensor(prepared.frames[i0:i1], device=bundle.device)[None]  # (1, F_w, S, S, 3) uint8
+    return bundle.video_encoder(frames)
+
+
+def _render_window(
+    prepared: PreparedVideo,
+    bundle: ModelBundle,
+    text: list[TextBlock],
+    negative: TextBlock | None,
+    settings: RenderSettings,
+    start: int,
+    length: int,
+    seed: int,
+    progress: Callable[[int, int], None] | None,
+) -> np.ndarray:
+    """Sample latent frames [start, start + length) and decode them: (n, 2) float32, n = the window's
+    samples (cropped at the end of the video)."""
+    gen, dev = bundle.generator, bundle.device
+    sync = torch.tensor(prepared.sync[start : start + length], device=dev)[None]  # (1, T, Ds)
+    cond = gen.prepare_conditions(_video_tokens(prepared, bundle, start, length), None, sync, text, length)
+    uncond = gen.null_like(cond, negative)
+    noise = torch.randn((1, gen.config.latent_dim, length), generator=torch.Generator().manual_seed(seed))  # (1, C, T)
+    velocity = guided(lambda x, t: gen.velocity_pair(x, t, cond, uncond), settings.cfg)
+    z = sample_ode(velocity, noise.to(dev), settings.steps, settings.shift, progress)  # (1, C, T)
+    n = min(length * prepared.hop, prepared.n_samples - start * prepared.hop)
+    return bundle.codec.decode(z, n)[0].T.float().cpu().numpy()  # (1, 2, n) -> (n, 2)
+
+
+# -------------------------------------------------------------------------------------------- export
+
+
+def mux_audio(video: str | os.PathLike, audio: np.ndarray, sample_rate: int, out: str | os.PathLike) -> None:
+    """Write ``out`` (MP4, atomically): the first video stream of ``video`` copied packet for packet (not
+    re-encoded) and ``audio`` (N, 2) float in [-1, 1] encoded as AAC. The source's own audio is left out.
+
+    Raises `UserInputError` when the video stream cannot be stored in MP4 as it is.
+    """
+    audio = media._check_audio(audio, sample_rate)
+    try:
+        with (
+            media._atomic(out, ".tmp.mp4") as tmp,
+            av.open(str(video)) as src,
+            av.open(tmp, mode="w", format="mp4") as dst,
+        ):
+            vin = src.streams.video[0]
+            vout = dst.add_stream_from_template(vin)
+            astream = dst.add_stream("aac", rate=int(sample_rate), layout="stereo" if audio.shape[1] == 2 else "mono")
+            packets = [p for _, frame in media._audio_frames(audio, sample_rate) for p in astream.encode(frame)]
+            packets += astream.encode(None)
+            _interleave(dst, src.demux(vin), vout, packets)
+    except av.error.FFmpegError as exc:
+        raise UserInputError(f"cannot copy the video stream of {Path(video).name} into an MP4 ({exc})") from None
+
+
+def _interleave(dst, video_packets, vout, audio_packets: list) -> None:
+    """Mux the copied video packets and the encoded audio packets in time order."""
+    pending = iter(audio_packets)
+    nxt = next(pending, None)
+    for packet in video_packets:
+        if packet.dts is None:  # the demuxer's flush packet
+            continue
+        t = packet.dts * packet.time_base
+        while nxt is not None and nxt.pts * nxt.time_base <= t:
+            dst.mux(nxt)
+            nxt = next(pending, None)
+        packet.stream = vout
+        dst.mux(packet)
+    while nxt is not None:
+        dst.mux(nxt)
+        nxt = next(pending, None)
