@@ -249,8 +249,7 @@ def _render_inputs(args: argparse.Namespace):
 def _write_take(out: Path, video: Path, audio, sample_rate: int, cot, mux: bool) -> dict[str, str | None]:
     """Write <stem>.wav (PCM_24), <stem>.cot.json and with ``mux`` <stem>.mp4 into ``out``: each is staged
     under a hidden name and renamed only when all are written, so a failure leaves no output behind."""
-    from engine.media import write_wav
-    from engine.pipeline import mux_audio
+    from engine.media import mux_audio, write_wav
 
     targets = {"wav": out / f"{video.stem}.wav", "cot": out / f"{video.stem}.cot.json"}
     if mux:

@@ -33,6 +33,7 @@ import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, fields, replace
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -595,3 +596,37 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu") -> Gene
     model = Generator(config=GeneratorConfig(**json.loads(meta["config"])))
     model.load_state_dict(state)
     return model.to(device).eval()
+
+
+# How the CoT reaches the generator (PrismAudio's ablation): four blocks with their identity, the same
+# words joined into one opaque string, or no text at all. One definition for training and inference.
+COT_MODES = ("decomposed", "monolithic", "none")
+BLOCK_TOKENS = 128  # token limit per CoT block
+MONO_TOKENS = 512  # token limit of the monolithic string (4x a block: never cut where the blocks are not)
+
+
+def cot_text_blocks(
+    cots: Sequence[Cot], mode: str, block_tokens: int = BLOCK_TOKENS, mono_tokens: int = MONO_TOKENS, encode=None
+) -> list[TextBlock]:
+    """The generator's four text slots for a CoT mode: 4 pairs (states (B, Lk, 384), mask (B, Lk)).
+
+    - "decomposed": the four blocks encoded separately, slot k = block k (`encode_cot_blocks`), so the
+      generator's block-type embedding k marks where each token came from;
+    - "monolithic": `Cot.monolithic()` (the same words, joined) encoded as ONE string into slot 0, slots
+      1-3 empty. Every token then carries the same slot-0 embedding, a constant offset that tells the
+      model nothing about which block a word came from: the official release's single opaque string.
+      The token limit is 4x the per-block one, so the monolithic text is never cut where the blocks are not;
+    - "none": all four slots empty (only the generator's null text token is attended).
+    ``encode``: texts -> (states, mask) (default `engine.text_encoder.encode_tokens`).
+    """
+    if mode not in COT_MODES:
+        raise ValueError(f"unknown cot mode {mode!r}; choose one of {', '.join(COT_MODES)}")
+    if mode == "none":
+        empty = (torch.zeros(len(cots), 0, 384), torch.zeros(len(cots), 0, dtype=torch.bool))  # MiniLM width
+        return [empty] * 4
+    if encode is None:
+        from .text_encoder import encode_tokens as encode
+    if mode == "decomposed":
+        return encode_cot_blocks(cots, partial(encode, max_tokens=block_tokens))
+    mono = [Cot(semantic=c.monolithic(), temporal="", aesthetic="", spatial="") for c in cots]
+    return encode_cot_blocks(mono, partial(encode, max_tokens=mono_tokens))

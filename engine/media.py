@@ -19,6 +19,8 @@ import av
 import numpy as np
 import soundfile as sf
 
+from .errors import UserInputError
+
 AUDIO_CHUNK = 1 << 14  # samples per AudioFrame handed to the AAC encoder (it re-chunks to 1024)
 X264_OPTIONS = {"crf": "18", "preset": "veryfast"}  # visually lossless for flat synthetic frames, fast
 
@@ -169,3 +171,44 @@ def read_wav(path: str | os.PathLike) -> tuple[np.ndarray, int]:
     """Read a WAV (or any soundfile format): audio (N, C) float32 and its sample rate."""
     audio, sr = sf.read(str(path), dtype="float32", always_2d=True)
     return audio, int(sr)
+
+
+def mux_audio(video: str | os.PathLike, audio: np.ndarray, sample_rate: int, out: str | os.PathLike) -> None:
+    """Write ``out`` (MP4, atomically): the first video stream of ``video`` copied packet for packet (not
+    re-encoded) and ``audio`` (N, 2) float in [-1, 1] encoded as AAC. The source's own audio is left out.
+
+    Raises `UserInputError` when the video stream cannot be stored in MP4 as it is.
+    """
+    audio = _check_audio(audio, sample_rate)
+    try:
+        with (
+            _atomic(out, ".tmp.mp4") as tmp,
+            av.open(str(video)) as src,
+            av.open(tmp, mode="w", format="mp4") as dst,
+        ):
+            vin = src.streams.video[0]
+            vout = dst.add_stream_from_template(vin)
+            astream = dst.add_stream("aac", rate=int(sample_rate), layout="stereo" if audio.shape[1] == 2 else "mono")
+            packets = [p for _, frame in _audio_frames(audio, sample_rate) for p in astream.encode(frame)]
+            packets += astream.encode(None)
+            _interleave(dst, src.demux(vin), vout, packets)
+    except av.error.FFmpegError as exc:
+        raise UserInputError(f"cannot copy the video stream of {Path(video).name} into an MP4 ({exc})") from None
+
+
+def _interleave(dst, video_packets, vout, audio_packets: list) -> None:
+    """Mux the copied video packets and the encoded audio packets in time order."""
+    pending = iter(audio_packets)
+    nxt = next(pending, None)
+    for packet in video_packets:
+        if packet.dts is None:  # the demuxer's flush packet
+            continue
+        t = packet.dts * packet.time_base
+        while nxt is not None and nxt.pts * nxt.time_base <= t:
+            dst.mux(nxt)
+            nxt = next(pending, None)
+        packet.stream = vout
+        dst.mux(packet)
+    while nxt is not None:
+        dst.mux(nxt)
+        nxt = next(pending, None)

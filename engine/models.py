@@ -22,7 +22,7 @@ import torch
 
 from .codec import Codec, load_codec, save_codec
 from .errors import UserInputError
-from .generator import Generator, load_generator, save_generator
+from .generator import COT_MODES, Generator, load_generator, save_generator
 from .motion import SYNC_DIM
 from .video_encoder import VideoEncoder, load_video_encoder, save_video_encoder
 
@@ -34,9 +34,6 @@ FILES = {  # part -> file name inside a bundle folder
     "video_encoder": "video_encoder.safetensors",
 }
 FORMAT = "foley-model/1"  # "format" field of the manifest
-# how the CoT reaches the generator (PrismAudio's ablation; the names of trainer.features.COT_MODES): four
-# separately encoded blocks, the four joined into one string, or no text at all
-COT_MODES = ("decomposed", "monolithic", "none")
 DEFAULT_MODEL = "default"  # the name `render` uses when no model is given
 
 

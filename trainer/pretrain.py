@@ -41,14 +41,14 @@ import torch
 from torch import nn
 
 from engine.errors import UserInputError
-from engine.generator import GENERATOR_PRESETS, Conditions, Generator, load_generator, save_generator
+from engine.generator import COT_MODES, GENERATOR_PRESETS, Conditions, Generator, load_generator, save_generator
 from engine.video_encoder import (
     VIDEO_ENCODER_PRESETS,
     VideoEncoder,
     load_video_encoder,
     save_video_encoder,
 )
-from trainer.features import COT_MODES, CropCollate, FeatureDataset
+from trainer.features import CropCollate, FeatureDataset
 from trainer.losses import flow_matching_loss, logit_normal_times
 
 Progress = Callable[[int, int, dict], None]  # (step, total steps, logged values)
