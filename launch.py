@@ -25,6 +25,9 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
+DEFAULT_CODEC = ROOT / "assets" / "models" / "default" / "codec.safetensors"  # the shipped codec
+
+
 class CliError(Exception):
     """Bad command-line input; printed as one line."""
 
@@ -115,7 +118,18 @@ def cmd_bench(args: argparse.Namespace) -> int:
             f"no FoleyWorld split at {data}; write one with: python launch.py world --split {args.split} "
             f"--count 200 --out {data}"
         )
-    result = bench_split(data, rows=args.rows.split(","), limit=args.limit, progress=_progress(f"bench {args.split}"))
+    rows = args.rows.split(",")
+    extra = {}
+    if "codec" in rows:
+        from engine.bench.run import codec_row
+        from engine.codec import load_codec
+        from engine.models import MODELS_DIR
+
+        folder = Path(args.model) if Path(args.model).is_dir() else MODELS_DIR / args.model
+        if not (folder / "codec.safetensors").is_file():
+            raise CliError(f"no codec in {folder}; train one with: python launch.py train codec")
+        extra["codec"] = codec_row(load_codec(folder / "codec.safetensors").eval())
+    result = bench_split(data, rows=rows, limit=args.limit, extra_rows=extra, progress=_progress(f"bench {args.split}"))
     print(json.dumps(result))
     print(markdown_table(result), file=sys.stderr)
     return 0
@@ -125,7 +139,7 @@ def _train_features(args: argparse.Namespace) -> dict:
     """Build (or grow, or just check) the generator's feature cache to the first --clips train clips."""
     from trainer.features import FeatureConfig, build_features
 
-    codec = Path(args.codec or ROOT / "assets" / "codec.safetensors")
+    codec = Path(args.codec or DEFAULT_CODEC)
     if not codec.is_file():
         raise CliError(f"codec file {codec} not found; pass --codec FILE (a codec trained by trainer.train_codec)")
     index = build_features(args.cache, codec, FeatureConfig(count=args.clips), progress=_progress("features"))
@@ -169,10 +183,29 @@ def _train_pretrain(args: argparse.Namespace) -> dict:
     return {k: v for k, v in result.items() if k != "history"} | {"loss": last.get("loss")}
 
 
+def _train_codec(args: argparse.Namespace) -> dict:
+    """Train the stereo codec on FoleyWorld crops; checkpoints beside the output, resumable."""
+    from trainer.train_codec import train_codec
+
+    out = Path(args.codec or DEFAULT_CODEC)
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+    def show(step: int, total: int, parts: dict) -> None:
+        print(f"codec {step}/{total} " + " ".join(f"{k}={v:.3f}" for k, v in parts.items()), file=sys.stderr)
+
+    report = train_codec(
+        out, preset=args.preset, steps=args.steps, batch=args.batch, seed=args.seed, resume=args.resume, progress=show
+    )
+    return {k: v for k, v in report.items() if k != "history"}
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     """Training subcommands."""
     if args.what in ("features", "pretrain"):
         print(json.dumps(_train_features(args) if args.what == "features" else _train_pretrain(args)))
+        return 0
+    if args.what == "codec":
+        print(json.dumps(_train_codec(args)))
         return 0
     if args.what == "metrics":
         from trainer.metric_models import train_metric_models
@@ -337,14 +370,20 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--split", default="test-single", choices=["val", "test-single", "test-multi"])
     b.add_argument("--data", help="split folder (default data/<split>)")
     b.add_argument("--limit", type=_positive_int, default=None, help="use the first N clips")
-    b.add_argument("--rows", default="ground_truth,shuffled,noise", help="comma-separated rows to compute")
+    b.add_argument(
+        "--rows",
+        default="ground_truth,shuffled,noise",
+        help="comma-separated rows: ground_truth, shuffled, noise, codec (the model's codec reconstruction)",
+    )
+    b.add_argument("--model", default="default", help="model name under assets/models or a model folder")
     b.set_defaults(func=cmd_bench)
 
     t = sub.add_parser("train", help="training commands")
     t.add_argument(
         "what",
-        choices=["metrics", "features", "pretrain"],
-        help="metrics: the FoleyBench metric models; features: the generator's feature cache; "
+        choices=["metrics", "codec", "features", "pretrain"],
+        help="metrics: the FoleyBench metric models; codec: the stereo audio codec (--steps, --batch, --codec "
+        "for the output file); features: the generator's feature cache; "
         "pretrain: the generator and video encoder (builds missing features first)",
     )
     t.add_argument(
@@ -358,7 +397,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--steps", type=_positive_int, default=20_000, help="pretrain: optimiser steps")
     t.add_argument("--batch", type=_positive_int, default=16, help="pretrain: clips per step")
     t.add_argument("--cache", default=str(ROOT / "data" / "features" / "train"), help="feature cache folder")
-    t.add_argument("--codec", default=None, help="codec file of the features (default assets/codec.safetensors)")
+    t.add_argument("--codec", default=None, help="codec file (default assets/models/default/codec.safetensors)")
     t.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True, help="pretrain: continue a run")
     t.add_argument("--mixed-precision", default=None, choices=["no", "bf16", "fp16"], help="pretrain (GPU): bf16")
     t.add_argument("--threads", type=_positive_int, default=None, help="pretrain: torch CPU threads")
