@@ -194,7 +194,14 @@ def _train_codec(args: argparse.Namespace) -> dict:
         print(f"codec {step}/{total} " + " ".join(f"{k}={v:.3f}" for k, v in parts.items()), file=sys.stderr)
 
     report = train_codec(
-        out, preset=args.preset, steps=args.steps, batch=args.batch, seed=args.seed, resume=args.resume, progress=show
+        out,
+        preset=args.preset,
+        steps=args.steps,
+        batch=args.batch,
+        seed=args.seed,
+        resume=args.resume,
+        progress=show,
+        ild_weight=args.ild_weight,
     )
     return {k: v for k, v in report.items() if k != "history"}
 
@@ -401,6 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True, help="pretrain: continue a run")
     t.add_argument("--mixed-precision", default=None, choices=["no", "bf16", "fp16"], help="pretrain (GPU): bf16")
     t.add_argument("--threads", type=_positive_int, default=None, help="pretrain: torch CPU threads")
+    t.add_argument("--ild-weight", type=float, default=0.0, help="codec: weight of the level-difference loss")
     t.set_defaults(func=cmd_train)
 
     r = sub.add_parser("render", help="render stereo foley for videos")

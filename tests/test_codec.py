@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -286,3 +287,16 @@ def test_lr_schedule_warms_up_then_decays():
     assert lr_at(9, c) == pytest.approx(1e-3)
     assert lr_at(55, c) == pytest.approx(1e-3 * (0.1 + 0.9 * 0.5))
     assert lr_at(100, c) == pytest.approx(1e-4)
+
+
+def test_level_difference_loss_sees_a_collapsed_stereo_image():
+    from trainer.losses import _stereo_magnitudes, level_difference_loss
+
+    g = torch.Generator().manual_seed(0)
+    mono = torch.randn(1, 1, 8192, generator=g)
+    panned = torch.cat([mono, 0.25 * mono], dim=1)  # left 12 dB louder
+    centred = torch.cat([mono, mono], dim=1) * (0.5 * (1 + 0.25**2)) ** 0.5  # same energy, no level difference
+    t = _stereo_magnitudes(panned, 1024, 256)
+    assert float(level_difference_loss(t, t)) < 1e-6
+    loss = float(level_difference_loss(_stereo_magnitudes(centred, 1024, 256), t))
+    assert abs(loss - 2 * np.log(4.0)) < 0.05  # |ln(E_L/E_R)| of a 12 dB difference = ln 16

@@ -94,6 +94,27 @@ def _stereo_magnitudes(audio: torch.Tensor, n_fft: int, hop: int) -> dict[str, t
     return {name: _magnitude(s) for name, s in zip(STEREO_PARTS, (spec[:, 0], spec[:, 1], mid, side), strict=True)}
 
 
+def level_difference_loss(p: dict[str, torch.Tensor], t: dict[str, torch.Tensor], band: int = 8) -> torch.Tensor:
+    """Error of the inter-channel level difference (ILD), per frequency band and frame.
+
+    ``p``, ``t``: `_stereo_magnitudes` of prediction and target. Band energies (``band`` bins each) of
+    left and right give log(E_L / E_R) (natural log); the loss is its absolute error weighted by the
+    target's band energy, so loud bands count and silent ones do not. This is the cue the spatial
+    metrics read, which per-channel spectral losses leave almost free (a mono output at the average
+    level is close to both channels in log magnitude).
+    """
+
+    def bands(m: torch.Tensor) -> torch.Tensor:  # (B, F, K) magnitudes -> (B, F // band, K) energies
+        f = m.shape[1] // band * band
+        return (m[:, :f] ** 2).reshape(m.shape[0], f // band, band, m.shape[2]).mean(2)
+
+    eps = 1e-7
+    pl, pr, tl, tr = bands(p["left"]), bands(p["right"]), bands(t["left"]), bands(t["right"])
+    err = ((pl + eps).log() - (pr + eps).log() - (tl + eps).log() + (tr + eps).log()).abs()
+    w = (tl + tr).detach()
+    return (w * err).sum() / w.sum().clamp_min(eps)
+
+
 def codec_loss(
     pred: torch.Tensor,
     target: torch.Tensor,
@@ -101,6 +122,7 @@ def codec_loss(
     resolutions: tuple[tuple[int, int], ...] = STFT_RESOLUTIONS,
     side_weight: float = 1.0,
     wave_weight: float = 0.1,
+    ild_weight: float = 0.0,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """The codec's reconstruction loss: STFT(L) + STFT(R) + STFT(mid) + side_weight * STFT(side) + wave_weight * L1.
 
@@ -112,18 +134,22 @@ def codec_loss(
     own: a centred (mono) target has no side at all, and an error relative to zero would be unbounded.
 
     pred, target: stereo waveforms (B, 2, N) in [-1, 1].
-    Returns (scalar loss, {"left", "right", "mid", "side", "wave_l1", "total"} as floats for logging).
+    ``ild_weight`` adds `level_difference_loss` (0 leaves it out, as the first shipped codec was trained).
+    Returns (scalar loss, {"left", "right", "mid", "side", "ild", "wave_l1", "total"} as floats for logging).
     """
     if pred.shape != target.shape or pred.ndim != 3 or pred.shape[1] != 2:
         raise ValueError(f"pred and target must both be stereo (B, 2, N), got {pred.shape=} {target.shape=}")
-    parts = {name: pred.new_zeros(()) for name in STEREO_PARTS}
+    parts = {name: pred.new_zeros(()) for name in (*STEREO_PARTS, "ild")}
     for n_fft, hop in resolutions:
         p, t = _stereo_magnitudes(pred, n_fft, hop), _stereo_magnitudes(target, n_fft, hop)
         for name in STEREO_PARTS:
             ref = torch.stack([t["mid"], t["side"]], dim=1) if name == "side" else t[name]
             parts[name] = parts[name] + sum(_terms(p[name], t[name], ref)) / len(resolutions)
+        if ild_weight:
+            parts["ild"] = parts["ild"] + level_difference_loss(p, t) / len(resolutions)
     parts["wave_l1"] = (pred - target).abs().mean()
     loss = parts["left"] + parts["right"] + parts["mid"] + side_weight * parts["side"] + wave_weight * parts["wave_l1"]
+    loss = loss + ild_weight * parts["ild"]
     logged = {k: float(v.detach()) for k, v in parts.items()}
     logged["total"] = float(loss.detach())
     return loss, logged

@@ -48,6 +48,7 @@ class CodecTrainConfig:
     ema_decay: float = 0.999  # EMA decay of the saved weights (warmed up, see `_ema_decay`)
     side_weight: float = 1.0  # weight of the side-signal STFT loss (stereo image)
     wave_weight: float = 0.1  # weight of the waveform L1
+    ild_weight: float = 0.0  # weight of the inter-channel level-difference loss (trainer.losses)
     gain_db: float = 12.0  # crops are attenuated by a random 0..gain_db dB (level robustness)
     swap_prob: float = 0.5  # chance of swapping left and right of a crop (the world is left/right symmetric)
     clip_seconds: float = 4.0  # length of the generated FoleyWorld clips in the pool
@@ -222,7 +223,9 @@ def train_step(state: dict, audio: torch.Tensor, step: int) -> dict[str, float]:
         group["lr"] = lr_at(step, c)
     model.train()
     recon = model.decode_raw(model.encode_raw(audio), audio.shape[-1])  # (B, 2, N)
-    loss, parts = codec_loss(recon, audio, side_weight=c.side_weight, wave_weight=c.wave_weight)
+    loss, parts = codec_loss(
+        recon, audio, side_weight=c.side_weight, wave_weight=c.wave_weight, ild_weight=c.ild_weight
+    )
     optim.zero_grad(set_to_none=True)
     loss.backward()
     parts["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(model.parameters(), c.grad_clip))
