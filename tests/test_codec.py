@@ -17,13 +17,7 @@ TINY = CODEC_PRESETS["tiny"]
 SR = 44100
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny convolutions run faster on one thread; two threads stall when the shared cores are busy."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _codec(seed: int = 0) -> Codec:

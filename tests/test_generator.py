@@ -26,13 +26,7 @@ from engine.sampling import sample_ode
 TINY = GENERATOR_PRESETS["tiny"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run fastest on one thread; two threads spin-wait badly on a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _perturb(model: Generator, seed: int = 0, std: float = 0.1, skip: tuple[str, ...] = ()) -> Generator:

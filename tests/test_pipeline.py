@@ -44,13 +44,7 @@ COT = Cot("a ball bounces on wood", "three hits", "dry and close", "moves left t
 FAST = RenderSettings(seed=7, steps=3)  # few steps: the tests check lengths and plumbing, not quality
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run fastest on one thread; two threads spin-wait badly on a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _tiny_bundle() -> ModelBundle:

@@ -40,13 +40,7 @@ from trainer.pretrain import BatchOrder, PretrainConfig, build_model, load_pretr
 DURATION = 2.0  # seconds per test clip
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run fastest on one thread; two threads spin-wait badly on a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
