@@ -47,11 +47,11 @@ def world_clip(split: str, index: float, duration: float, out_dir: str) -> dict:
     return {"video": str(Path(out_dir) / f"{meta['name']}.mp4"), "cot": meta["cot"], "figure": fig, "scores": table}
 
 
-def build_app() -> gr.Blocks:
-    """The studio's Blocks (not launched)."""
+def build_app(out_dir: str | None = None) -> gr.Blocks:
+    """The studio's Blocks (not launched); generated clips go to ``out_dir`` (a new temp folder by default)."""
     from engine.errors import UserInputError
 
-    out_dir = tempfile.mkdtemp(prefix="foley-world-")
+    out_dir = out_dir or tempfile.mkdtemp(prefix="foley-world-")
     with gr.Blocks(title="Foley Studio") as demo:
         gr.Markdown("# Foley Studio\nFoleyWorld: procedural clips with exact ground truth, scored by FoleyBench.")
         with gr.Row():
@@ -84,6 +84,7 @@ def build_app() -> gr.Blocks:
 
 def launch_studio() -> int:
     """Serve the studio on HOST:PORT (127.0.0.1:7860 by default)."""
-    demo = build_app()
-    demo.queue().launch(server_name=HOST, server_port=PORT, allowed_paths=[tempfile.gettempdir()])
+    out_dir = tempfile.mkdtemp(prefix="foley-world-")
+    demo = build_app(out_dir)
+    demo.queue().launch(server_name=HOST, server_port=PORT, allowed_paths=[out_dir])  # serve only its own clips
     return 0
