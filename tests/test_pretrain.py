@@ -51,7 +51,8 @@ def cache(tmp_path_factory):
     torch.manual_seed(0)
     codec = Codec(config=CODEC_PRESETS["tiny"]).eval()
     with torch.no_grad():  # non-trivial latent statistics, so normalisation is exercised
-        codec.set_latent_stats(torch.linspace(-0.1, 0.1, 8), torch.linspace(0.5, 1.5, 8))
+        c = codec.config.latent_dim
+        codec.set_latent_stats(torch.linspace(-0.1, 0.1, c), torch.linspace(0.5, 1.5, c))
     save_codec(codec, root / "codec.safetensors")
     cfg = FeatureConfig(count=3, duration=DURATION, shard_size=2, workers=2)
     build_features(root / "cache", root / "codec.safetensors", cfg)
@@ -136,7 +137,7 @@ def test_cache_holds_the_expected_arrays(cache):
     item = data[1]
     t, f = cache["codec"].latent_frames(n), math.ceil(DURATION * 8)
     assert (entry["T"], entry["F"]) == (t, f) == (44, 16)
-    assert item["z"].shape == (8, t) and item["z"].dtype == np.float16
+    assert item["z"].shape == (cache["codec"].config.latent_dim, t) and item["z"].dtype == np.float16
     assert item["frames"].shape == (f, 64, 64, 3) and item["frames"].dtype == np.uint8
     assert item["motion"].shape == (t, SYNC_DIM)
     # the pool's numbers are the ones computed here directly
@@ -261,7 +262,10 @@ def test_saved_model_loads_back(cache, tmp_path):
             assert v.dtype == torch.float32
             torch.testing.assert_close(v, ema[f"{part}.{k}"].half().float(), rtol=0, atol=0, msg=k)
     batch = _batch(cache, "decomposed", items=(0,))
-    x, t = torch.randn(1, 8, 44, generator=torch.Generator().manual_seed(0)), torch.tensor([0.5])
+    x, t = (
+        torch.randn(1, back.generator.config.latent_dim, 44, generator=torch.Generator().manual_seed(0)),
+        torch.tensor([0.5]),
+    )
     with torch.no_grad():
         v_ema = model.generator.velocity(x, t, model.conditions(batch))
         tokens = back.video_encoder(batch["frames"], batch["frame_mask"])

@@ -26,7 +26,7 @@ import torch
 from engine.codec import CODEC_PRESETS, Codec, save_codec
 from trainer.foleyworld.scene import WorldConfig
 from trainer.foleyworld.splits import make_clip
-from trainer.losses import codec_loss
+from trainer.losses import codec_feature_loss
 
 Progress = Callable[[int, int, dict[str, float]], None]  # (step, total steps, averaged loss parts)
 
@@ -36,9 +36,9 @@ class CodecTrainConfig:
     """Everything that defines a codec training run."""
 
     preset: str = "default"  # key of engine.codec.CODEC_PRESETS
-    steps: int = 20_000  # optimiser steps of the whole run (the cosine schedule ends here)
-    batch: int = 8  # crops per step
-    crop_seconds: float = 1.0  # crop length in seconds
+    steps: int = 6_000  # optimiser steps of the whole run (the cosine schedule ends here)
+    batch: int = 16  # crops per step
+    crop_seconds: float = 1.5  # crop length in seconds
     lr: float = 1e-3  # peak learning rate (AdamW)
     min_lr_ratio: float = 0.05  # final learning rate as a fraction of ``lr``
     warmup: int = 200  # linear warm-up steps
@@ -46,9 +46,6 @@ class CodecTrainConfig:
     weight_decay: float = 0.01  # AdamW decoupled weight decay
     grad_clip: float = 1.0  # max global gradient norm
     ema_decay: float = 0.999  # EMA decay of the saved weights (warmed up, see `_ema_decay`)
-    side_weight: float = 1.0  # weight of the side-signal STFT loss (stereo image)
-    wave_weight: float = 0.1  # weight of the waveform L1
-    ild_weight: float = 0.0  # weight of the inter-channel level-difference loss (trainer.losses)
     gain_db: float = 12.0  # crops are attenuated by a random 0..gain_db dB (level robustness)
     swap_prob: float = 0.5  # chance of swapping left and right of a crop (the world is left/right symmetric)
     clip_seconds: float = 4.0  # length of the generated FoleyWorld clips in the pool
@@ -222,10 +219,10 @@ def train_step(state: dict, audio: torch.Tensor, step: int) -> dict[str, float]:
     for group in optim.param_groups:
         group["lr"] = lr_at(step, c)
     model.train()
-    recon = model.decode_raw(model.encode_raw(audio), audio.shape[-1])  # (B, 2, N)
-    loss, parts = codec_loss(
-        recon, audio, side_weight=c.side_weight, wave_weight=c.wave_weight, ild_weight=c.ild_weight
-    )
+    with torch.no_grad():
+        target = model.analyse(audio)  # fixed DSP: log-magnitude features and the stereo latent channels
+    pred = model.decoder(torch.cat([model.encoder(target["features"]), target["ild"]], dim=1))  # (B, F, K)
+    loss, parts = codec_feature_loss(pred, target["features"])
     optim.zero_grad(set_to_none=True)
     loss.backward()
     parts["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(model.parameters(), c.grad_clip))
@@ -253,6 +250,9 @@ def latent_stats_clips(config: CodecTrainConfig) -> list[torch.Tensor]:
 def _finish(state: dict, out_path: Path, history: list[dict]) -> None:
     """Store the latent statistics in the EMA codec and write it."""
     ema = state["ema"]
+    with torch.no_grad():  # the file stores float16 weights: measure the statistics of exactly those
+        for p in ema.parameters():
+            p.copy_(p.half().float())
     ema.set_latent_stats(*measure_latent_stats(ema, latent_stats_clips(state["config"])))
     extra = {"train": asdict(state["config"]), "final": history[-1] if history else {}}
     save_codec(ema, out_path, extra=extra)
@@ -303,9 +303,9 @@ def run_codec_training(
 def train_codec(
     out_path: str | Path,
     preset: str = "default",
-    steps: int = 20_000,
-    batch: int = 8,
-    crop_seconds: float = 1.0,
+    steps: int = 6_000,
+    batch: int = 16,
+    crop_seconds: float = 1.5,
     lr: float = 1e-3,
     seed: int = 0,
     resume: bool = True,
