@@ -18,13 +18,11 @@ import soundfile as sf
 import torch
 
 import launch
-from engine.codec import CODEC_PRESETS, Codec
 from engine.cot import Cot
 from engine.errors import UserInputError
-from engine.generator import GENERATOR_PRESETS, build_generator
+from engine.generator import build_generator
 from engine.media import write_mp4
 from engine.models import ModelBundle, load_bundle, resolve_model, save_bundle
-from engine.motion import SYNC_DIM
 from engine.pipeline import (
     RenderSettings,
     join_windows,
@@ -35,8 +33,8 @@ from engine.pipeline import (
     safety_limit,
     window_seed,
 )
-from engine.video_encoder import build_video_encoder
 from engine.video_io import probe
+from tests.bundles import tiny_bundle
 
 ROOT = Path(__file__).resolve().parents[1]
 SR = 44100
@@ -47,29 +45,9 @@ FAST = RenderSettings(seed=7, steps=3)  # few steps: the tests check lengths and
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def _tiny_bundle() -> ModelBundle:
-    """Tiny codec, generator (max 256 latent frames = 11.9 s) and video encoder, weights perturbed so the
-    zero-initialised output layers produce sound."""
-    torch.manual_seed(0)
-    codec = Codec(config=CODEC_PRESETS["tiny"])
-    encoder = build_video_encoder("tiny")
-    cfg = replace(
-        GENERATOR_PRESETS["tiny"],
-        latent_dim=codec.config.latent_dim,
-        video_dim=encoder.config.width,
-        sync_dim=SYNC_DIM,
-        max_frames=256,
-    )
-    generator = build_generator(cfg)
-    with torch.no_grad():
-        for p in [*generator.parameters(), *codec.parameters()]:
-            p.add_(torch.randn_like(p) * 0.1)
-    return ModelBundle(codec, generator, encoder, name="tiny-test")
-
-
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory) -> Path:
-    return save_bundle(_tiny_bundle(), tmp_path_factory.mktemp("model") / "tiny")
+    return save_bundle(tiny_bundle(), tmp_path_factory.mktemp("model") / "tiny")
 
 
 @pytest.fixture(scope="module")
@@ -109,6 +87,26 @@ def test_output_is_exactly_as_long_as_the_video(tmp_path, bundle, duration, fps)
     audio = render(prepare_video(path, bundle), COT, bundle, FAST)
     assert audio.shape == (round(info.duration * SR), 2) and audio.dtype == np.float32
     assert np.isfinite(audio).all() and 0 < np.abs(audio).max() <= 1.0
+
+
+@pytest.mark.parametrize(
+    "ext,kw",
+    [
+        ("mov", dict(fmt="mov", vcodec="mpeg4", fps=29.97, acodec="pcm_s16le", channels=1)),
+        ("mkv", dict(fmt="matroska", vcodec="libx264", fps=24, frame_times=np.arange(41) * 0.045)),
+        ("mp4", dict(fmt="mp4", vcodec="libx264", fps=24, size=(112, 64), rotate=-90)),
+        ("webm", dict(fmt="webm", vcodec="libvpx-vp9", fps=25, acodec="libopus", channels=2, sample_rate=48000)),
+    ],
+)
+def test_real_world_files_render_exactly_as_long_as_their_picture(tmp_path, bundle, ext, kw):
+    """Other containers, a variable frame rate, a rotated phone picture: the take matches the picture."""
+    from tests.media_files import write_video
+
+    path = tmp_path / f"v.{ext}"
+    write_video(path, **kw)
+    info = probe(path)
+    audio = render(prepare_video(path, bundle), COT, bundle, FAST)
+    assert audio.shape == (round(info.duration * SR), 2) and np.isfinite(audio).all()
 
 
 def test_same_seed_is_bit_identical_and_another_seed_differs(clip, bundle):
@@ -185,7 +183,7 @@ def test_bundle_round_trip_cache_and_errors(tmp_path, model_dir, bundle):
     assert load_bundle(model_dir) is bundle and load_bundle(str(model_dir)) is bundle
     assert bundle.name == "tiny-test" and bundle.cot_mode == "decomposed"
     assert not any(p.requires_grad for p in bundle.generator.parameters())
-    fresh = _tiny_bundle()  # same seed: the weights that were saved
+    fresh = tiny_bundle()  # same seed: the weights that were saved
     for k, v in fresh.generator.state_dict().items():
         torch.testing.assert_close(bundle.generator.state_dict()[k], v)
     with pytest.raises(UserInputError, match="no model 'nope' under assets/models; train one with"):
