@@ -107,9 +107,34 @@ def _progress(label: str):
     return show
 
 
+def _render_speed(args: argparse.Namespace) -> int:
+    """The render-speed benchmark on a 9 s FoleyWorld test clip written to a temporary folder."""
+    import tempfile
+
+    from engine.bench.speed import render_speed
+    from engine.media import write_mp4
+    from trainer.foleyworld.scene import WorldConfig
+    from trainer.foleyworld.splits import make_clip
+    from trainer.foleyworld.video import render_frames
+
+    clip = make_clip("test-single", 0, WorldConfig(duration=9.0))
+    cfg = clip.scene.config
+    with tempfile.TemporaryDirectory() as tmp:
+        video = Path(tmp) / "clip.mp4"
+        write_mp4(video, render_frames(clip.scene), cfg.fps, clip.audio.audio, cfg.sample_rate)
+        report = render_speed(
+            args.model, video, runs=args.speed, steps=args.steps, cfg=args.cfg, progress=_progress("speed")
+        )
+    print(json.dumps(report))
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
-    """FoleyBench calibration rows on a written split (ground truth, shuffled, noise)."""
+    """FoleyBench rows on a written split, or (--speed) the render-speed benchmark."""
     from engine.bench.run import bench_split, markdown_table
+
+    if args.speed:
+        return _render_speed(args)
 
     data = Path(args.data or ROOT / "data" / args.split)
     if not (data / "index.json").is_file():
@@ -128,7 +153,16 @@ def cmd_bench(args: argparse.Namespace) -> int:
         if not (folder / "codec.safetensors").is_file():
             raise CliError(f"no codec in {folder}; train one with: python launch.py train codec")
         extra["codec"] = codec_row(load_codec(folder / "codec.safetensors").eval())
+    if "model" in rows:
+        from engine.bench.run import render_row
+        from engine.models import load_bundle
+        from engine.pipeline import RenderSettings
+
+        bundle = load_bundle(args.model)
+        extra["model"] = render_row(bundle, data, RenderSettings(seed=args.seed, steps=args.steps, cfg=args.cfg))
     result = bench_split(data, rows=rows, limit=args.limit, extra_rows=extra, progress=_progress(f"bench {args.split}"))
+    if "model" in result["rows"]:  # name the row after the model
+        result["rows"] = {(f"model {args.model}" if k == "model" else k): v for k, v in result["rows"].items()}
     print(json.dumps(result))
     print(markdown_table(result), file=sys.stderr)
     return 0
@@ -167,7 +201,7 @@ def _train_pretrain(args: argparse.Namespace) -> dict:
         preset=args.preset,
         video_preset=args.preset if args.preset in VIDEO_ENCODER_PRESETS else "default",
         cot_mode=args.cot_mode,
-        steps=args.steps,
+        steps=args.steps or 20_000,
         batch=args.batch,
         seed=args.seed,
         cache=str(cache),
@@ -195,12 +229,11 @@ def _train_codec(args: argparse.Namespace) -> dict:
     report = train_codec(
         out,
         preset=args.preset,
-        steps=args.steps,
+        steps=args.steps or 6_000,
         batch=args.batch,
         seed=args.seed,
         resume=args.resume,
         progress=show,
-        ild_weight=args.ild_weight,
     )
     return {k: v for k, v in report.items() if k != "history"}
 
@@ -379,9 +412,21 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument(
         "--rows",
         default="ground_truth,shuffled,noise",
-        help="comma-separated rows: ground_truth, shuffled, noise, codec (the model's codec reconstruction)",
+        help="comma-separated rows: ground_truth, shuffled, noise, codec (the model's codec reconstruction), "
+        "model (the model's renders of the split's videos with the ground-truth CoT)",
     )
     b.add_argument("--model", default="default", help="model name under assets/models or a model folder")
+    b.add_argument("--seed", type=_nonneg_int, default=0, help="model row: seed of clip k is seed + k")
+    b.add_argument("--steps", type=_positive_int, default=24, help="model row / --speed: sampling steps")
+    b.add_argument("--cfg", type=_guidance, default=5.0, help="model row / --speed: guidance scale")
+    b.add_argument(
+        "--speed",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="instead of FoleyBench: time N end-to-end renders of a 9 s clip (decode, encode, sample, decode, "
+        "write) and report the median wall time and the peak memory",
+    )
     b.set_defaults(func=cmd_bench)
 
     t = sub.add_parser("train", help="training commands")
@@ -400,14 +445,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--preset", default="default", help="pretrain: generator preset (default, tiny, prismaudio)")
     t.add_argument("--cot-mode", default="decomposed", choices=["decomposed", "monolithic", "none"])
-    t.add_argument("--steps", type=_positive_int, default=20_000, help="pretrain: optimiser steps")
+    t.add_argument("--steps", type=_positive_int, default=None, help="optimiser steps (codec 6000, pretrain 20000)")
     t.add_argument("--batch", type=_positive_int, default=16, help="pretrain: clips per step")
     t.add_argument("--cache", default=str(ROOT / "data" / "features" / "train"), help="feature cache folder")
     t.add_argument("--codec", default=None, help="codec file (default assets/models/default/codec.safetensors)")
     t.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True, help="pretrain: continue a run")
     t.add_argument("--mixed-precision", default=None, choices=["no", "bf16", "fp16"], help="pretrain (GPU): bf16")
     t.add_argument("--threads", type=_positive_int, default=None, help="pretrain: torch CPU threads")
-    t.add_argument("--ild-weight", type=float, default=0.0, help="codec: weight of the level-difference loss")
     t.set_defaults(func=cmd_train)
 
     r = sub.add_parser("render", help="render stereo foley for videos")

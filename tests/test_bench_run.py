@@ -47,3 +47,25 @@ def test_codec_row_returns_audio_of_the_same_length():
     gt = np.random.default_rng(0).standard_normal((44100 + 123, 2)).astype(np.float32) * 0.1
     out = fn({"name": "x"}, gt, 44100)
     assert out.shape == gt.shape and np.isfinite(out).all()
+
+
+def test_model_row_and_render_speed_through_the_command(tmp_path, capsys):
+    """`bench --rows model` renders each clip's video with its ground-truth CoT; `bench --speed` times takes."""
+    import json
+
+    import launch
+    from engine.models import save_bundle
+    from tests.bundles import tiny_bundle
+
+    folder = tmp_path / "split"
+    write_split("test-single", folder, 2, WorldConfig(duration=3.0), video=True)
+    model = save_bundle(tiny_bundle(), tmp_path / "tiny")
+    args = ["bench", "--data", str(folder), "--rows", "ground_truth,model", "--model", str(model), "--steps", "2"]
+    assert launch.main(args) == 0
+    result = json.loads(capsys.readouterr().out)
+    row = result["rows"][f"model {model}"]
+    assert result["n_clips"] == 2 and 0.0 <= row["class_acc"] <= 1.0 and row["fd"] > 0.0
+    assert launch.main(["bench", "--speed", "2", "--model", str(model), "--steps", "2"]) == 0
+    speed = json.loads(capsys.readouterr().out)
+    assert speed["runs"] == 2 and len(speed["times_s"]) == 2 and speed["video_seconds"] == 9.0
+    assert 0.0 < speed["median_s"] and speed["peak_mb"] > 100.0

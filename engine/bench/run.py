@@ -163,6 +163,31 @@ def codec_row(codec: torch.nn.Module) -> AudioFn:
     return fn
 
 
+def render_row(bundle, folder: Path, settings, cot_key: str = "cot") -> AudioFn:
+    """Row of a model: each clip's video ``<folder>/<name>.mp4`` rendered by ``bundle`` with the clip's
+    ground-truth CoT (``meta[cot_key]``), seed ``settings.seed + clip index`` (one fixed seed per clip)."""
+    from dataclasses import replace
+
+    from engine.errors import UserInputError
+    from engine.pipeline import prepare_video, render
+
+    def fn(meta: dict, gt: np.ndarray, sr: int) -> np.ndarray:
+        if sr != bundle.sample_rate:
+            raise ValueError(f"model {bundle.name!r} renders at {bundle.sample_rate} Hz, the split is at {sr} Hz")
+        video = Path(folder) / f"{meta['name']}.mp4"
+        if not video.is_file():
+            raise UserInputError(f"no video {video.name} in {folder}; write the split without --no-video")
+        audio = render(
+            prepare_video(video, bundle), meta[cot_key], bundle, replace(settings, seed=settings.seed + meta["index"])
+        )
+        out = np.zeros_like(gt)  # the picture's length (to the sample) vs the clip's audio length: crop or pad
+        n = min(len(out), len(audio))
+        out[:n] = audio[:n]
+        return out
+
+    return fn
+
+
 def load_clips(folder: Path, limit: int | None = None) -> tuple[list[dict], list[np.ndarray], int]:
     """Metadata and ground-truth audio of a written split (first ``limit`` clips)."""
     names = json.loads((folder / "index.json").read_text())["clips"][:limit]
