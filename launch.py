@@ -203,6 +203,8 @@ def _train_pretrain(args: argparse.Namespace) -> dict:
         cot_mode=args.cot_mode,
         steps=args.steps or 20_000,
         batch=args.batch,
+        lr=args.lr or 3e-4,
+        warmup=args.warmup or 500,
         seed=args.seed,
         cache=str(cache),
         out=str(args.out or ROOT / "runs" / f"pretrain_{args.cot_mode}"),
@@ -231,6 +233,7 @@ def _train_codec(args: argparse.Namespace) -> dict:
         preset=args.preset,
         steps=args.steps or 6_000,
         batch=args.batch,
+        lr=args.lr or 1e-3,
         seed=args.seed,
         resume=args.resume,
         progress=show,
@@ -447,6 +450,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--cot-mode", default="decomposed", choices=["decomposed", "monolithic", "none"])
     t.add_argument("--steps", type=_positive_int, default=None, help="optimiser steps (codec 6000, pretrain 20000)")
     t.add_argument("--batch", type=_positive_int, default=16, help="pretrain: clips per step")
+    t.add_argument("--lr", type=float, default=None, help="peak learning rate (codec 1e-3, pretrain 3e-4)")
+    t.add_argument("--warmup", type=_positive_int, default=None, help="pretrain: warm-up steps (default 500)")
     t.add_argument("--cache", default=str(ROOT / "data" / "features" / "train"), help="feature cache folder")
     t.add_argument("--codec", default=None, help="codec file (default assets/models/default/codec.safetensors)")
     t.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True, help="pretrain: continue a run")
