@@ -1,31 +1,31 @@
 """The stereo audio codec: 44.1 kHz stereo waveform <-> compact latent sequence for the generator.
 
 The reference system uses Stable Audio Open's "Oobleck" waveform VAE (total stride 2048, ~21.5 latent
-frames/s, 64 channels; DESIGN.md). Ours keeps that frame rate and latent size but codes a fixed
-time-frequency analysis instead of raw samples, so it trains and runs on a 2-core CPU:
+frames/s, 64 channels; DESIGN.md). Ours keeps that frame rate and codes a time-frequency description
+that a 2-core CPU can train a generator on, with every latent channel meaning something audible:
 
-- **Analysis** (no parameters, `Codec.analyse`). A short-time Fourier transform of both channels
-  (``n_fft`` 1024, ``stft_hop`` 256: 8 frames per latent frame) gives two things per frame:
-  the *total magnitude* ``P = sqrt((|L|^2 + |R|^2) / 2)`` per bin (a centred mono source has ``P = |S|``)
-  and the *inter-channel level difference* in dB in ``ild_bands`` mel-spaced bands, the "IID"
-  parameter of MPEG parametric stereo (Breebaart et al., 2005). Phase is not coded.
-- **Latent.** ``C - bands`` learned channels and ``bands`` stereo channels. The learned ones come from
-  residual 1-D convolutions over frames that reduce the normalised log-magnitudes (B, F, 8T) by
-  strided convolutions to a tanh-bounded code (B, C - bands, T); the decoder mirrors them back to
-  log-magnitudes, seeing the whole latent. The stereo channels are the band level differences of each
-  latent frame (energy-weighted over its 8 STFT frames) divided by ``ild_limit_db``: coded exactly, not
-  learned, so the stereo image cannot be lost in training; the generator learns them like the others.
-  Per-channel mean/std statistics measured after training are stored as buffers; `Codec.encode`
-  returns latents normalised to about zero mean and unit variance (what the flow-matching generator
-  expects) and `Codec.decode` undoes it and clamps back into the [-1, 1] range.
-- **Synthesis** (no parameters, `Codec.synthesize`). A phase for the total magnitude from the fast
-  Griffin-Lim algorithm (Perraudin, Balazs and Sondergaard, 2013) started from a seeded random phase,
-  so decoding is deterministic; then per-bin gains from the level differences (interpolated between
-  band centres; ``gL^2 + gR^2 = 2``) and the matching time difference of `engine.stereo`'s pan law as a
+- **Analysis** (`Codec.analyse`, no parameters). A short-time Fourier transform of both channels
+  (``n_fft`` 1024, ``stft_hop`` 256: 8 frames per latent frame) gives the *total power* per bin,
+  ``P^2 = (|L|^2 + |R|^2) / 2`` (a centred mono source has ``P = |S|``).
+- **Latent** (C = shape_bands + env_groups * env_steps + ild_bands = 40 + 32 + 16 = 88 channels per
+  latent frame, natural logs normalised by stored per-channel statistics):
+  *spectral shape*: the log mean power per bin in each of ``shape_bands`` mel-spaced bands over the
+  latent frame; *temporal envelope*: the log power of each of ``env_groups`` groups of neighbouring
+  bands in each of ``env_steps`` sub-frames (11.6 ms at the defaults), so onsets keep their timing
+  inside a latent frame; *stereo*: the inter-channel level difference in ``ild_bands`` bands in dB /
+  ``ild_limit_db``, the "IID" parameter of MPEG parametric stereo (Breebaart et al., 2005).
+  The encoder is this analysis alone, so encoding is exact and cheap and nothing about the stereo
+  image or the timing can be lost in training.
+- **Decoder.** The spectral shape, interpolated across bins, is scaled within each group so its power
+  in each sub-frame equals the envelope's: a separable estimate of the power spectrogram (the idea of
+  the envelope coding in spectral band replication). A trained network (residual 1-D convolutions,
+  zero-initialised output) adds a correction to its log-magnitudes, learned on FoleyWorld with a
+  log-magnitude L1 and spectral-convergence loss (`trainer.losses.codec_feature_loss`).
+- **Synthesis** (`Codec.synthesize`, no parameters). A phase for the total magnitude from the fast
+  Griffin-Lim algorithm (Perraudin, Balazs and Sondergaard, 2013) from a seeded random phase, so
+  decoding is deterministic; then per-bin gains from the level differences (interpolated between band
+  centres; ``gL^2 + gR^2 = 2``) and the matching time difference of `engine.stereo`'s pan law as a
   phase shift, so the stereo image carries both cues the spatial metrics (and ears) use.
-
-The loss is on the log-magnitudes (`trainer.losses.codec_feature_loss`), so training never runs the
-iterative synthesis.
 """
 
 from __future__ import annotations
@@ -44,11 +44,10 @@ from engine.errors import UserInputError
 
 AUDIO_CHANNELS = 2  # the codec is stereo-only: (left, right)
 FORMAT_TAG = "foley-codec"  # safetensors metadata "format" of a saved codec
-FORMAT_VERSION = "2"  # 2: spectral codec with parametric stereo (1 was a waveform autoencoder)
+FORMAT_VERSION = "3"  # 3: time-frequency latent with a learned residual decoder (1, 2: earlier layouts)
 
-LOG_MAG_FLOOR = 1e-5  # magnitudes are coded as log(P + floor); the floor is -100 dB re a full-scale bin
-LOG_MAG_CENTRE, LOG_MAG_SCALE = -3.0, 4.0  # network inputs/outputs: (log(P + floor) - centre) / scale
-BAND_ENERGY_FLOOR = 1e-6  # added to band energies before taking their ratio (silent bands read 0 dB)
+LOG_MAG_FLOOR = 1e-5  # decoded magnitudes are log(P + floor); the floor is -100 dB re a full-scale bin
+LOG_MAG_CENTRE, LOG_MAG_SCALE = -3.0, 4.0  # loss features: (log(P + floor) - centre) / scale
 
 
 @dataclass(frozen=True)
@@ -58,33 +57,32 @@ class CodecConfig:
     sample_rate: int = 44100  # audio samples per second per channel
     n_fft: int = 1024  # STFT size (Hann window)
     stft_hop: int = 256  # STFT hop in samples
-    strides: tuple[int, ...] = (2, 2, 2)  # conv downsampling factors from STFT frames to latent frames
-    width: int = 160  # channels of every conv stage
-    res_units: int = 2  # residual units per stage (act, dilated conv, act, 1x1)
+    frames_per_latent: int = 8  # STFT frames per latent frame (hop = stft_hop * frames_per_latent)
+    shape_bands: int = 40  # spectral-shape bands (mel-spaced over 0 .. sample_rate / 2)
+    env_groups: int = 8  # envelope groups: consecutive runs of shape_bands / env_groups bands
+    env_steps: int = 4  # envelope sub-frames per latent frame (must divide frames_per_latent)
+    ild_bands: int = 16  # level-difference bands (mel-spaced)
+    ild_limit_db: float = 30.0  # level differences are clipped to +-this and coded as ild / limit
+    width: int = 128  # channels of the residual decoder's conv stages
+    res_units: int = 2  # residual units per decoder stage (act, dilated conv, act, 1x1)
     kernel: int = 3  # kernel size of the dilated conv in each residual unit (odd)
     dilations: tuple[int, ...] = (1, 3)  # dilation of residual unit k is dilations[k % len(dilations)]
-    latent_dim: int = 64  # latent channels C
-    ild_bands: int = 16  # level-difference bands (mel-spaced over 0 .. sample_rate / 2)
-    ild_limit_db: float = 30.0  # level differences are clipped to +-this and coded as ild / limit
     gl_iters: int = 32  # Griffin-Lim iterations in `synthesize`
     gl_momentum: float = 0.99  # the "fast" Griffin-Lim momentum (0: the classic algorithm)
     gl_seed: int = 0  # seed of the initial random phase (decoding is deterministic)
     std_floor: float = 1e-3  # smallest per-channel latent std used for normalisation (dead channels)
 
     def __post_init__(self) -> None:
-        if any(s < 2 for s in self.strides) or self.stft_hop < 1 or self.n_fft < 2 * self.stft_hop:
-            raise ValueError(
-                f"need strides >= 2 and n_fft >= 2 * stft_hop: {self.strides=} {self.n_fft=} {self.stft_hop=}"
-            )
-        if self.kernel % 2 == 0 or self.res_units < 0 or self.latent_dim < 1 or not self.dilations:
-            raise ValueError(f"bad codec sizes: {self.kernel=} {self.res_units=} {self.latent_dim=} {self.dilations=}")
-        if not 1 <= self.ild_bands < min(self.bins, self.latent_dim) or self.ild_limit_db <= 0 or self.gl_iters < 0:
-            raise ValueError(f"bad stereo/synthesis sizes: {self.ild_bands=} {self.ild_limit_db=} {self.gl_iters=}")
-
-    @property
-    def frames_per_latent(self) -> int:
-        """STFT frames per latent frame."""
-        return math.prod(self.strides)
+        if self.stft_hop < 1 or self.n_fft < 2 * self.stft_hop or self.frames_per_latent < 2:
+            raise ValueError(f"need n_fft >= 2 * stft_hop and frames_per_latent >= 2: {self}")
+        if self.frames_per_latent & (self.frames_per_latent - 1):
+            raise ValueError(f"frames_per_latent must be a power of two, got {self.frames_per_latent}")
+        if self.frames_per_latent % self.env_steps or self.shape_bands % self.env_groups:
+            raise ValueError(f"env_steps must divide frames_per_latent and env_groups shape_bands: {self}")
+        if not 1 <= self.ild_bands < self.bins or not 1 <= self.shape_bands < self.bins or self.ild_limit_db <= 0:
+            raise ValueError(f"bad band counts: {self.shape_bands=} {self.ild_bands=} {self.ild_limit_db=}")
+        if self.kernel % 2 == 0 or self.res_units < 0 or not self.dilations or self.gl_iters < 0:
+            raise ValueError(f"bad decoder sizes: {self.kernel=} {self.res_units=} {self.dilations=} {self.gl_iters=}")
 
     @property
     def hop(self) -> int:
@@ -102,9 +100,14 @@ class CodecConfig:
         return self.n_fft // 2 + 1
 
     @property
-    def learned_dim(self) -> int:
-        """Latent channels coded by the network (the rest carry the band level differences)."""
-        return self.latent_dim - self.ild_bands
+    def env_dim(self) -> int:
+        """Temporal-envelope channels."""
+        return self.env_groups * self.env_steps
+
+    @property
+    def latent_dim(self) -> int:
+        """Latent channels C: spectral shape, temporal envelope, level differences (in this order)."""
+        return self.shape_bands + self.env_dim + self.ild_bands
 
     def to_json(self) -> str:
         """The config as a JSON string (for file metadata)."""
@@ -118,16 +121,18 @@ class CodecConfig:
 
 
 CODEC_PRESETS: dict[str, CodecConfig] = {
-    # The shipped codec: hop 256 * 8 = 2048 (21.53 frames/s at 44.1 kHz, as the reference), 64 channels.
+    # The shipped codec: hop 256 * 8 = 2048 (21.53 frames/s at 44.1 kHz, as the reference), 88 channels.
     "default": CodecConfig(),
-    # For tests: same hop, small width and latent, few Griffin-Lim iterations.
-    "tiny": CodecConfig(width=16, res_units=1, dilations=(1,), latent_dim=12, ild_bands=4, gl_iters=4),
+    # For tests: same hop and analysis, fewer bands, a small decoder, few Griffin-Lim iterations.
+    "tiny": CodecConfig(shape_bands=8, env_groups=2, env_steps=2, ild_bands=4, width=16, res_units=1, gl_iters=4),
 }
 
 
 # ----------------------------------------------------------------------------- building blocks
 
 LEAKY_SLOPE = 0.1  # negative slope of the activation (HiFi-GAN's choice)
+POWER_FLOOR = 1e-8  # added to band and envelope powers before the log (-80 dB re a unit bin power)
+LOG_POWER_MAX = 30.0  # decoded log powers are clamped below this (far above full scale)
 
 
 def _act() -> nn.Module:
@@ -155,42 +160,24 @@ def _units(cfg: CodecConfig) -> list[nn.Module]:
     return [ResidualUnit(width=cfg.width, kernel=cfg.kernel, dilation=dil[k % len(dil)]) for k in range(cfg.res_units)]
 
 
-def _down(width: int, stride: int) -> nn.Conv1d:
-    """Strided conv with kernel 2 * stride: exactly T -> T / stride frames when stride divides T."""
-    return nn.Conv1d(width, width, 2 * stride, stride=stride, padding=(stride + 1) // 2)
-
-
-def _up(width: int, stride: int) -> nn.ConvTranspose1d:
-    """Transposed conv with kernel 2 * stride: exactly T -> T * stride frames."""
-    pad = (stride + 1) // 2
-    return nn.ConvTranspose1d(width, width, 2 * stride, stride=stride, padding=pad, output_padding=2 * pad - stride)
-
-
-class Encoder(nn.Module):
-    """Log-magnitude features (B, F, T * prod(strides)) -> learned latent (B, C - bands, T) in (-1, 1)."""
-
-    def __init__(self, *, config: CodecConfig) -> None:
-        super().__init__()
-        w = config.width
-        layers: list[nn.Module] = [nn.Conv1d(config.bins, w, 3, padding=1)]
-        for s in config.strides:
-            layers += [*_units(config), _act(), _down(w, s)]
-        layers += [*_units(config), _act(), nn.Conv1d(w, config.learned_dim, 3, padding=1)]
-        self.net = nn.Sequential(*layers)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.tanh(self.net(x))
+def _up(width: int) -> nn.ConvTranspose1d:
+    """Transposed conv with kernel 4, stride 2: exactly T -> 2T frames."""
+    return nn.ConvTranspose1d(width, width, 4, stride=2, padding=1)
 
 
 class Decoder(nn.Module):
-    """Whole latent (B, C, T) -> log-magnitude features (B, F, T * prod(strides)); the mirror of `Encoder`."""
+    """Normalised latent (B, C, T) -> log-magnitude correction (B, F, T * frames_per_latent).
+
+    Residual units and transposed convolutions doubling the frame rate up to the STFT's; the output
+    convolution starts at zero, so the untrained codec decodes the analysis estimate alone.
+    """
 
     def __init__(self, *, config: CodecConfig) -> None:
         super().__init__()
         w = config.width
         layers: list[nn.Module] = [nn.Conv1d(config.latent_dim, w, 3, padding=1), *_units(config)]
-        for s in reversed(config.strides):
-            layers += [_act(), _up(w, s), *_units(config)]
+        for _ in range(int(math.log2(config.frames_per_latent))):
+            layers += [_act(), _up(w), *_units(config)]
         layers += [_act(), nn.Conv1d(w, config.bins, 3, padding=1)]
         self.net = nn.Sequential(*layers)
 
@@ -205,25 +192,25 @@ def _hz_to_mel(f: torch.Tensor) -> torch.Tensor:
     return 2595.0 * torch.log10(1.0 + f / 700.0)
 
 
-def band_matrices(config: CodecConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    """(analysis (bands, F), synthesis (F, bands)) matrices of the level-difference bands.
+def band_matrices(config: CodecConfig, n_bands: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(analysis (bands, F), synthesis (F, bands)) matrices of ``n_bands`` mel-spaced bands.
 
-    Analysis sums the power of the bins of each band (rectangular, mel-spaced edges, every bin in
-    exactly one band). Synthesis interpolates band values linearly between band centres (in mel), flat
-    beyond the outer centres, so the level difference changes smoothly across frequency.
+    Analysis sums the bins of each band (rectangular, every bin in exactly one band). Synthesis
+    interpolates band values linearly between band centres (in mel), flat beyond the outer centres,
+    so a band profile changes smoothly across frequency.
     """
-    nb, nf = config.ild_bands, config.bins
-    freqs = torch.linspace(0.0, config.sample_rate / 2.0, nf, dtype=torch.float64)
-    mel = _hz_to_mel(freqs)
-    edges = torch.linspace(0.0, float(mel[-1]), nb + 1, dtype=torch.float64)
+    nf = config.bins
+    mel = _hz_to_mel(torch.linspace(0.0, config.sample_rate / 2.0, nf, dtype=torch.float64))
+    edges = torch.linspace(0.0, float(mel[-1]), n_bands + 1, dtype=torch.float64)
     idx = torch.bucketize(mel, edges[1:-1], right=True)  # (F,) band of each bin
-    analysis = F.one_hot(idx, nb).T.to(torch.float32)  # (bands, F)
+    analysis = F.one_hot(idx, n_bands).T.to(torch.float32)  # (bands, F)
     centres = 0.5 * (edges[:-1] + edges[1:])  # (bands,)
-    pos = torch.clamp((mel - centres[0]) / (centres[1] - centres[0]) if nb > 1 else mel * 0, 0.0, nb - 1.0)
-    lo = pos.floor().long().clamp(max=nb - 1)
-    hi = (lo + 1).clamp(max=nb - 1)
+    step = centres[1] - centres[0] if n_bands > 1 else torch.tensor(1.0, dtype=torch.float64)
+    pos = torch.clamp((mel - centres[0]) / step, 0.0, n_bands - 1.0)
+    lo = pos.floor().long().clamp(max=n_bands - 1)
+    hi = (lo + 1).clamp(max=n_bands - 1)
     frac = (pos - lo).to(torch.float32)
-    synthesis = torch.zeros(nf, nb)
+    synthesis = torch.zeros(nf, n_bands)
     synthesis[torch.arange(nf), lo] += 1.0 - frac
     synthesis[torch.arange(nf), hi] += frac
     return analysis, synthesis
@@ -250,25 +237,29 @@ def pan_law_delay(ild_db: torch.Tensor) -> torch.Tensor:
 
 
 class Codec(nn.Module):
-    """Stereo 44.1 kHz audio autoencoder with a normalised latent at ``config.latent_rate`` frames/s."""
+    """Stereo 44.1 kHz audio codec with a normalised latent at ``config.latent_rate`` frames/s."""
 
     def __init__(self, *, config: CodecConfig) -> None:
         super().__init__()
         self.config = config
-        self.encoder = Encoder(config=config)  # features -> tanh-bounded latent
-        self.decoder = Decoder(config=config)  # latent -> features
-        # Per-channel statistics of the bounded latent, measured after training (`set_latent_stats`);
-        # identity normalisation until then.
+        self.decoder = Decoder(config=config)  # normalised latent -> log-magnitude correction
+        # Per-channel statistics of the raw latent (`set_latent_stats`); identity normalisation until then.
         self.register_buffer("latent_mean", torch.zeros(config.latent_dim))  # (C,)
         self.register_buffer("latent_std", torch.ones(config.latent_dim))  # (C,)
-        analysis, synthesis = band_matrices(config)
-        self.register_buffer("band_analysis", analysis, persistent=False)  # (bands, F)
-        self.register_buffer("band_synthesis", synthesis, persistent=False)  # (F, bands)
+        shape_a, shape_s = band_matrices(config, config.shape_bands)
+        ild_a, ild_s = band_matrices(config, config.ild_bands)
+        group = shape_a.argmax(dim=0) // (config.shape_bands // config.env_groups)  # (F,) envelope group of a bin
+        self.register_buffer("shape_analysis", shape_a, persistent=False)  # (NB, F)
+        self.register_buffer("shape_synthesis", shape_s, persistent=False)  # (F, NB)
+        self.register_buffer("group_of_bin", group, persistent=False)  # (F,) long
+        self.register_buffer("groups", F.one_hot(group, config.env_groups).T.float(), persistent=False)  # (G, F)
+        self.register_buffer("ild_analysis", ild_a, persistent=False)  # (bands, F)
+        self.register_buffer("ild_synthesis", ild_s, persistent=False)  # (F, bands)
         self.register_buffer("window", torch.hann_window(config.n_fft), persistent=False)  # (n_fft,)
         self._init_weights()
 
     def _init_weights(self) -> None:
-        """Xavier-uniform convolutions with zero bias; residual branches start at zero (each unit the identity)."""
+        """Xavier-uniform convolutions with zero bias; residual branches and the output start at zero."""
         for m in self.modules():
             if isinstance(m, nn.Conv1d | nn.ConvTranspose1d):
                 nn.init.xavier_uniform_(m.weight)
@@ -276,6 +267,7 @@ class Codec(nn.Module):
         for m in self.modules():
             if isinstance(m, ResidualUnit):
                 nn.init.zeros_(m.proj.weight)
+        nn.init.zeros_(self.decoder.net[-1].weight)
 
     # -- sizes
 
@@ -285,7 +277,7 @@ class Codec(nn.Module):
             raise ValueError(f"need at least one audio sample, got {n_samples=}")
         return -(-n_samples // self.config.hop)
 
-    # -- analysis and synthesis (fixed, no parameters)
+    # -- STFT
 
     def _stft(self, x: torch.Tensor) -> torch.Tensor:
         """(M, N) waveforms -> complex (M, F, N / stft_hop) (the last centred frame dropped)."""
@@ -305,30 +297,72 @@ class Codec(nn.Module):
         if not audio.is_floating_point():
             raise ValueError(f"audio must be floating point, got {audio.dtype=}")
 
-    def analyse(self, audio: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Stereo waveform (B, 2, N) -> what the codec codes, over T = ceil(N / hop) latent frames.
+    # -- analysis (the encoder)
 
-        Returns ``{"features": (B, F, 8T) normalised log-magnitudes (network input and target),
-        "log_mag": (B, F, 8T) log(P + floor), "ild": (B, bands, T) the stereo latent channels: level
-        differences per latent frame in dB / ild_limit_db, in [-1, 1]}``. The end is padded with silence
-        up to a whole number of latent frames.
+    def analyse(self, audio: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Stereo waveform (B, 2, N) -> the raw latent and the decoder's training target.
+
+        Returns ``{"latent": (B, C, T) raw latent (natural-log powers and level differences / limit),
+        "log_mag": (B, F, 8T) log(P + floor), "features": (B, F, 8T) normalised log-magnitudes}``,
+        T = ceil(N / hop). The end is padded with silence up to a whole number of latent frames.
         """
         self._check_audio(audio)
         c = self.config
-        n = audio.shape[-1]
-        t = self.latent_frames(n)
+        n, t = audio.shape[-1], self.latent_frames(audio.shape[-1])
         x = F.pad(audio.float(), (0, t * c.hop - n))  # (B, 2, T * hop)
         b = x.shape[0]
-        power = self._stft(x.reshape(b * 2, -1)).abs().square().reshape(b, 2, c.bins, -1)  # (B, 2, F, 8T)
-        log_mag = torch.log(torch.sqrt(power.mean(dim=1)) + LOG_MAG_FLOOR)  # (B, F, 8T)
-        bands = torch.einsum("nf,bcft->bcnt", self.band_analysis, power.reshape(b, 2, c.bins, t, -1).sum(-1))
-        ratio = (bands[:, 0] + BAND_ENERGY_FLOOR) / (bands[:, 1] + BAND_ENERGY_FLOOR)  # (B, bands, T)
-        ild = (10.0 * torch.log10(ratio) / c.ild_limit_db).clamp(-1.0, 1.0)
-        return {"features": (log_mag - LOG_MAG_CENTRE) / LOG_MAG_SCALE, "log_mag": log_mag, "ild": ild}
+        power = self._stft(x.reshape(b * 2, -1)).abs().square().reshape(b, 2, c.bins, t, c.frames_per_latent)
+        total = power.mean(dim=1)  # (B, F, T, K) total power P^2 = (|L|^2 + |R|^2) / 2
+        width = self.shape_analysis.sum(dim=1)[:, None]  # (NB, 1) bins per band
+        mean_power = torch.einsum("nf,bft->bnt", self.shape_analysis, total.mean(dim=-1)) / width
+        shape = torch.log(mean_power + POWER_FLOOR)  # (B, NB, T)
+        steps = total.reshape(b, c.bins, t, c.env_steps, -1).mean(dim=-1)  # (B, F, T, J) mean per STFT frame
+        env = torch.log(torch.einsum("gf,bftj->bgjt", self.groups, steps) + POWER_FLOOR)  # (B, G, J, T)
+        bands = torch.einsum("nf,bcft->bcnt", self.ild_analysis, power.sum(dim=-1))  # (B, 2, bands, T)
+        ratio = (bands[:, 0] + POWER_FLOOR) / (bands[:, 1] + POWER_FLOOR)
+        ild = (10.0 * torch.log10(ratio) / c.ild_limit_db).clamp(-1.0, 1.0)  # (B, bands, T)
+        latent = torch.cat([shape, env.reshape(b, c.env_dim, t), ild], dim=1)  # (B, C, T)
+        log_mag = torch.log(total.reshape(b, c.bins, -1).sqrt() + LOG_MAG_FLOOR)  # (B, F, 8T)
+        return {"latent": latent, "log_mag": log_mag, "features": (log_mag - LOG_MAG_CENTRE) / LOG_MAG_SCALE}
 
-    def features_to_log_mag(self, features: torch.Tensor) -> torch.Tensor:
-        """Network features (B, F, K) -> log(P + floor) (B, F, K)."""
-        return features * LOG_MAG_SCALE + LOG_MAG_CENTRE
+    # -- decoding
+
+    def clamp_raw(self, raw: torch.Tensor) -> torch.Tensor:
+        """Raw latent (B, C, T) clamped into what the analysis can produce (a generator may overshoot)."""
+        c = self.config
+        powers = raw[:, : c.shape_bands + c.env_dim].clamp(math.log(POWER_FLOOR), LOG_POWER_MAX)
+        return torch.cat([powers, raw[:, c.shape_bands + c.env_dim :].clamp(-1.0, 1.0)], dim=1)
+
+    def estimate_log_mag(self, raw: torch.Tensor) -> torch.Tensor:
+        """The analysis estimate: raw latent (B, C, T) -> log(P + floor) (B, F, 8T).
+
+        Per latent frame, the band shape (interpolated across bins) is scaled within each envelope
+        group so that the group's power in every sub-frame equals the envelope's.
+        """
+        c = self.config
+        b, _, t = raw.shape
+        shape_log = torch.einsum("fn,bnt->bft", self.shape_synthesis, raw[:, : c.shape_bands])  # (B, F, T)
+        shape = torch.exp(shape_log - shape_log.amax(dim=1, keepdim=True))  # (B, F, T), max 1 per frame
+        group_sum = torch.einsum("gf,bft->bgt", self.groups, shape)  # (B, G, T)
+        share = shape / group_sum[:, self.group_of_bin].clamp_min(1e-30)  # (B, F, T): sums to 1 per group
+        env = raw[:, c.shape_bands : c.shape_bands + c.env_dim].reshape(b, c.env_groups, c.env_steps, t)
+        env = (env.exp() - POWER_FLOOR).clamp_min(0.0)  # (B, G, J, T) group power per STFT frame
+        env = env.permute(0, 1, 3, 2).repeat_interleave(c.frames_per_latent // c.env_steps, dim=-1)  # (B, G, T, K)
+        power = share[..., None] * env[:, self.group_of_bin]  # (B, F, T, K)
+        return torch.log(power.reshape(b, c.bins, -1).sqrt() + LOG_MAG_FLOOR)
+
+    def decode_log_mag(self, z: torch.Tensor) -> torch.Tensor:
+        """Normalised latent (B, C, T) -> decoded log(P + floor) (B, F, 8T): estimate + learned correction."""
+        raw = self.clamp_raw(z.float() * self.latent_std[:, None] + self.latent_mean[:, None])
+        norm = (raw - self.latent_mean[:, None]) / self.latent_std[:, None]
+        return self.estimate_log_mag(raw) + self.decoder(norm) * LOG_MAG_SCALE
+
+    def ild_to_frames(self, ild: torch.Tensor) -> torch.Tensor:
+        """Stereo latent channels (B, bands, T) -> level differences in dB at the STFT frames (B, bands, 8T),
+        interpolated linearly between latent-frame centres."""
+        c = self.config
+        db = ild.clamp(-1.0, 1.0) * c.ild_limit_db
+        return F.interpolate(db, scale_factor=c.frames_per_latent, mode="linear", align_corners=False)
 
     def griffin_lim(self, magnitude: torch.Tensor, n: int) -> torch.Tensor:
         """A complex spectrum (M, F, K) with the given magnitudes and a consistent phase (fast Griffin-Lim)."""
@@ -345,7 +379,7 @@ class Codec(nn.Module):
         return magnitude * angles
 
     def synthesize(self, log_mag: torch.Tensor, ild_db: torch.Tensor, n_samples: int | None = None) -> torch.Tensor:
-        """log(P + floor) (B, F, K) and level differences (B, bands, K) -> stereo waveform (B, 2, n_samples).
+        """log(P + floor) (B, F, K) and level differences in dB (B, bands, K) -> stereo waveform (B, 2, n_samples).
 
         n_samples defaults to K * stft_hop and may be any length that needs the same latent frames.
         """
@@ -353,7 +387,7 @@ class Codec(nn.Module):
         b, _, k = log_mag.shape
         n_full = k * c.stft_hop
         mono = self.griffin_lim((log_mag.exp() - LOG_MAG_FLOOR).clamp_min(0.0), n_full)  # (B, F, K)
-        ild_bins = torch.einsum("fn,bnk->bfk", self.band_synthesis, ild_db)  # (B, F, K) dB
+        ild_bins = torch.einsum("fn,bnk->bfk", self.ild_synthesis, ild_db)  # (B, F, K) dB
         g_left, g_right = stereo_gains(ild_bins)
         freqs = torch.linspace(0.0, c.sample_rate / 2.0, c.bins, device=log_mag.device)[:, None]  # (F, 1)
         shift = math.pi * freqs * pan_law_delay(ild_bins)  # (B, F, K): half the delay's phase, each channel
@@ -362,13 +396,11 @@ class Codec(nn.Module):
         audio = self._istft(torch.stack([left, right], dim=1).reshape(b * 2, c.bins, k), n_full).reshape(b, 2, -1)
         return audio[..., : n_full if n_samples is None else n_samples]
 
-    # -- raw (bounded) latent
+    # -- raw latent
 
     def encode_raw(self, audio: torch.Tensor) -> torch.Tensor:
-        """Stereo waveform (B, 2, N), [-1, 1] -> bounded latent (B, C, ceil(N / hop)) in [-1, 1]:
-        the learned channels, then the band level differences."""
-        f = self.analyse(audio)
-        return torch.cat([self.encoder(f["features"]), f["ild"]], dim=1)
+        """Stereo waveform (B, 2, N), [-1, 1] -> raw latent (B, C, ceil(N / hop))."""
+        return self.analyse(audio)["latent"]
 
     def _check_latent(self, z: torch.Tensor, n_samples: int | None) -> int:
         """Validate z (B, C, T) and return the number of samples to output."""
@@ -381,24 +413,6 @@ class Codec(nn.Module):
             raise ValueError(f"{n_samples=} needs {self.latent_frames(max(n_samples, 1))} latent frames, {z.shape=}")
         return n_samples
 
-    def decode_raw(self, z: torch.Tensor, n_samples: int | None = None) -> torch.Tensor:
-        """Bounded latent (B, C, T) -> stereo waveform (B, 2, n_samples) (default T * hop samples).
-
-        The band level differences of the latent frames are interpolated linearly to the STFT frames.
-        """
-        n = self._check_latent(z, n_samples)
-        c = self.config
-        z = z.float()
-        log_mag = self.features_to_log_mag(self.decoder(z))  # (B, F, 8T)
-        return self.synthesize(log_mag, self.ild_to_frames(z[:, c.learned_dim :]), n)
-
-    def ild_to_frames(self, ild: torch.Tensor) -> torch.Tensor:
-        """Stereo latent channels (B, bands, T) -> level differences in dB at the STFT frames (B, bands, 8T),
-        interpolated linearly between latent-frame centres."""
-        c = self.config
-        db = ild.clamp(-1.0, 1.0) * c.ild_limit_db
-        return F.interpolate(db, scale_factor=c.frames_per_latent, mode="linear", align_corners=False)
-
     # -- normalised latent (what the generator sees)
 
     def encode(self, audio: torch.Tensor) -> torch.Tensor:
@@ -409,12 +423,16 @@ class Codec(nn.Module):
     def decode(self, z: torch.Tensor, n_samples: int | None = None) -> torch.Tensor:
         """Normalised latent (B, C, T) -> stereo waveform (B, 2, n_samples), cropped exactly.
 
-        The un-normalised latent is clamped to [-1, 1], the range the encoder's tanh can produce, so a
+        The raw latent is clamped into the range the analysis can produce (`clamp_raw`), so a
         generator's overshoot cannot drive the decoder outside what it was trained on.
         """
-        self._check_latent(z, n_samples)
-        raw = z.float() * self.latent_std[:, None] + self.latent_mean[:, None]
-        return self.decode_raw(raw.clamp(-1.0, 1.0), n_samples)
+        n = self._check_latent(z, n_samples)
+        c = self.config
+        log_mag = self.decode_log_mag(z)
+        raw_ild = (z[:, -c.ild_bands :].float() * self.latent_std[-c.ild_bands :, None]) + self.latent_mean[
+            -c.ild_bands :, None
+        ]
+        return self.synthesize(log_mag, self.ild_to_frames(raw_ild), n)
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
         """Reconstruction: (B, 2, N) -> (B, 2, N)."""
@@ -422,7 +440,7 @@ class Codec(nn.Module):
 
     @torch.no_grad()
     def set_latent_stats(self, mean: torch.Tensor, std: torch.Tensor) -> None:
-        """Store per-channel statistics (C,) of the bounded latent; std is floored at ``config.std_floor``."""
+        """Store per-channel statistics (C,) of the raw latent; std is floored at ``config.std_floor``."""
         c = self.config.latent_dim
         if mean.shape != (c,) or std.shape != (c,):
             raise ValueError(f"latent stats must be ({c},), got {mean.shape=} {std.shape=}")

@@ -62,18 +62,15 @@ def test_encode_decode_shapes_and_exact_length(n):
     assert codec(audio).shape == audio.shape
 
 
-def test_latent_is_bounded_and_normalisation_round_trips():
+def test_normalisation_round_trips():
     codec = _codec()
     audio = _noise(5000)
     with torch.no_grad():
         raw = codec.encode_raw(audio)
         codec.set_latent_stats(torch.full((TINY.latent_dim,), 0.2), torch.full((TINY.latent_dim,), 0.5))
         z = codec.encode(audio)
-        out = codec.decode(z, 5000)
-        ref = codec.decode_raw(raw, 5000)
-    assert raw.abs().max() < 1.0
     torch.testing.assert_close(z, (raw - 0.2) / 0.5)
-    torch.testing.assert_close(out, ref)
+    assert raw.shape == (2, TINY.latent_dim, 3)
 
 
 def test_bad_inputs_say_what_they_got():
@@ -88,6 +85,8 @@ def test_bad_inputs_say_what_they_got():
         codec.decode(torch.zeros(1, TINY.latent_dim, 2), 5000)
     with pytest.raises(ValueError, match="n_fft >= 2 \\* stft_hop"):
         CodecConfig(n_fft=256, stft_hop=256)
+    with pytest.raises(ValueError, match="env_steps must divide"):
+        CodecConfig(env_steps=3)
 
 
 # ----------------------------------------------------------------------------- files and determinism
@@ -133,8 +132,8 @@ def test_old_format_files_are_refused_with_a_clear_message(tmp_path):
     from safetensors.torch import save_file
 
     path = tmp_path / "old.safetensors"
-    save_file({"x": torch.zeros(1)}, str(path), metadata={"format": "foley-codec", "version": "1", "config": "{}"})
-    with pytest.raises(UserInputError, match="version 1 codec"):
+    save_file({"x": torch.zeros(1)}, str(path), metadata={"format": "foley-codec", "version": "2", "config": "{}"})
+    with pytest.raises(UserInputError, match="version 2 codec"):
         load_codec(path)
 
 
@@ -147,43 +146,72 @@ def _panned_noise(gain_left: float, gain_right: float, n: int = 6 * 2048) -> tor
     return torch.stack([gain_left * s, gain_right * s])[None]
 
 
+def _ild(codec: Codec, raw: torch.Tensor) -> torch.Tensor:
+    return raw[:, -codec.config.ild_bands :] * codec.config.ild_limit_db  # dB
+
+
 def test_analysis_reads_the_level_difference_and_total_magnitude():
     codec = Codec(config=CODEC_PRESETS["default"])
+    cfg = codec.config
     f = codec.analyse(_panned_noise(1.0, 0.25))  # left 12.04 dB louder
-    assert f["features"].shape == (1, codec.config.bins, 6 * 8) and f["ild"].shape == (1, codec.config.ild_bands, 6)
-    inner = f["ild"][..., 1:-1] * codec.config.ild_limit_db  # latent frames away from the padded ends
+    assert f["latent"].shape == (1, cfg.latent_dim, 6) and cfg.latent_dim == 40 + 8 * 4 + 16
+    assert f["log_mag"].shape == f["features"].shape == (1, cfg.bins, 6 * 8)
+    inner = _ild(codec, f["latent"])[..., 1:-1]  # latent frames away from the padded ends
     torch.testing.assert_close(inner, torch.full_like(inner, 20 * math.log10(4.0)), atol=1e-3, rtol=0)
     centred = codec.analyse(_panned_noise(1.0, 1.0))
-    assert centred["ild"].abs().max() < 1e-4
-    assert codec.analyse(torch.zeros(1, 2, 4096))["ild"].abs().max() == 0.0  # silence reads as centred
-    # P = sqrt((|L|^2 + |R|^2) / 2): a centred source's P is its own magnitude, as a mono clip would read
+    assert _ild(codec, centred["latent"]).abs().max() < 1e-3
+    assert _ild(codec, codec.analyse(torch.zeros(1, 2, 4096))["latent"]).abs().max() == 0.0  # silence: centre
+    # P^2 = (|L|^2 + |R|^2) / 2: a centred source's P is its own magnitude, as a mono clip would read
     mono = codec.analyse(_panned_noise(1.0, 1.0)[:, :1].expand(1, 2, -1))
     torch.testing.assert_close(mono["log_mag"], centred["log_mag"])
+
+
+def test_envelope_keeps_an_onset_inside_its_latent_frame():
+    """A click 3/4 of the way into latent frame 2: the decoded power rises in that sub-frame, not before."""
+    codec = Codec(config=CODEC_PRESETS["default"])
+    cfg = codec.config
+    audio = torch.zeros(1, 2, 5 * cfg.hop)
+    at = 2 * cfg.hop + 3 * cfg.hop // 4
+    audio[..., at : at + 64] = torch.randn(64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        frames = codec.estimate_log_mag(codec.analyse(audio)["latent"]).exp().square().sum(dim=1)[0]  # (8T,)
+    first = int(torch.nonzero(frames > 1e-3 * frames.max())[0])
+    assert abs(first * cfg.stft_hop - at) <= cfg.n_fft // 2 + cfg.hop // cfg.env_steps
 
 
 def test_stereo_channels_are_coded_exactly_and_steer_the_decoded_image():
     codec = _codec()
     audio = _panned_noise(1.0, 0.25)
     with torch.no_grad():
-        raw = codec.encode_raw(audio)
-        torch.testing.assert_close(raw[:, TINY.learned_dim :], codec.analyse(audio)["ild"])
-        out = codec.decode_raw(raw)
-        mirrored = raw.clone()
-        mirrored[:, TINY.learned_dim :] *= -1
-        flipped = codec.decode_raw(mirrored)
+        z = codec.encode(audio)
+        out = codec.decode(z)
+        mirrored = z.clone()
+        mirrored[:, -TINY.ild_bands :] *= -1  # identity statistics: the raw level differences flip sign
+        flipped = codec.decode(mirrored)
     level = lambda x: 10 * math.log10(x[0, 0].square().sum() / x[0, 1].square().sum())  # noqa: E731
     assert level(out) > 6.0 and level(flipped) < -6.0
+
+
+def test_untrained_decoder_decodes_the_analysis_estimate_of_stationary_noise():
+    codec = Codec(config=CODEC_PRESETS["default"])
+    f = codec.analyse(_panned_noise(1.0, 1.0))
+    with torch.no_grad():
+        decoded = codec.decode_log_mag(codec.encode(_panned_noise(1.0, 1.0)))
+    torch.testing.assert_close(decoded, codec.estimate_log_mag(f["latent"]))
+    # white noise: the separable estimate is within a few dB of every bin's level (away from the edges)
+    err = (decoded - f["log_mag"])[:, 5:-5, 8:-8]
+    assert err.mean().abs() < 0.3 and err.abs().mean() < 0.7
 
 
 def test_band_matrices_cover_every_bin_once_and_interpolate():
     from engine.codec import band_matrices
 
     cfg = CODEC_PRESETS["default"]
-    analysis, synthesis = band_matrices(cfg)
-    assert analysis.shape == (cfg.ild_bands, cfg.bins) and synthesis.shape == (cfg.bins, cfg.ild_bands)
+    analysis, synthesis = band_matrices(cfg, 16)
+    assert analysis.shape == (16, cfg.bins) and synthesis.shape == (cfg.bins, 16)
     assert torch.equal(analysis.sum(0), torch.ones(cfg.bins))
     torch.testing.assert_close(synthesis.sum(1), torch.ones(cfg.bins))
-    ramp = torch.arange(cfg.ild_bands, dtype=torch.float32)
+    ramp = torch.arange(16, dtype=torch.float32)
     assert torch.all(torch.diff(synthesis @ ramp) >= -1e-6)  # a rising band profile stays monotone per bin
 
 
@@ -207,7 +235,8 @@ def test_synthesis_of_the_analysis_keeps_level_time_and_spectrum(gains, side):
     codec = Codec(config=CODEC_PRESETS["default"])
     audio = _panned_noise(*gains)
     f = codec.analyse(audio)
-    out = codec.synthesize(f["log_mag"], codec.ild_to_frames(f["ild"]), audio.shape[-1])
+    ild = f["latent"][:, -codec.config.ild_bands :]
+    out = codec.synthesize(f["log_mag"], codec.ild_to_frames(ild), audio.shape[-1])
     assert out.shape == audio.shape
     e_left, e_right = out[0, 0].square().sum(), out[0, 1].square().sum()
     ild_out = 10 * math.log10(e_left / e_right)
@@ -299,7 +328,7 @@ def test_thirty_steps_on_a_fixed_batch_reduce_the_loss():
     hit = 0.3 * noise * torch.exp(-t / 0.03) + 0.2 * torch.sin(2 * math.pi * 440.0 * t)  # broadband onset + tone
     audio = torch.stack([torch.stack([hit, 0.5 * hit]), torch.stack([0.5 * hit, hit])])  # (2, 2, N)
     losses = [train_step(state, audio, step)["total"] for step in range(30)]
-    assert losses[-1] < 0.5 * losses[0]
+    assert losses[-1] < 0.9 * losses[0]  # the decoder starts from the analysis estimate, already close
     assert losses[-1] < min(losses[:10])
 
 

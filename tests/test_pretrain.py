@@ -36,6 +36,7 @@ from trainer.foleyworld.splits import make_clip
 from trainer.foleyworld.video import frame_times, render_frames
 from trainer.losses import flow_matching_loss, logit_normal_times
 from trainer.pretrain import BatchOrder, PretrainConfig, build_model, load_pretrained, pretrain
+from trainer.train_codec import CodecTrainConfig, latent_stats_clips, measure_latent_stats
 
 DURATION = 2.0  # seconds per test clip
 
@@ -50,9 +51,8 @@ def cache(tmp_path_factory):
     root = tmp_path_factory.mktemp("pretrain")
     torch.manual_seed(0)
     codec = Codec(config=CODEC_PRESETS["tiny"]).eval()
-    with torch.no_grad():  # non-trivial latent statistics, so normalisation is exercised
-        c = codec.config.latent_dim
-        codec.set_latent_stats(torch.linspace(-0.1, 0.1, c), torch.linspace(0.5, 1.5, c))
+    stats_cfg = CodecTrainConfig(preset="tiny", clip_seconds=2.0, stats_clips=2, stats_seconds=2.0)
+    codec.set_latent_stats(*measure_latent_stats(codec, latent_stats_clips(stats_cfg)))  # as training does
     save_codec(codec, root / "codec.safetensors")
     cfg = FeatureConfig(count=3, duration=DURATION, shard_size=2, workers=2)
     build_features(root / "cache", root / "codec.safetensors", cfg)

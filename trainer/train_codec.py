@@ -1,10 +1,11 @@
-"""Training the stereo codec (`engine.codec.Codec`) on random crops of FoleyWorld audio.
+"""Training the stereo codec's decoder (`engine.codec.Codec`) on random crops of FoleyWorld audio.
 
 The loop is a few named steps: keep the clip pool current, draw a batch of crops, take an optimiser
 step, update the EMA, log, checkpoint. Everything that decides the next step (weights, EMA, AdamW
 moments, step, the crop RNG) is in the checkpoint, and the clip pool is a pure function of the step,
-so a resumed run reproduces an uninterrupted one exactly. At the end the EMA weights get their latent
-normalisation statistics (measured on generator-length clips) and are written with `engine.codec.save_codec`.
+so a resumed run reproduces an uninterrupted one exactly. The encoder is the codec's fixed analysis, so
+the latent normalisation statistics are measured first (on generator-length clips) and never change;
+at the end the EMA weights are written with `engine.codec.save_codec`.
 
 The data is generated on the fly: a sliding window of ``pool_size`` FoleyWorld ``train`` clips is held
 in memory; every ``pool_refresh_every`` steps the oldest ``pool_refresh_count`` clips leave and as many
@@ -23,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from engine.codec import CODEC_PRESETS, Codec, save_codec
+from engine.codec import CODEC_PRESETS, LOG_MAG_CENTRE, LOG_MAG_SCALE, Codec, save_codec
 from trainer.foleyworld.scene import WorldConfig
 from trainer.foleyworld.splits import make_clip
 from trainer.losses import codec_feature_loss
@@ -201,6 +202,7 @@ def new_training_state(config: CodecTrainConfig) -> dict:
     """Freshly initialised model, EMA copy, AdamW and crop RNG (seeded by ``config.seed``)."""
     torch.manual_seed(config.seed)
     model = Codec(config=CODEC_PRESETS[config.preset])
+    model.set_latent_stats(*measure_latent_stats(model, latent_stats_clips(config)))  # the encoder is fixed
     optim = torch.optim.AdamW(
         model.parameters(), lr=config.lr, betas=config.betas, weight_decay=config.weight_decay, foreach=False
     )
@@ -214,14 +216,15 @@ def new_training_state(config: CodecTrainConfig) -> dict:
 
 
 def train_step(state: dict, audio: torch.Tensor, step: int) -> dict[str, float]:
-    """One optimiser step on a batch (B, 2, N) and the EMA update; returns the loss parts."""
+    """One optimiser step of the decoder on a batch (B, 2, N) and the EMA update; returns the loss parts."""
     c, model, optim = state["config"], state["model"], state["optim"]
     for group in optim.param_groups:
         group["lr"] = lr_at(step, c)
     model.train()
     with torch.no_grad():
-        target = model.analyse(audio)  # fixed DSP: log-magnitude features and the stereo latent channels
-    pred = model.decoder(torch.cat([model.encoder(target["features"]), target["ild"]], dim=1))  # (B, F, K)
+        target = model.analyse(audio)  # the fixed encoder: raw latent and the log-magnitude target
+        z = (target["latent"] - model.latent_mean[:, None]) / model.latent_std[:, None]
+    pred = (model.decode_log_mag(z) - LOG_MAG_CENTRE) / LOG_MAG_SCALE  # (B, F, 8T) normalised
     loss, parts = codec_feature_loss(pred, target["features"])
     optim.zero_grad(set_to_none=True)
     loss.backward()
@@ -248,14 +251,9 @@ def latent_stats_clips(config: CodecTrainConfig) -> list[torch.Tensor]:
 
 
 def _finish(state: dict, out_path: Path, history: list[dict]) -> None:
-    """Store the latent statistics in the EMA codec and write it."""
-    ema = state["ema"]
-    with torch.no_grad():  # the file stores float16 weights: measure the statistics of exactly those
-        for p in ema.parameters():
-            p.copy_(p.half().float())
-    ema.set_latent_stats(*measure_latent_stats(ema, latent_stats_clips(state["config"])))
+    """Write the EMA codec (its latent statistics were measured before training)."""
     extra = {"train": asdict(state["config"]), "final": history[-1] if history else {}}
-    save_codec(ema, out_path, extra=extra)
+    save_codec(state["ema"], out_path, extra=extra)
 
 
 def _mean_parts(window: list[dict[str, float]]) -> dict[str, float]:
