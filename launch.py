@@ -421,7 +421,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--model", default="default", help="model name under assets/models or a model folder")
     b.add_argument("--seed", type=_nonneg_int, default=0, help="model row: seed of clip k is seed + k")
     b.add_argument("--steps", type=_positive_int, default=24, help="model row / --speed: sampling steps")
-    b.add_argument("--cfg", type=_guidance, default=5.0, help="model row / --speed: guidance scale")
+    b.add_argument("--cfg", type=_guidance, default=3.5, help="model row / --speed: guidance scale")
     b.add_argument(
         "--speed",
         type=_positive_int,
@@ -465,7 +465,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--cot", help="CoT JSON file (semantic, temporal, aesthetic, spatial, optional negative)")
     r.add_argument("--seed", type=_nonneg_int, default=None, help="noise seed (default: random, printed)")
     r.add_argument("--steps", type=_positive_int, default=24, help="sampling steps")
-    r.add_argument("--cfg", type=_guidance, default=5.0, help="classifier-free guidance scale")
+    r.add_argument("--cfg", type=_guidance, default=3.5, help="classifier-free guidance scale")
     r.add_argument("--candidates", type=_positive_int, default=1, help="best-of-N (needs the reward heads)")
     r.add_argument(
         "--weights",

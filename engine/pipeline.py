@@ -60,7 +60,8 @@ class RenderSettings:
 
     seed: int = 0  # noise seed: the same seed, inputs, model and machine give bit-identical audio
     steps: int = 24  # Euler steps from noise to data (the reference's 24)
-    cfg: float = 5.0  # classifier-free guidance scale: the reference's 5; 1 = conditional only, 0 = unconditional
+    cfg: float = 3.5  # classifier-free guidance scale (the reference uses 5; 3.5 is best for the shipped default
+    #                   on 30 FoleyWorld val clips, docs/RESULTS.md); 1 = conditional only, 0 = unconditional
     shift: float = 1.0  # timestep shift of `sampling.timesteps` (1 = the uniform grid of the reference)
     window: float = 10.0  # seconds per window for videos longer than the generator's max_frames
     crossfade: float = 1.0  # seconds of equal-power crossfade between windows (at most window / 3)
