@@ -351,9 +351,13 @@ class Codec(nn.Module):
         power = share[..., None] * env[:, self.group_of_bin]  # (B, F, T, K)
         return torch.log(power.reshape(b, c.bins, -1).sqrt() + LOG_MAG_FLOOR)
 
+    def raw_latent(self, z: torch.Tensor) -> torch.Tensor:
+        """Normalised latent (B, C, T) -> raw latent, clamped into what the analysis can produce."""
+        return self.clamp_raw(z.float() * self.latent_std[:, None] + self.latent_mean[:, None])
+
     def decode_log_mag(self, z: torch.Tensor) -> torch.Tensor:
         """Normalised latent (B, C, T) -> decoded log(P + floor) (B, F, 8T): estimate + learned correction."""
-        raw = self.clamp_raw(z.float() * self.latent_std[:, None] + self.latent_mean[:, None])
+        raw = self.raw_latent(z)
         norm = (raw - self.latent_mean[:, None]) / self.latent_std[:, None]
         return self.estimate_log_mag(raw) + self.decoder(norm) * LOG_MAG_SCALE
 
@@ -428,11 +432,8 @@ class Codec(nn.Module):
         """
         n = self._check_latent(z, n_samples)
         c = self.config
-        log_mag = self.decode_log_mag(z)
-        raw_ild = (z[:, -c.ild_bands :].float() * self.latent_std[-c.ild_bands :, None]) + self.latent_mean[
-            -c.ild_bands :, None
-        ]
-        return self.synthesize(log_mag, self.ild_to_frames(raw_ild), n)
+        ild = self.raw_latent(z)[:, -c.ild_bands :]
+        return self.synthesize(self.decode_log_mag(z), self.ild_to_frames(ild), n)
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
         """Reconstruction: (B, 2, N) -> (B, 2, N)."""
