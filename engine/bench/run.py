@@ -163,9 +163,9 @@ def codec_row(codec: torch.nn.Module) -> AudioFn:
     return fn
 
 
-def render_row(bundle, folder: Path, settings, cot_key: str = "cot") -> AudioFn:
+def render_row(bundle, folder: Path, settings) -> AudioFn:
     """Row of a model: each clip's video ``<folder>/<name>.mp4`` rendered by ``bundle`` with the clip's
-    ground-truth CoT (``meta[cot_key]``), seed ``settings.seed + clip index`` (one fixed seed per clip)."""
+    ground-truth CoT, seed ``settings.seed + clip index`` (one fixed seed per clip)."""
     from dataclasses import replace
 
     from engine.errors import UserInputError
@@ -178,7 +178,7 @@ def render_row(bundle, folder: Path, settings, cot_key: str = "cot") -> AudioFn:
         if not video.is_file():
             raise UserInputError(f"no video {video.name} in {folder}; write the split without --no-video")
         audio = render(
-            prepare_video(video, bundle), meta[cot_key], bundle, replace(settings, seed=settings.seed + meta["index"])
+            prepare_video(video, bundle), meta["cot"], bundle, replace(settings, seed=settings.seed + meta["index"])
         )
         out = np.zeros_like(gt)  # the picture's length (to the sample) vs the clip's audio length: crop or pad
         n = min(len(out), len(audio))

@@ -37,11 +37,13 @@ def render_speed(
     model: str,
     video: str | Path,
     runs: int = 5,
-    steps: int = 24,
-    cfg: float = 5.0,
+    steps: int | None = None,
+    cfg: float | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict:
     """Time ``runs`` end-to-end renders of ``video`` with the bundle ``model``; returns the figures.
+
+    steps, cfg: sampling steps and guidance scale (default: `RenderSettings`' defaults, what users get).
 
     Result: ``{"model", "video_seconds", "runs", "steps", "cfg", "threads", "load_s", "first_s",
     "median_s" (of the runs after the first; the first alone when runs == 1), "times_s", "peak_mb"}``.
@@ -50,6 +52,9 @@ def render_speed(
     from engine.models import load_bundle
     from engine.pipeline import RenderSettings, _prepare_cached, prepare_video, render
 
+    defaults = RenderSettings()
+    steps = defaults.steps if steps is None else steps
+    cfg = defaults.cfg if cfg is None else cfg
     t0 = time.perf_counter()
     bundle = load_bundle(model)
     load_s = time.perf_counter() - t0
