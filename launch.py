@@ -111,8 +111,9 @@ def _render_speed(args: argparse.Namespace) -> int:
     """The render-speed benchmark on a 9 s FoleyWorld test clip written to a temporary folder."""
     import tempfile
 
-    from engine.bench.speed import render_speed
+    from engine.bench.speed import plan_speed, render_speed
     from engine.media import write_mp4
+    from engine.planner import has_planner
     from trainer.foleyworld.scene import WorldConfig
     from trainer.foleyworld.splits import make_clip
     from trainer.foleyworld.video import render_frames
@@ -125,7 +126,26 @@ def _render_speed(args: argparse.Namespace) -> int:
         report = render_speed(
             args.model, video, runs=args.speed, steps=args.steps, cfg=args.cfg, progress=_progress("speed")
         )
+        if has_planner(args.model):
+            report["plan"] = plan_speed(args.model, video, runs=args.speed)
     print(json.dumps(report))
+    return 0
+
+
+def _planner(model: str):
+    from engine.planner import load_planner
+
+    return load_planner(model)
+
+
+def _planner_bench(args: argparse.Namespace, data: Path) -> int:
+    """`bench --planner`: how well the model's planner reads the split's silent videos."""
+    from engine.bench.planning import planner_accuracy
+
+    planner = _planner(args.model)
+    families = {c.name: c.family for c in planner.net.config.classes}
+    result = planner_accuracy(planner.read, families, data, args.limit, progress=_progress(f"plan {args.split}"))
+    print(json.dumps({"split": args.split, "model": args.model, **result}))
     return 0
 
 
@@ -142,6 +162,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
             f"no FoleyWorld split at {data}; write one with: python launch.py world --split {args.split} "
             f"--count 200 --out {data}"
         )
+    if args.planner:
+        return _planner_bench(args, data)
     rows = args.rows.split(",")
     extra = {}
     if "codec" in rows:
@@ -159,10 +181,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from engine.pipeline import RenderSettings
 
         bundle = load_bundle(args.model)
-        extra["model"] = render_row(bundle, data, RenderSettings(seed=args.seed, steps=args.steps, cfg=args.cfg))
+        planner = _planner(args.model) if args.cot == "planner" else None
+        settings = RenderSettings(seed=args.seed, steps=args.steps, cfg=args.cfg)
+        extra["model"] = render_row(bundle, data, settings, planner)
     result = bench_split(data, rows=rows, limit=args.limit, extra_rows=extra, progress=_progress(f"bench {args.split}"))
-    if "model" in result["rows"]:  # name the row after the model
-        result["rows"] = {(f"model {args.model}" if k == "model" else k): v for k, v in result["rows"].items()}
+    if "model" in result["rows"]:  # name the row after the model and where its CoT came from
+        name = f"model {args.model}" + (" (planner CoT)" if args.cot == "planner" else "")
+        result["rows"] = {(name if k == "model" else k): v for k, v in result["rows"].items()}
     print(json.dumps(result))
     print(markdown_table(result), file=sys.stderr)
     return 0
@@ -202,7 +227,7 @@ def _train_pretrain(args: argparse.Namespace) -> dict:
         video_preset=args.preset if args.preset in VIDEO_ENCODER_PRESETS else "default",
         cot_mode=args.cot_mode,
         steps=args.steps or 20_000,
-        batch=args.batch,
+        batch=args.batch or 16,
         lr=args.lr or 3e-4,
         warmup=args.warmup or 500,
         seed=args.seed,
@@ -232,7 +257,7 @@ def _train_codec(args: argparse.Namespace) -> dict:
         out,
         preset=args.preset,
         steps=args.steps or 6_000,
-        batch=args.batch,
+        batch=args.batch or 16,
         lr=args.lr or 1e-3,
         seed=args.seed,
         resume=args.resume,
@@ -241,8 +266,37 @@ def _train_codec(args: argparse.Namespace) -> dict:
     return {k: v for k, v in report.items() if k != "history"}
 
 
+def _train_planner(args: argparse.Namespace) -> dict:
+    """Train the default planner on rendered FoleyWorld scenes; checkpoints beside the output, resumable."""
+    import torch
+
+    from trainer.train_planner import PlannerTrainConfig, train_planner
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    out = Path(args.out or ROOT / "runs" / "planner" / "planner.safetensors")
+    if out.suffix != ".safetensors":
+        raise CliError(f"--out for the planner is a .safetensors file, got {out}")
+    config = PlannerTrainConfig(
+        steps=args.steps or 3000,
+        batch=args.batch or 8,
+        lr=args.lr or 2e-3,
+        warmup=args.warmup or 100,
+        seed=args.seed,
+    )
+
+    def show(step: int, total: int, parts: dict) -> None:
+        print(f"planner {step}/{total} " + " ".join(f"{k}={v:.3f}" for k, v in parts.items()), file=sys.stderr)
+
+    report = train_planner(out, config, resume=args.resume, progress=show)
+    return {k: v for k, v in report.items() if k != "history"}
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     """Training subcommands."""
+    if args.what == "planner":
+        print(json.dumps(_train_planner(args)))
+        return 0
     if args.what in ("features", "pretrain"):
         print(json.dumps(_train_features(args) if args.what == "features" else _train_pretrain(args)))
         return 0
@@ -302,6 +356,7 @@ def _render_inputs(args: argparse.Namespace):
 
     from engine.cot import load_cot
     from engine.pipeline import FALLBACK_COT, RenderSettings
+    from engine.planner import has_planner
 
     if args.candidates > 1:
         raise CliError(
@@ -316,7 +371,9 @@ def _render_inputs(args: argparse.Namespace):
     clash = sorted({s for s in stems if stems.count(s) > 1})
     if clash:
         raise CliError(f"several videos are named {clash[0]!r}; their outputs would overwrite each other")
-    cot, source = (load_cot(args.cot), "file") if args.cot else (FALLBACK_COT, "fallback")
+    cot, source = (load_cot(args.cot), "file") if args.cot else (None, "planner")
+    if cot is None and not has_planner(args.model):
+        cot, source = FALLBACK_COT, "fallback"
     seed = secrets.randbelow(2**31) if args.seed is None else args.seed
     return out, videos, cot, source, RenderSettings(seed=seed, steps=args.steps, cfg=args.cfg)
 
@@ -370,15 +427,21 @@ def cmd_render(args: argparse.Namespace) -> int:
 
     from engine.models import load_bundle
     from engine.pipeline import prepare_video, render, render_plan
+    from engine.planner import load_planner
 
-    out, videos, cot, source, settings = _render_inputs(args)
+    out, videos, given, source, settings = _render_inputs(args)
     bundle = load_bundle(args.model)
     prepared = [prepare_video(v, bundle) for v in videos]  # every video is checked before anything is written
+    planner = load_planner(args.model) if source == "planner" else None
     out.mkdir(parents=True, exist_ok=True)
     if source == "fallback":
-        print("note: no --cot given; using the generic fallback CoT (the planner does not exist yet)", file=sys.stderr)
+        print(
+            f"note: no --cot given and model {bundle.name!r} has no planner; using the generic fallback CoT",
+            file=sys.stderr,
+        )
     for video, prep in zip(videos, prepared):
         start = time.perf_counter()
+        cot = planner.plan(video) if planner is not None else given  # each video gets its own plan
         audio = render(prep, cot, bundle, settings, progress=_after_a_second(f"render {video.name}"))
         paths = _write_take(out, video, audio, bundle.sample_rate, cot, args.mux)
         line = {"video": str(video), **paths, "model": bundle.name, "seed": settings.seed, "steps": settings.steps}
@@ -386,6 +449,15 @@ def cmd_render(args: argparse.Namespace) -> int:
         line |= {"sample_rate": bundle.sample_rate, "windows": len(render_plan(prep, bundle, settings))}
         line |= {"scores": None, "seconds": round(time.perf_counter() - start, 3)}
         print(json.dumps(line), flush=True)
+    return 0
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    """The four CoT blocks of a video as JSON on stdout."""
+    from engine.planner import load_planner
+
+    planner = load_planner(args.model, args.planner, args.mllm_model)
+    print(json.dumps(planner.plan(Path(args.video), seed=args.seed).to_dict(), indent=2))
     return 0
 
 
@@ -419,6 +491,10 @@ def build_parser() -> argparse.ArgumentParser:
         "model (the model's renders of the split's videos with the ground-truth CoT)",
     )
     b.add_argument("--model", default="default", help="model name under assets/models or a model folder")
+    b.add_argument(
+        "--cot", default="truth", choices=["truth", "planner"], help="model row: ground-truth CoT or the planner's"
+    )
+    b.add_argument("--planner", action="store_true", help="the planner's accuracy instead of audio rows")
     b.add_argument("--seed", type=_nonneg_int, default=0, help="model row: seed of clip k is seed + k")
     b.add_argument("--steps", type=_positive_int, default=24, help="model row / --speed: sampling steps")
     b.add_argument("--cfg", type=_guidance, default=3.5, help="model row / --speed: guidance scale")
@@ -435,10 +511,11 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="training commands")
     t.add_argument(
         "what",
-        choices=["metrics", "codec", "features", "pretrain"],
+        choices=["metrics", "codec", "features", "pretrain", "planner"],
         help="metrics: the FoleyBench metric models; codec: the stereo audio codec (--steps, --batch, --codec "
         "for the output file); features: the generator's feature cache; "
-        "pretrain: the generator and video encoder (builds missing features first)",
+        "pretrain: the generator and video encoder (builds missing features first); "
+        "planner: the default planner (--out FILE.safetensors)",
     )
     t.add_argument(
         "--out", default=None, help="where the weights go (default assets/bench; pretrain: runs/pretrain_<cot mode>)"
@@ -449,7 +526,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--preset", default="default", help="pretrain: generator preset (default, tiny, prismaudio)")
     t.add_argument("--cot-mode", default="decomposed", choices=["decomposed", "monolithic", "none"])
     t.add_argument("--steps", type=_positive_int, default=None, help="optimiser steps (codec 6000, pretrain 20000)")
-    t.add_argument("--batch", type=_positive_int, default=16, help="pretrain: clips per step")
+    t.add_argument("--batch", type=_positive_int, default=None, help="clips per step (pretrain 16, planner 8)")
     t.add_argument("--lr", type=float, default=None, help="peak learning rate (codec 1e-3, pretrain 3e-4)")
     t.add_argument("--warmup", type=_positive_int, default=None, help="pretrain: warm-up steps (default 500)")
     t.add_argument("--cache", default=str(ROOT / "data" / "features" / "train"), help="feature cache folder")
@@ -459,10 +536,23 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--threads", type=_positive_int, default=None, help="pretrain: torch CPU threads")
     t.set_defaults(func=cmd_train)
 
+    pl = sub.add_parser("plan", help="write the four CoT blocks of a video (JSON on stdout)")
+    pl.add_argument("video", metavar="VIDEO", help="video file (its audio, if any, is not used)")
+    pl.add_argument("--model", default="default", help="model whose planner to use (name or folder)")
+    pl.add_argument("--seed", type=_nonneg_int, default=0, help="picks among equivalent phrasings")
+    pl.add_argument(
+        "--planner", default="default", choices=["default", "mllm"], help="the shipped planner or a multimodal LLM"
+    )
+    pl.add_argument("--mllm-model", help="--planner mllm: hub id or local folder (default Qwen2.5-VL-7B-Instruct)")
+    pl.set_defaults(func=cmd_plan)
+
     r = sub.add_parser("render", help="render stereo foley for videos")
     r.add_argument("videos", nargs="+", metavar="VIDEO", help="video files; outputs are named after each stem")
     r.add_argument("--out", required=True, help="folder for <stem>.wav, <stem>.cot.json (and <stem>.mp4)")
-    r.add_argument("--cot", help="CoT JSON file (semantic, temporal, aesthetic, spatial, optional negative)")
+    r.add_argument(
+        "--cot",
+        help="CoT JSON file (semantic, temporal, aesthetic, spatial, optional negative); default: the planner's",
+    )
     r.add_argument("--seed", type=_nonneg_int, default=None, help="noise seed (default: random, printed)")
     r.add_argument("--steps", type=_positive_int, default=24, help="sampling steps")
     r.add_argument("--cfg", type=_guidance, default=3.5, help="classifier-free guidance scale")

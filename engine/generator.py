@@ -37,13 +37,12 @@ from functools import partial
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
-from safetensors.torch import save_file
 from torch import nn
 from torch.nn import functional as fn
 
 from .cot import Cot
 from .errors import UserInputError
+from .weights import read_weights, write_weights
 
 TextBlock = tuple[torch.Tensor, torch.Tensor]  # (states (B, Li, text_dim) float, mask (B, Li) bool, True = token)
 TextEncoder = Callable[[list[str]], TextBlock]  # texts -> token states and mask (engine.text_encoder.encode_tokens)
@@ -575,26 +574,12 @@ def build_generator(preset: str | GeneratorConfig = "default") -> Generator:
 def save_generator(model: Generator, path: str | Path) -> None:
     """Write the weights as safetensors with the config JSON in the metadata (written to a temporary file
     first, so a failed save never leaves a half-written checkpoint)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    save_file(state, str(tmp), metadata={"format": FORMAT, "config": json.dumps(asdict(model.config))})
-    tmp.replace(path)
+    write_weights(path, model.state_dict(), {"format": FORMAT, "config": json.dumps(asdict(model.config))})
 
 
 def load_generator(path: str | Path, device: str | torch.device = "cpu") -> Generator:
     """Rebuild a generator saved by `save_generator`; `UserInputError` when the file cannot be used."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserInputError(f"generator checkpoint not found: {path}")
-    try:
-        with safe_open(str(path), framework="pt", device=str(device)) as f:
-            meta = f.metadata() or {}
-            state = {k: f.get_tensor(k) for k in f.keys()}
-    except Exception as exc:  # safetensors raises several types for a corrupt header
-        raise UserInputError(f"{path} is not a safetensors file ({exc})") from None
-    if meta.get("format") != FORMAT or "config" not in meta:
-        raise UserInputError(f"{path} is not a generator checkpoint (no {FORMAT!r} config in its metadata)")
+    state, meta = read_weights(path, FORMAT, "generator checkpoint")
     model = Generator(config=GeneratorConfig(**json.loads(meta["config"])))
     model.load_state_dict(state)
     return model.to(device).eval()

@@ -24,13 +24,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors import safe_open
-from safetensors.torch import save_file
 from torch import nn
 from torch.nn import functional as fn
 
 from .errors import UserInputError
 from .video_io import resample_indices, square_resize
+from .weights import read_weights, write_weights
 
 FORMAT = "foley-video-encoder/1"  # safetensors metadata tag of a saved video encoder
 
@@ -170,28 +169,14 @@ def build_video_encoder(preset: str | VideoEncoderConfig = "default") -> VideoEn
 def save_video_encoder(model: VideoEncoder, path: str | Path, dtype: torch.dtype = torch.float16) -> None:
     """Write the weights (as ``dtype``; float16 halves the shipped size) with the config in the metadata;
     written to a temporary file first, so a failed save never leaves a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    state = {k: v.detach().to(dtype).contiguous().cpu() for k, v in model.state_dict().items()}
-    save_file(state, str(tmp), metadata={"format": FORMAT, "config": model.config.to_json()})
-    tmp.replace(path)
+    state = {k: v.to(dtype) for k, v in model.state_dict().items()}
+    write_weights(path, state, {"format": FORMAT, "config": model.config.to_json()})
 
 
 def load_video_encoder(path: str | Path, device: str | torch.device = "cpu") -> VideoEncoder:
     """Rebuild an encoder saved by `save_video_encoder` (float32, eval mode); `UserInputError` when the
     file cannot be used."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserInputError(f"video encoder file not found: {path}")
-    try:
-        with safe_open(str(path), framework="pt", device="cpu") as f:
-            meta = f.metadata() or {}
-            state = {k: f.get_tensor(k).float() for k in f.keys()}
-    except Exception as exc:  # safetensors raises several types for a corrupt header
-        raise UserInputError(f"{path} is not a safetensors file ({exc})") from None
-    if meta.get("format") != FORMAT or "config" not in meta:
-        raise UserInputError(f"{path} is not a video encoder (no {FORMAT!r} config in its metadata)")
+    state, meta = read_weights(path, FORMAT, "video encoder")
     model = VideoEncoder(config=VideoEncoderConfig.from_json(meta["config"]))
     model.load_state_dict(state)
     return model.to(device).eval()

@@ -15,8 +15,6 @@ new ones arrive (clip generation costs ~25 ms per second of audio, cheap next to
 from __future__ import annotations
 
 import copy
-import json
-import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -28,6 +26,7 @@ from engine.codec import CODEC_PRESETS, LOG_MAG_CENTRE, LOG_MAG_SCALE, Codec, sa
 from trainer.foleyworld.scene import WorldConfig
 from trainer.foleyworld.splits import make_clip
 from trainer.losses import codec_feature_loss
+from trainer.run_state import cosine_lr, ema_decay, load_training_state, save_training_state, update_ema
 
 Progress = Callable[[int, int, dict[str, float]], None]  # (step, total steps, averaged loss parts)
 
@@ -116,83 +115,14 @@ class ClipPool:
         return torch.stack(crops)  # (B, 2, N)
 
 
-# ----------------------------------------------------------------------------- schedule and EMA
-
-
 def lr_at(step: int, config: CodecTrainConfig) -> float:
     """Learning rate of optimiser step ``step`` (0-based): linear warm-up, then cosine to ``min_lr_ratio``."""
-    c = config
-    if step < c.warmup:
-        return c.lr * (step + 1) / c.warmup
-    frac = min(1.0, (step - c.warmup) / max(1, c.steps - c.warmup))
-    return c.lr * (c.min_lr_ratio + (1.0 - c.min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * frac)))
-
-
-def _ema_decay(step: int, decay: float) -> float:
-    """EMA decay after ``step`` steps: ``min(decay, (1 + step) / (10 + step))``.
-
-    The warm-up (as in timm's / diffusers' EMA) keeps a short run's EMA from being mostly the random
-    initialisation: with a flat 0.999, 300 steps would still weigh the initial weights by 0.74.
-    """
-    return min(decay, (1.0 + step) / (10.0 + step))
-
-
-@torch.no_grad()
-def update_ema(ema: Codec, model: Codec, decay: float) -> None:
-    """``ema <- decay * ema + (1 - decay) * model`` for every parameter."""
-    for e, p in zip(ema.parameters(), model.parameters(), strict=True):
-        e.lerp_(p, 1.0 - decay)
-
-
-# ----------------------------------------------------------------------------- checkpoints
+    return cosine_lr(step, config.lr, config.warmup, config.steps, config.min_lr_ratio)
 
 
 def checkpoint_path(out_path: Path) -> Path:
     """Where the training state of ``out_path`` lives: ``<out>.ckpt.safetensors``."""
     return out_path.with_suffix(".ckpt.safetensors")
-
-
-def _save_checkpoint(path: Path, state: dict) -> None:
-    """Model, EMA, AdamW state, crop RNG and step in one safetensors file (write, then rename)."""
-    from safetensors.torch import save_file
-
-    opt = state["optim"].state_dict()
-    tensors = {f"model.{k}": v for k, v in state["model"].state_dict().items()}
-    tensors |= {f"ema.{k}": v for k, v in state["ema"].state_dict().items()}
-    tensors |= {f"optim.{i}.{name}": t for i, s in opt["state"].items() for name, t in s.items()}
-    tensors["rng"] = state["gen"].get_state()
-    meta = {
-        "step": str(state["step"]),
-        "config": json.dumps(asdict(state["config"])),
-        "param_groups": json.dumps(opt["param_groups"]),
-    }
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file({k: v.detach().contiguous() for k, v in tensors.items()}, str(tmp), metadata=meta)
-    tmp.replace(path)
-
-
-def _load_checkpoint(path: Path, state: dict) -> int:
-    """Restore ``state`` (model, ema, optim, gen) in place from `_save_checkpoint`'s file; returns the step."""
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata()
-    saved = json.loads(meta["config"])
-    if saved["preset"] != state["config"].preset:
-        raise ValueError(f"checkpoint {path} trains preset {saved['preset']!r}, not {state['config'].preset!r}")
-    tensors = load_file(str(path))
-    state["model"].load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-    state["ema"].load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
-    opt_state: dict[int, dict[str, torch.Tensor]] = {}
-    for k, v in tensors.items():
-        if k.startswith("optim."):
-            _, idx, name = k.split(".", 2)
-            opt_state.setdefault(int(idx), {})[name] = v
-    groups = [{**g, "betas": tuple(g["betas"])} for g in json.loads(meta["param_groups"])]
-    state["optim"].load_state_dict({"state": opt_state, "param_groups": groups})
-    state["gen"].set_state(tensors["rng"])
-    return int(meta["step"])
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -230,7 +160,7 @@ def train_step(state: dict, audio: torch.Tensor, step: int) -> dict[str, float]:
     loss.backward()
     parts["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(model.parameters(), c.grad_clip))
     optim.step()
-    update_ema(state["ema"], model, _ema_decay(step, c.ema_decay))
+    update_ema(state["ema"], model, ema_decay(step, c.ema_decay))
     return parts
 
 
@@ -267,7 +197,7 @@ def run_codec_training(
     out_path, c = Path(out_path), config
     out_path.parent.mkdir(parents=True, exist_ok=True)
     ckpt, state = checkpoint_path(out_path), new_training_state(c)
-    step = _load_checkpoint(ckpt, state) if resume and ckpt.is_file() else 0
+    step = load_training_state(ckpt, state, ("preset",)) if resume and ckpt.is_file() else 0
     start_step, pool, history, window, t0 = step, ClipPool(config=c), [], [], time.perf_counter()
     end = min(c.steps, c.stop_at) if c.stop_at is not None else c.steps
     while step < end:
@@ -280,7 +210,7 @@ def run_codec_training(
             if progress:
                 progress(step, c.steps, parts)
         if step % c.ckpt_every == 0 or step == end:
-            _save_checkpoint(ckpt, {**state, "step": step})
+            save_training_state(ckpt, {**state, "step": step})
     finished = step >= c.steps
     if finished:
         _finish(state, out_path, history)

@@ -163,9 +163,10 @@ def codec_row(codec: torch.nn.Module) -> AudioFn:
     return fn
 
 
-def render_row(bundle, folder: Path, settings) -> AudioFn:
+def render_row(bundle, folder: Path, settings, planner=None) -> AudioFn:
     """Row of a model: each clip's video ``<folder>/<name>.mp4`` rendered by ``bundle`` with the clip's
-    ground-truth CoT, seed ``settings.seed + clip index`` (one fixed seed per clip)."""
+    ground-truth CoT, or with the CoT ``planner.plan(video)`` writes from the silent video when a planner
+    is given; seed ``settings.seed + clip index`` (one fixed seed per clip)."""
     from dataclasses import replace
 
     from engine.errors import UserInputError
@@ -177,9 +178,8 @@ def render_row(bundle, folder: Path, settings) -> AudioFn:
         video = Path(folder) / f"{meta['name']}.mp4"
         if not video.is_file():
             raise UserInputError(f"no video {video.name} in {folder}; write the split without --no-video")
-        audio = render(
-            prepare_video(video, bundle), meta["cot"], bundle, replace(settings, seed=settings.seed + meta["index"])
-        )
+        cot = planner.plan(video) if planner is not None else meta["cot"]
+        audio = render(prepare_video(video, bundle), cot, bundle, replace(settings, seed=settings.seed + meta["index"]))
         out = np.zeros_like(gt)  # the picture's length (to the sample) vs the clip's audio length: crop or pad
         n = min(len(out), len(audio))
         out[:n] = audio[:n]

@@ -84,3 +84,27 @@ def render_speed(
         "times_s": [round(t, 3) for t in times],
         "peak_mb": round(peak_memory_mb(), 1),
     }
+
+
+def plan_speed(model: str, video: str | Path, runs: int = 5) -> dict:
+    """Time ``runs`` plans of ``video`` by the planner of ``model`` (decode, network, writing the
+    blocks; the planner is loaded once before). Result: ``{"runs", "load_s", "first_s", "median_s",
+    "times_s"}`` with the median over the runs after the first (the first alone when runs == 1)."""
+    from engine.planner import load_planner
+
+    t0 = time.perf_counter()
+    planner = load_planner(model)
+    load_s = time.perf_counter() - t0
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        planner.plan(video)
+        times.append(time.perf_counter() - t0)
+    rest = times[1:] or times
+    return {
+        "runs": runs,
+        "load_s": round(load_s, 3),
+        "first_s": round(times[0], 3),
+        "median_s": round(statistics.median(rest), 3),
+        "times_s": [round(t, 3) for t in times],
+    }

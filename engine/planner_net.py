@@ -1,0 +1,155 @@
+"""The planner's network: what is seen, where, and when it would sound, frame by frame.
+
+From frames at a fixed rate (24 per second by default, enough to place an impact within a frame,
+~42 ms) it predicts, for every known sound class and every frame:
+
+- ``present``: the class's source is visible in this frame (logit);
+- ``event``: a sound event (impact, tick, step, chirp, flare) happens at this frame (logit);
+- ``x``: the source's horizontal position, -1 left edge .. +1 right edge;
+- ``size``: its apparent size (1 = nominal; larger is closer);
+- ``level``: the intensity of a continuous source (0..1).
+
+Per frame the network sees the picture and its difference to the previous frame (motion), through a
+patch-embedding stem and a strided convolution whose last map is pooled over height only, so
+horizontal position survives; over frames, residual dilated temporal convolutions (receptive field
+~1.3 s at 24 fps) give each frame the context to tell a bounce from a drop. `engine.planner` turns
+these outputs into the four CoT blocks.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.nn import functional as fn
+
+from .weights import read_weights, write_weights
+
+FORMAT = "foley-planner/1"  # safetensors metadata tag of a saved planner
+HEADS = ("present", "event", "x", "size", "level")  # per-class outputs, in this order on the last axis
+
+
+@dataclass(frozen=True)
+class ClassInfo:
+    """What the planner knows about one sound class (written into its file by the trainer)."""
+
+    name: str  # class identifier, keys the writer's vocabulary
+    family: str  # impact | texture | mechanical | tonal | creature | moving
+    kind: str  # discrete | continuous | mixed
+    moving: bool  # the source travels across the frame
+    min_gap: float  # shortest interval between two of its events, seconds
+
+
+@dataclass(frozen=True)
+class PlannerConfig:
+    """Input format and sizes of the planner network."""
+
+    classes: tuple[ClassInfo, ...] = field(default_factory=tuple)  # C: the classes it predicts
+    rate: float = 24.0  # frames per second it sees (frame k shows time k / rate)
+    size: int = 64  # S: frames letterboxed and resized to S x S
+    patch: int = 4  # kernel and stride of the patch-embedding stem (S -> S / patch)
+    channels: tuple[int, ...] = (32, 64)  # stem width, then one stride-2 3x3 conv per further entry
+    width: int = 128  # D: per-frame feature width over time
+    dilations: tuple[int, ...] = (1, 2, 4, 8)  # one residual temporal conv (kernel 3) per entry
+
+    def __post_init__(self) -> None:
+        if not self.classes:
+            raise ValueError("a planner needs at least one class")
+        stride = self.patch * 2 ** (len(self.channels) - 1)
+        if self.size % stride:
+            raise ValueError(f"size must be a multiple of patch * 2^(len(channels) - 1) = {stride}, got {self.size=}")
+
+    @property
+    def n_classes(self) -> int:
+        """C: number of classes."""
+        return len(self.classes)
+
+    @property
+    def columns(self) -> int:
+        """Horizontal positions of the last feature map."""
+        return self.size // (self.patch * 2 ** (len(self.channels) - 1))
+
+    def to_json(self) -> str:
+        """The config as a JSON string (for file metadata)."""
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> PlannerConfig:
+        """Inverse of `to_json`."""
+        d = json.loads(text)
+        d["classes"] = tuple(ClassInfo(**c) for c in d["classes"])
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
+
+class PlannerNet(nn.Module):
+    """Frames (B, F, S, S, 3) uint8 -> per-class outputs (B, F, C, len(HEADS)) (logits / raw values)."""
+
+    def __init__(self, *, config: PlannerConfig) -> None:
+        super().__init__()
+        self.config = cfg = config
+        c = cfg.channels
+        self.stem = nn.Conv2d(6, c[0], cfg.patch, stride=cfg.patch)  # picture + difference to the previous frame
+        self.convs = nn.ModuleList(nn.Conv2d(a, b, 3, stride=2, padding=1) for a, b in zip(c[:-1], c[1:]))
+        self.proj = nn.Linear(cfg.channels[-1] * cfg.columns * 2, cfg.width)  # columns x (mean, max over height)
+        self.temporal = nn.ModuleList(nn.Conv1d(cfg.width, cfg.width, 3, padding=d, dilation=d) for d in cfg.dilations)
+        self.norms = nn.ModuleList(nn.LayerNorm(cfg.width) for _ in cfg.dilations)  # per frame: no clip-wide statistics
+        self.head = nn.Linear(cfg.width, cfg.n_classes * len(HEADS))
+        self.initialize_weights()
+
+    def initialize_weights(self) -> None:
+        """He-normal convolutions (GELU), Xavier projection, zero biases; temporal residuals start at
+        zero (the network begins per-frame, Fixup-style), and the head starts small."""
+        for m in [self.stem, *self.convs]:
+            nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+            nn.init.zeros_(m.bias)
+        nn.init.xavier_uniform_(self.proj.weight)
+        nn.init.zeros_(self.proj.bias)
+        for m in self.temporal:
+            nn.init.zeros_(m.weight)
+            nn.init.zeros_(m.bias)
+        nn.init.normal_(self.head.weight, std=0.01)
+        nn.init.zeros_(self.head.bias)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def frame_features(self, frames: torch.Tensor) -> torch.Tensor:
+        """(B, F, S, S, 3) uint8 -> (B, D, F) per-frame features."""
+        b, f, s = frames.shape[:3]
+        if frames.ndim != 5 or frames.shape[-1] != 3 or s != self.config.size:
+            raise ValueError(f"expected frames (B, F, {self.config.size}, {self.config.size}, 3), got {frames.shape=}")
+        x = frames.float().div(255.0).permute(0, 1, 4, 2, 3)  # (B, F, 3, S, S)
+        prev = torch.cat([x[:, :1], x[:, :-1]], dim=1)  # frame 0 is its own previous frame: no motion
+        x = torch.cat([x - 0.5, (x - prev) * 4.0], dim=2).reshape(b * f, 6, s, s)
+        x = fn.gelu(self.stem(x))  # (B*F, c0, S / patch, S / patch)
+        for conv in self.convs:
+            x = fn.gelu(conv(x))  # (B*F, c, S', S')
+        x = torch.cat([x.mean(dim=2), x.amax(dim=2)], dim=1)  # pool over height: (B*F, 2c, columns)
+        x = self.proj(x.reshape(b, f, -1))  # (B, F, D)
+        return x.transpose(1, 2)  # (B, D, F)
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        """(B, F, S, S, 3) uint8 -> (B, F, C, H) with H = len(HEADS)."""
+        h = self.frame_features(frames)  # (B, D, F)
+        for conv, norm in zip(self.temporal, self.norms):
+            h = h + conv(fn.gelu(norm(h.transpose(1, 2)).transpose(1, 2)))  # residual, sees both sides of a frame
+        out = self.head(h.transpose(1, 2))  # (B, F, C * H)
+        b, f = out.shape[:2]
+        return out.reshape(b, f, self.config.n_classes, len(HEADS))
+
+
+def save_planner(model: PlannerNet, path: str | Path, dtype: torch.dtype = torch.float16) -> None:
+    """Write the weights (``dtype``; float16 halves the shipped size) with the config in the metadata."""
+    state = {k: v.to(dtype) for k, v in model.state_dict().items()}
+    write_weights(path, state, {"format": FORMAT, "config": model.config.to_json()})
+
+
+def load_planner_net(path: str | Path) -> PlannerNet:
+    """Rebuild a planner saved by `save_planner` (float32, eval mode); `UserInputError` when unusable."""
+    state, meta = read_weights(path, FORMAT, "planner")
+    model = PlannerNet(config=PlannerConfig.from_json(meta["config"]))
+    model.load_state_dict(state)
+    return model.eval()

@@ -1,0 +1,302 @@
+"""The default planner: the CoT writer, the network, reading outputs into a scene, its accuracy
+measure, training targets and resumption, and the `plan` / `render` command lines."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import launch
+from engine.bench.planning import compare, match_events, mean_visible_x, side_of
+from engine.cot_writer import SceneSketch, SourceSketch, write_blocks
+from engine.errors import UserInputError
+from engine.media import write_mp4
+from engine.models import save_bundle
+from engine.planner import PLANNER_FILE, DefaultPlanner, ReadSettings, pick_events, read_scene
+from engine.planner_net import HEADS, ClassInfo, PlannerConfig, PlannerNet, load_planner_net, save_planner
+from tests.bundles import tiny_bundle
+from trainer.foleyworld.scene import WorldConfig, sample_scene
+from trainer.foleyworld.video import render_frames
+from trainer.train_planner import PlannerTrainConfig, clip_targets, planner_classes, train_planner
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+CLASSES = (
+    ClassInfo("wood_knock", "impact", "discrete", False, 0.25),
+    ClassInfo("rain", "texture", "continuous", False, 0.25),
+    ClassInfo("car_pass", "moving", "continuous", True, 0.25),
+    ClassInfo("footsteps", "mechanical", "discrete", True, 0.35),
+)
+TINY = PlannerConfig(classes=CLASSES, channels=(8, 16), width=16, dilations=(1, 2))
+
+
+def _outputs(frames: int) -> torch.Tensor:
+    """Network outputs (F, C, H) that say: nothing visible, no events, everything centred."""
+    out = torch.zeros(frames, len(CLASSES), len(HEADS))
+    out[..., HEADS.index("present")] = -8.0
+    out[..., HEADS.index("event")] = -8.0
+    return out
+
+
+# ------------------------------------------------------------------------------------------ writer
+
+
+def test_writer_speaks_of_each_dimension_in_its_block():
+    knock = SourceSketch("wood_knock", "impact", "discrete", -0.6, -0.6, 1.2, 0.0, 9.0, events=[1.0, 2.5, 4.0])
+    rain = SourceSketch("rain", "texture", "continuous", 0.5, 0.5, 0.8, 0.0, 9.0, curve=[0.4] * 20 + [1.0] * 21)
+    cot = write_blocks(SceneSketch(9.0, [knock, rain]), np.random.default_rng(0))
+    assert "wood" in cot.semantic and "rain" in cot.semantic.lower()
+    assert all(t in cot.temporal for t in ("1.0", "2.5", "4.0")) and "swelling" in cot.temporal
+    assert "far left" in cot.spatial and "right" in cot.spatial and "close" in cot.spatial.lower()
+    assert "reverb" in cot.aesthetic or "room" in cot.aesthetic  # the neutral middle room
+    assert not any(ch.isdigit() for ch in cot.semantic + cot.spatial + cot.aesthetic)  # times only in Temporal
+
+
+def test_writer_with_no_source_leaves_the_content_blocks_empty_and_names_unknown_classes():
+    cot = write_blocks(SceneSketch(4.0, []), np.random.default_rng(0))
+    assert cot.semantic == cot.temporal == cot.spatial == "" and cot.aesthetic
+    odd = SourceSketch("door_slam", "impact", "discrete", 0.0, 0.0, 1.0, 0.0, 4.0, events=[1.0])
+    cot = write_blocks(SceneSketch(4.0, [odd]), np.random.default_rng(0))
+    assert "door slam" in cot.semantic and "1.0" in cot.temporal
+
+
+# ------------------------------------------------------------------------------------------ network
+
+
+def test_network_shapes_and_save_load_round_trip(tmp_path):
+    torch.manual_seed(0)
+    net = PlannerNet(config=TINY).eval()
+    frames = torch.randint(0, 256, (2, 10, 64, 64, 3), dtype=torch.uint8)
+    out = net(frames)
+    assert out.shape == (2, 10, len(CLASSES), len(HEADS))
+    save_planner(net, tmp_path / "p.safetensors", dtype=torch.float32)
+    back = load_planner_net(tmp_path / "p.safetensors")
+    assert back.config == TINY
+    torch.testing.assert_close(back(frames), out)
+    with pytest.raises(ValueError, match="frames"):
+        net(frames[..., :2])
+    (tmp_path / "bad.safetensors").write_bytes(b"nope")
+    with pytest.raises(UserInputError, match="not a safetensors file"):
+        load_planner_net(tmp_path / "bad.safetensors")
+
+
+def test_the_network_sees_only_a_limited_window_of_frames():
+    """Outputs at frame k depend on frames within the temporal receptive field, not beyond."""
+    torch.manual_seed(0)
+    net = PlannerNet(config=TINY).eval()
+    for m in net.temporal:  # give the zero-initialised residuals weights
+        torch.nn.init.normal_(m.weight, std=0.1)
+    frames = torch.randint(0, 256, (1, 40, 64, 64, 3), dtype=torch.uint8)
+    changed = frames.clone()
+    changed[0, 39] = 255 - changed[0, 39]
+    a, b = net(frames), net(changed)
+    reach = 1 + sum(TINY.dilations)  # the frame difference reaches one frame, each conv its dilation
+    assert torch.equal(a[0, : 39 - reach], b[0, : 39 - reach])
+    assert not torch.equal(a[0, 39 - reach + 1 :], b[0, 39 - reach + 1 :])
+
+
+# ------------------------------------------------------------------------------------------ reading
+
+
+def test_pick_events_refines_peaks_and_keeps_the_minimum_gap():
+    prob = np.zeros(50)
+    prob[10] = 0.9  # symmetric neighbours: exactly on the frame
+    prob[9] = prob[11] = 0.5
+    prob[30], prob[31] = 0.8, 0.8 * 0.999  # a later neighbour almost as high: just under half a frame late
+    prob[33] = 0.7  # within the minimum gap of the stronger peak at 30: dropped
+    times = pick_events(prob, rate=10.0, threshold=0.6, min_gap=0.4)
+    assert times[0] == pytest.approx(1.0)
+    assert len(times) == 2 and 3.0 < times[1] <= 3.05
+    assert pick_events(prob, rate=10.0, threshold=0.6, min_gap=0.2) == [1.0, times[1], 3.3]
+    assert pick_events(prob, rate=10.0, threshold=0.95, min_gap=0.4) == []
+
+
+def test_read_scene_places_static_and_moving_sources():
+    rate, frames = 24.0, 216
+    out = _outputs(frames)
+    t = torch.arange(frames) / rate
+    p, e, x = (HEADS.index(h) for h in ("present", "event", "x"))
+    out[:, 0, p] = 6.0  # wood knock, visible throughout at x = 0.5, events at frames 24 and 120
+    out[:, 0, x] = torch.atanh(torch.tensor(0.5 / 1.5))
+    out[[24, 120], 0, e] = 6.0
+    car = (0.5 * (t - 4.0)).clamp(-1.4, 1.4)  # the car crosses left to right at 0.5 per second, centre at 4 s
+    visible = car.abs() <= 1.0
+    out[visible, 2, p] = 6.0
+    out[:, 2, x] = torch.atanh(car / 1.5)
+    scene = read_scene(out, CLASSES, rate, 9.0, ReadSettings())
+    assert [s.cls for s in scene.sources] == ["wood_knock", "car_pass"]
+    knock, passing = scene.sources
+    assert knock.x0 == knock.x1 == pytest.approx(0.5, abs=1e-3)
+    assert knock.events == pytest.approx([1.0, 5.0], abs=1e-3)
+    assert (passing.x0, passing.x1) == (-1.4, 1.4)
+    assert passing.t_start == pytest.approx(4.0 - 2.8, abs=0.05) and passing.t_end == pytest.approx(6.8, abs=0.05)
+    assert passing.curve and passing.events == []
+
+
+def test_read_scene_always_describes_something():
+    scene = read_scene(_outputs(48), CLASSES, 24.0, 2.0)
+    assert len(scene.sources) == 1  # nothing passed the threshold: the most likely source
+
+
+# ------------------------------------------------------------------------------------------ accuracy measure
+
+
+def test_compare_counts_classes_events_and_sides_exactly():
+    meta = {
+        "duration": 9.0,
+        "sources": [
+            {
+                "cls": "wood_knock",
+                "x0": -0.5,
+                "x1": -0.5,
+                "t_start": 0,
+                "t_end": 9,
+                "events": [1.0, 2.0, 3.0],
+                "offscreen": False,
+            },
+            {
+                "cls": "footsteps",
+                "x0": -0.4,
+                "x1": 0.6,
+                "t_start": 0,
+                "t_end": 9,
+                "events": [0.5, 1.5],
+                "offscreen": False,
+            },
+            {"cls": "rain", "x0": 1.3, "x1": 1.3, "t_start": 0, "t_end": 9, "events": [], "offscreen": True},
+        ],
+    }
+    found = SceneSketch(
+        9.0,
+        [
+            SourceSketch("wood_knock", "impact", "discrete", 0.1, 0.1, 1.0, 0, 9, events=[1.05, 2.2, 2.95, 7.0]),
+            SourceSketch("footsteps", "mechanical", "discrete", 0.5, -0.3, 1.0, 0, 9, events=[0.45]),
+        ],
+    )
+    c = compare(meta, found, {"wood_knock": "impact", "footsteps": "mechanical"})
+    assert c["classes_exact"] == 1  # off-screen rain is not part of what can be seen
+    assert (c["impact_events"], c["impact_hit"]) == (3, 2)  # 2.2 is 200 ms off
+    assert (c["events"], c["events_hit"], c["predicted_events"]) == (5, 3, 5)
+    assert (c["side_total"], c["side_ok"]) == (2, 1)  # knock found at centre (truth left); walker centre in both
+    assert (c["moving"], c["direction_ok"]) == (1, 0)
+    assert match_events([1.0, 1.05], [1.02]) == 1  # one-to-one
+    assert side_of(mean_visible_x(-1.4, 1.4, 0.0, 9.0, 9.0)) == "centre"
+
+
+# ------------------------------------------------------------------------------------------ training
+
+
+def test_targets_follow_the_scene():
+    scene = sample_scene(11, WorldConfig(duration=4.0))
+    classes = planner_classes()
+    names = [c.name for c in classes]
+    tg = clip_targets(scene, 96, 24.0, classes)
+    for src in scene.sources:
+        c = names.index(src.cls)
+        if src.offscreen:
+            assert tg["present"][:, c].sum() == 0
+            continue
+        for ev in src.events:
+            assert tg["event"][round(ev * 24.0), c] == 1.0
+        assert tg["x"][0, c] == pytest.approx(src.x_at(0.0))
+    shown = {names[c] for c in np.flatnonzero(tg["present"].max(0))}
+    assert shown == {s.cls for s in scene.sources if not s.offscreen}
+
+
+def test_training_resumes_exactly_and_learns(tmp_path):
+    cfg = dict(
+        steps=8,
+        batch=2,
+        crop_frames=16,
+        pool_size=3,
+        pool_refresh_every=4,
+        pool_refresh_count=1,
+        log_every=1,
+        ckpt_every=2,
+        lr=3e-3,
+        warmup=1,
+    )
+    whole = train_planner(tmp_path / "a.safetensors", PlannerTrainConfig(**cfg))
+    part = train_planner(tmp_path / "b.safetensors", PlannerTrainConfig(**cfg, stop_at=4))
+    assert not part["finished"] and part["path"] is None
+    rest = train_planner(tmp_path / "b.safetensors", PlannerTrainConfig(**cfg))
+    assert rest["resumed_from"] == 4 and rest["finished"]
+    a, b = load_planner_net(tmp_path / "a.safetensors"), load_planner_net(tmp_path / "b.safetensors")
+    for (k, va), vb in zip(a.state_dict().items(), b.state_dict().values()):
+        torch.testing.assert_close(va, vb, msg=k)
+    first, last = whole["history"][0], whole["history"][-1]
+    assert last["present"] < first["present"] and last["event"] < first["event"]
+
+
+# ------------------------------------------------------------------------------------------ command line
+
+
+@pytest.fixture(scope="module")
+def planned_model(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("model")
+    save_bundle(tiny_bundle(), folder)
+    torch.manual_seed(0)
+    save_planner(
+        PlannerNet(config=PlannerConfig(classes=planner_classes(), channels=(8, 16), width=16)), folder / PLANNER_FILE
+    )
+    return folder
+
+
+@pytest.fixture(scope="module")
+def world_clip(tmp_path_factory) -> Path:
+    scene = sample_scene(5, WorldConfig(duration=3.0))
+    path = tmp_path_factory.mktemp("clip") / "scene.mp4"
+    write_mp4(path, render_frames(scene), scene.config.fps)
+    return path
+
+
+def _cli(*args, capsys) -> tuple[int, str, str]:
+    try:
+        rc = launch.main([str(a) for a in args])
+    except SystemExit as exc:
+        rc = exc.code
+    captured = capsys.readouterr()
+    return rc, captured.out, captured.err
+
+
+def test_plan_prints_a_valid_cot(planned_model, world_clip, capsys):
+    rc, out, err = _cli("plan", world_clip, "--model", planned_model, capsys=capsys)
+    assert rc == 0, err
+    cot = json.loads(out)
+    assert set(cot) == {"semantic", "temporal", "aesthetic", "spatial"} and cot["semantic"] and cot["aesthetic"]
+    again = DefaultPlanner.load(planned_model).plan(world_clip)
+    assert again.to_dict() == cot  # deterministic
+
+
+def test_plan_bad_input_is_one_line(tmp_path, planned_model, capsys):
+    (tmp_path / "notes.mp4").write_text("not a video")
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    cases = {"notes.mp4": "not a readable video", "empty.mp4": "empty", "missing.mp4": "not found"}
+    for name, words in cases.items():
+        rc, out, err = _cli("plan", tmp_path / name, "--model", planned_model, capsys=capsys)
+        assert rc == 2 and out == "" and words in err and len(err.strip().splitlines()) == 1, (name, err)
+    bare = tmp_path / "bare"
+    save_bundle(tiny_bundle(), bare)
+    rc, _, err = _cli("plan", tmp_path / "notes.mp4", "--model", bare, capsys=capsys)
+    assert rc == 2 and "has no planner" in err and len(err.strip().splitlines()) == 1
+
+
+def test_render_without_cot_uses_the_planner(tmp_path, planned_model, world_clip, capsys):
+    rc, out, err = _cli(
+        "render", world_clip, "--out", tmp_path, "--steps", "1", "--model", planned_model, "--seed", "1", capsys=capsys
+    )
+    assert rc == 0, err
+    assert json.loads(out)["cot_source"] == "planner"
+    written = json.loads((tmp_path / "scene.cot.json").read_text())
+    assert written == DefaultPlanner.load(planned_model).plan(world_clip).to_dict()
+
+
+def test_plan_with_a_missing_llm_is_one_line(tmp_path, world_clip, capsys):
+    rc, out, err = _cli(
+        "plan", world_clip, "--planner", "mllm", "--mllm-model", tmp_path / "no-such-model", capsys=capsys
+    )
+    assert rc == 2 and out == "" and len(err.strip().splitlines()) == 1 and "no-such-model" in err
