@@ -100,9 +100,14 @@ def cmd_world(args: argparse.Namespace) -> int:
 
 
 def _progress(label: str):
+    """Progress on stderr: one updating line on a terminal, else a line every 5 %."""
+    tty = sys.stderr.isatty()
+
     def show(done: int, total: int) -> None:
-        if sys.stderr.isatty() or done == total or done % max(1, total // 20) == 0:
+        if tty:
             print(f"\r{label}: {done}/{total}", end="\n" if done == total else "", file=sys.stderr, flush=True)
+        elif done == total or done % max(1, total // 20) == 0:
+            print(f"{label}: {done}/{total}", file=sys.stderr, flush=True)
 
     return show
 

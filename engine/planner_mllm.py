@@ -125,7 +125,7 @@ def _rgb(frame, height: int, width: int) -> np.ndarray:
     """(height, width, 3) uint8 of a decoded frame as displayed (rotation applied as in engine.video_io)."""
     rot = int(getattr(frame, "rotation", 0) or 0) % 360
     h, w = (width, height) if rot in (90, 270) else (height, width)  # size before the display rotation
-    img = frame.reformat(width=w, height=h, format="rgb24", interpolation="AREA").to_ndarray()
+    img = frame.reformat(width=w, height=h, format="rgb24", interpolation="AREA", threads=1).to_ndarray()
     return np.ascontiguousarray(np.rot90(img, k=rot // 90) if rot else img)
 
 

@@ -9,8 +9,8 @@ From frames at a fixed rate (24 per second by default, enough to place an impact
 - ``size``: its apparent size (1 = nominal; larger is closer);
 - ``level``: the intensity of a continuous source (0..1).
 
-Per frame the network sees the picture and its difference to the previous frame (motion), through a
-patch-embedding stem and a strided convolution whose last map is pooled over height only, so
+Per frame the network sees the picture and its difference to the previous frame (motion), through
+strided and residual convolutions whose last map is pooled over height only, so
 horizontal position survives; over frames, residual dilated temporal convolutions (receptive field
 ~1.3 s at 24 fps) give each frame the context to tell a bounce from a drop. `engine.planner` turns
 these outputs into the four CoT blocks.
@@ -50,17 +50,16 @@ class PlannerConfig:
     classes: tuple[ClassInfo, ...] = field(default_factory=tuple)  # C: the classes it predicts
     rate: float = 24.0  # frames per second it sees (frame k shows time k / rate)
     size: int = 64  # S: frames letterboxed and resized to S x S
-    patch: int = 4  # kernel and stride of the patch-embedding stem (S -> S / patch)
-    channels: tuple[int, ...] = (32, 64)  # stem width, then one stride-2 3x3 conv per further entry
+    channels: tuple[int, ...] = (24, 48, 64)  # one stride-2 3x3 convolution per entry (S -> S / 2^n)
+    refine: int = 1  # residual stride-1 3x3 convolutions at the last resolution (shape needs depth)
     width: int = 128  # D: per-frame feature width over time
     dilations: tuple[int, ...] = (1, 2, 4, 8)  # one residual temporal conv (kernel 3) per entry
 
     def __post_init__(self) -> None:
         if not self.classes:
             raise ValueError("a planner needs at least one class")
-        stride = self.patch * 2 ** (len(self.channels) - 1)
-        if self.size % stride:
-            raise ValueError(f"size must be a multiple of patch * 2^(len(channels) - 1) = {stride}, got {self.size=}")
+        if self.size % 2 ** len(self.channels):
+            raise ValueError(f"size must be a multiple of 2^{len(self.channels)}, got {self.size=}")
 
     @property
     def n_classes(self) -> int:
@@ -70,7 +69,7 @@ class PlannerConfig:
     @property
     def columns(self) -> int:
         """Horizontal positions of the last feature map."""
-        return self.size // (self.patch * 2 ** (len(self.channels) - 1))
+        return self.size // 2 ** len(self.channels)
 
     def to_json(self) -> str:
         """The config as a JSON string (for file metadata)."""
@@ -90,9 +89,9 @@ class PlannerNet(nn.Module):
     def __init__(self, *, config: PlannerConfig) -> None:
         super().__init__()
         self.config = cfg = config
-        c = cfg.channels
-        self.stem = nn.Conv2d(6, c[0], cfg.patch, stride=cfg.patch)  # picture + difference to the previous frame
+        c = (6, *cfg.channels)  # picture + difference to the previous frame
         self.convs = nn.ModuleList(nn.Conv2d(a, b, 3, stride=2, padding=1) for a, b in zip(c[:-1], c[1:]))
+        self.refine = nn.ModuleList(nn.Conv2d(c[-1], c[-1], 3, padding=1) for _ in range(cfg.refine))
         self.proj = nn.Linear(cfg.channels[-1] * cfg.columns * 2, cfg.width)  # columns x (mean, max over height)
         self.temporal = nn.ModuleList(nn.Conv1d(cfg.width, cfg.width, 3, padding=d, dilation=d) for d in cfg.dilations)
         self.norms = nn.ModuleList(nn.LayerNorm(cfg.width) for _ in cfg.dilations)  # per frame: no clip-wide statistics
@@ -102,7 +101,7 @@ class PlannerNet(nn.Module):
     def initialize_weights(self) -> None:
         """He-normal convolutions (GELU), Xavier projection, zero biases; temporal residuals start at
         zero (the network begins per-frame, Fixup-style), and the head starts small."""
-        for m in [self.stem, *self.convs]:
+        for m in [*self.convs, *self.refine]:
             nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
             nn.init.zeros_(m.bias)
         nn.init.xavier_uniform_(self.proj.weight)
@@ -124,9 +123,10 @@ class PlannerNet(nn.Module):
         x = frames.float().div(255.0).permute(0, 1, 4, 2, 3)  # (B, F, 3, S, S)
         prev = torch.cat([x[:, :1], x[:, :-1]], dim=1)  # frame 0 is its own previous frame: no motion
         x = torch.cat([x - 0.5, (x - prev) * 4.0], dim=2).reshape(b * f, 6, s, s)
-        x = fn.gelu(self.stem(x))  # (B*F, c0, S / patch, S / patch)
         for conv in self.convs:
             x = fn.gelu(conv(x))  # (B*F, c, S', S')
+        for conv in self.refine:
+            x = x + fn.gelu(conv(x))  # residual: larger receptive field at the last resolution
         x = torch.cat([x.mean(dim=2), x.amax(dim=2)], dim=1)  # pool over height: (B*F, 2c, columns)
         x = self.proj(x.reshape(b, f, -1))  # (B, F, D)
         return x.transpose(1, 2)  # (B, D, F)

@@ -31,7 +31,7 @@ CLASSES = (
     ClassInfo("car_pass", "moving", "continuous", True, 0.25),
     ClassInfo("footsteps", "mechanical", "discrete", True, 0.35),
 )
-TINY = PlannerConfig(classes=CLASSES, channels=(8, 16), width=16, dilations=(1, 2))
+TINY = PlannerConfig(classes=CLASSES, channels=(8, 8, 16), width=16, dilations=(1, 2))
 
 
 def _outputs(frames: int) -> torch.Tensor:
@@ -240,9 +240,8 @@ def planned_model(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("model")
     save_bundle(tiny_bundle(), folder)
     torch.manual_seed(0)
-    save_planner(
-        PlannerNet(config=PlannerConfig(classes=planner_classes(), channels=(8, 16), width=16)), folder / PLANNER_FILE
-    )
+    net = PlannerNet(config=PlannerConfig(classes=planner_classes(), channels=(8, 8, 16), width=16))
+    save_planner(net, folder / PLANNER_FILE)
     return folder
 
 

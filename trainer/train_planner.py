@@ -11,6 +11,7 @@ current, draw a batch of crops, one optimiser step, EMA, log, checkpoint (resuma
 from __future__ import annotations
 
 import copy
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -20,9 +21,11 @@ import numpy as np
 import torch
 from torch.nn import functional as fn
 
+from engine.media import write_mp4
 from engine.planner import activate
 from engine.planner_net import ClassInfo, PlannerConfig, PlannerNet, save_planner
 from engine.video_encoder import frames_for_encoder
+from engine.video_io import load_video
 from trainer.foleyworld.classes import CLASSES
 from trainer.foleyworld.scene import Scene, WorldConfig, sample_scene
 from trainer.foleyworld.splits import clip_seed
@@ -39,7 +42,7 @@ class PlannerTrainConfig:
 
     steps: int = 3000  # optimiser steps (the cosine schedule ends here)
     batch: int = 8  # crops per step
-    crop_frames: int = 72  # frames per crop (3 s at 24 fps: the temporal receptive field is ~1.3 s)
+    crop_frames: int = 48  # frames per crop (2 s at 24 fps; the temporal receptive field is ~1.3 s)
     lr: float = 2e-3  # peak AdamW learning rate
     min_lr_ratio: float = 0.05  # final learning rate as a fraction of ``lr``
     warmup: int = 100  # linear warm-up steps
@@ -50,6 +53,7 @@ class PlannerTrainConfig:
     pool_size: int = 256  # clips held in memory (~2.6 MB each at 64 px, 9 s)
     pool_refresh_every: int = 25  # steps between pool refreshes
     pool_refresh_count: int = 16  # clips replaced at each refresh
+    via_mp4: bool = True  # training clips go through an H.264 file like users' videos (see `clip_example`)
     rate: float = 24.0  # planner frame rate (see engine.planner_net.PlannerConfig)
     size: int = 64  # planner frame size
     log_every: int = 50  # steps between progress reports
@@ -100,9 +104,19 @@ def train_scene(index: int) -> Scene:
 
 
 def clip_example(scene: Scene, config: PlannerTrainConfig, classes: tuple[ClassInfo, ...]) -> dict[str, np.ndarray]:
-    """Frames (F, S, S, 3) uint8 at the planner's rate and size, plus the targets of `clip_targets`."""
+    """Frames (F, S, S, 3) uint8 at the planner's rate and size, plus the targets of `clip_targets`.
+
+    With ``config.via_mp4`` the rendered frames go through an H.264 file and `engine.video_io.load_video`,
+    exactly the path of a user's video (compression included: raw frames alone leave a visible gap).
+    """
     cfg = scene.config
-    frames = frames_for_encoder(render_frames(scene), frame_times(cfg), cfg.duration, config.rate, config.size)
+    if config.via_mp4:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "clip.mp4"
+            write_mp4(path, render_frames(scene), cfg.fps)
+            frames = load_video(path, rate=config.rate, size=config.size).frames
+    else:
+        frames = frames_for_encoder(render_frames(scene), frame_times(cfg), cfg.duration, config.rate, config.size)
     return {"frames": frames, **clip_targets(scene, len(frames), config.rate, classes)}
 
 
