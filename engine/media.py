@@ -1,4 +1,4 @@
-"""Media files of the studio: H.264/AAC MP4 and WAV, written atomically.
+"""Media files of the studio: H.264/AAC MP4, WAV and FLAC, written atomically.
 
 Every writer encodes into a hidden temporary file next to the target (``.name.XXXX.tmp.mp4``) and
 renames it into place with `os.replace`, so a reader never sees half a file and a failed write
@@ -165,6 +165,15 @@ def write_wav(path: str | os.PathLike, audio: np.ndarray, sample_rate: int, subt
         raise ValueError(f"unknown WAV subtype {subtype!r}; use one of {sorted(sf.available_subtypes('WAV'))}")
     with _atomic(path, ".tmp.wav") as tmp:
         sf.write(tmp, audio, int(sample_rate), subtype=subtype, format="WAV")
+
+
+def write_flac(path: str | os.PathLike, audio: np.ndarray, sample_rate: int, subtype: str = "PCM_24") -> None:
+    """Write audio (N, C) float in [-1, 1] as a FLAC file (lossless; PCM_16 or PCM_24), atomically."""
+    audio = _check_audio(audio, sample_rate)
+    if subtype not in ("PCM_16", "PCM_24"):
+        raise ValueError(f"FLAC stores PCM_16 or PCM_24, got {subtype!r}")
+    with _atomic(path, ".tmp.flac") as tmp:
+        sf.write(tmp, audio, int(sample_rate), subtype=subtype, format="FLAC")
 
 
 def read_wav(path: str | os.PathLike) -> tuple[np.ndarray, int]:
