@@ -323,26 +323,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     raise CliError(f"unknown training command {args.what!r}")
 
 
-REWARD_DIMENSIONS = ("semantic", "temporal", "aesthetic", "spatial")  # the four --weights names, CoT order
-
-
 def _weights(text: str) -> dict[str, float]:
     """``semantic=1,temporal=0.6`` -> weights of the four reward dimensions (left out = 0), all >= 0."""
-    weights = dict.fromkeys(REWARD_DIMENSIONS, 0.0)
-    for item in filter(None, (s.strip() for s in text.split(","))):
-        name, sep, value = item.partition("=")
-        if not sep or name.strip() not in weights:
-            raise argparse.ArgumentTypeError(f"{item!r}: use NAME=NUMBER with NAME in {', '.join(REWARD_DIMENSIONS)}")
-        try:
-            number = float(value)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{item!r}: {value!r} is not a number") from None
-        if not number >= 0 or number == float("inf"):
-            raise argparse.ArgumentTypeError(f"{item!r}: weights must be finite and >= 0")
-        weights[name.strip()] = number
-    if not any(weights.values()):
-        raise argparse.ArgumentTypeError("at least one weight must be positive")
-    return weights
+    from engine.errors import UserInputError
+    from engine.rewards.weights import parse_weights
+
+    try:
+        return parse_weights(text)
+    except UserInputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _guidance(text: str) -> float:
