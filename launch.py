@@ -3,6 +3,7 @@
 
     python launch.py                 start the studio (127.0.0.1:7860)
     python launch.py render VIDEO... --out DIR   stereo foley for videos (WAV, CoT, optional MP4 with the video copied)
+    python launch.py score VIDEO AUDIO   reward scores of a take (semantic, temporal, aesthetic, spatial) as JSON
     python launch.py world ...       write a FoleyWorld split (mp4 + wav + json per clip), or time the generator
     python launch.py bench ...       FoleyBench on a split: table as JSON on stdout and markdown on stderr
     python launch.py train ...       training commands (metrics: the FoleyBench metric models)
@@ -323,26 +324,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     raise CliError(f"unknown training command {args.what!r}")
 
 
-REWARD_DIMENSIONS = ("semantic", "temporal", "aesthetic", "spatial")  # the four --weights names, CoT order
-
-
 def _weights(text: str) -> dict[str, float]:
     """``semantic=1,temporal=0.6`` -> weights of the four reward dimensions (left out = 0), all >= 0."""
-    weights = dict.fromkeys(REWARD_DIMENSIONS, 0.0)
-    for item in filter(None, (s.strip() for s in text.split(","))):
-        name, sep, value = item.partition("=")
-        if not sep or name.strip() not in weights:
-            raise argparse.ArgumentTypeError(f"{item!r}: use NAME=NUMBER with NAME in {', '.join(REWARD_DIMENSIONS)}")
-        try:
-            number = float(value)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{item!r}: {value!r} is not a number") from None
-        if not number >= 0 or number == float("inf"):
-            raise argparse.ArgumentTypeError(f"{item!r}: weights must be finite and >= 0")
-        weights[name.strip()] = number
-    if not any(weights.values()):
-        raise argparse.ArgumentTypeError("at least one weight must be positive")
-    return weights
+    from engine.errors import UserInputError
+    from engine.rewards.weights import parse_weights
+
+    try:
+        return parse_weights(text)
+    except UserInputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _guidance(text: str) -> float:
@@ -359,15 +349,13 @@ def _render_inputs(args: argparse.Namespace):
     """Validate everything before any output exists: -> (out folder, videos, CoT, CoT source, settings)."""
     import secrets
 
+    from engine.best_of_n import MAX_CANDIDATES
     from engine.cot import load_cot
     from engine.pipeline import FALLBACK_COT, RenderSettings
     from engine.planner import has_planner
 
-    if args.candidates > 1:
-        raise CliError(
-            f"--candidates {args.candidates} is not available yet: best-of-N needs the reward heads, which are "
-            "not built; use --candidates 1"
-        )
+    if args.candidates > MAX_CANDIDATES:
+        raise CliError(f"--candidates must be at most {MAX_CANDIDATES}, got {args.candidates}")
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise CliError(f"--out {out} exists and is not a folder")
@@ -431,7 +419,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     import time
 
     from engine.models import load_bundle
-    from engine.pipeline import prepare_video, render, render_plan
+    from engine.pipeline import prepare_video, render_plan
     from engine.planner import load_planner
 
     out, videos, given, source, settings = _render_inputs(args)
@@ -447,13 +435,94 @@ def cmd_render(args: argparse.Namespace) -> int:
     for video, prep in zip(videos, prepared):
         start = time.perf_counter()
         cot = planner.plan(video) if planner is not None else given  # each video gets its own plan
-        audio = render(prep, cot, bundle, settings, progress=_after_a_second(f"render {video.name}"))
+        audio, take = _take(args, prep, cot, bundle, settings, _after_a_second(f"render {video.name}"))
         paths = _write_take(out, video, audio, bundle.sample_rate, cot, args.mux)
-        line = {"video": str(video), **paths, "model": bundle.name, "seed": settings.seed, "steps": settings.steps}
+        line = {"video": str(video), **paths, "model": bundle.name, "seed": take.pop("seed"), "steps": settings.steps}
         line |= {"cfg": settings.cfg, "cot_source": source, "duration": prep.duration, "samples": len(audio)}
         line |= {"sample_rate": bundle.sample_rate, "windows": len(render_plan(prep, bundle, settings))}
-        line |= {"scores": None, "seconds": round(time.perf_counter() - start, 3)}
+        line |= take | {"seconds": round(time.perf_counter() - start, 3)}
         print(json.dumps(line), flush=True)
+    return 0
+
+
+def _take(args: argparse.Namespace, prep, cot, bundle, settings, progress):
+    """One render, or with ``--candidates N`` the best of N seeds by the weighted reward:
+    -> (audio (N, 2), {"seed", "scores", ...} for the JSON line)."""
+    from engine.pipeline import render
+
+    if args.candidates == 1:
+        return render(prep, cot, bundle, settings, progress=progress), {"seed": settings.seed, "scores": None}
+    from engine.best_of_n import best_of_n
+    from engine.rewards import load_reward_heads
+
+    ranked = best_of_n(prep, bundle, cot, settings, args.candidates, args.weights, load_reward_heads(), progress)
+    best = ranked[0].summary()
+    fields = {"seed": best["seed"], "scores": best["scores"], "total": best["total"], "weights": args.weights}
+    return ranked[0].audio, fields | {"candidates": [c.summary() for c in ranked]}
+
+
+def _read_take(path: Path):
+    """(audio (N, 2) float32, sample rate) of a sound file, or of a media file's audio track; mono is doubled."""
+    import numpy as np
+    import soundfile as sf
+
+    from engine.media import read_wav
+    from engine.video_io import load_audio_track
+
+    if not path.is_file():
+        raise CliError(f"audio not found: {path}")
+    try:
+        audio, sr = read_wav(path)
+    except (sf.LibsndfileError, RuntimeError, ValueError):
+        audio, sr = load_audio_track(path), 44100  # mp4, m4a...: raises UserInputError when unreadable
+        if audio is None:
+            raise CliError(f"{path.name} has no audio") from None
+    if len(audio) == 0:
+        raise CliError(f"{path.name} holds no samples")
+    if audio.shape[1] not in (1, 2):
+        raise CliError(f"{path.name} has {audio.shape[1]} channels; score a stereo (or mono) take")
+    return np.repeat(audio, 2, axis=1) if audio.shape[1] == 1 else audio, sr
+
+
+def _json_safe(obj):
+    """``obj`` with non-finite floats as None (JSON has no inf or NaN)."""
+    import math
+
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    return None if isinstance(obj, float) and not math.isfinite(obj) else obj
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    """The four reward scores of a take against its video and CoT, and their weighted total, as JSON."""
+    from engine.cot import load_cot
+    from engine.pipeline import FALLBACK_COT
+    from engine.planner import has_planner, load_planner
+    from engine.rewards import as_view, load_reward_heads, weighted_total
+
+    video = Path(args.video)
+    audio, sr = _read_take(Path(args.audio))
+    view = as_view(video)  # a bad video fails here, before anything loads
+    if args.cot:
+        cot, source = load_cot(args.cot), "file"
+    elif has_planner(args.model):
+        cot, source = load_planner(args.model).plan(video), "planner"
+        print(f"note: no --cot given; the CoT comes from the planner of model {args.model!r}", file=sys.stderr)
+    else:
+        cot, source = FALLBACK_COT, "fallback"
+        print(
+            f"note: no --cot given and model {args.model!r} has no planner; using the generic fallback CoT",
+            file=sys.stderr,
+        )
+    scores, info = load_reward_heads().score_take(audio, sr, view, cot)
+    line = {"video": str(video), "audio": str(args.audio), "cot_source": source, "weights": args.weights}
+    line |= {
+        "scores": {k: round(v, 4) for k, v in scores.items()},
+        "total": round(weighted_total(scores, args.weights), 4),
+    }
+    print(json.dumps(_json_safe(line | {"details": info})))
     return 0
 
 
@@ -551,6 +620,19 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--mllm-model", help="--planner mllm: hub id or local folder (default Qwen2.5-VL-7B-Instruct)")
     pl.set_defaults(func=cmd_plan)
 
+    sc = sub.add_parser("score", help="reward scores of a take against its video (JSON on stdout)")
+    sc.add_argument("video", metavar="VIDEO", help="the video the take is for")
+    sc.add_argument("audio", metavar="AUDIO", help="the take: WAV/FLAC (or a media file with an audio track)")
+    sc.add_argument("--cot", help="CoT JSON file; default: the model's planner, else the generic fallback")
+    sc.add_argument(
+        "--weights",
+        type=_weights,
+        default="semantic=1,temporal=0.6,aesthetic=0.1,spatial=0.4",
+        help="weights of the total, e.g. semantic=1,temporal=0.6 (left out = 0)",
+    )
+    sc.add_argument("--model", default="default", help="model whose planner writes the CoT when --cot is not given")
+    sc.set_defaults(func=cmd_score)
+
     r = sub.add_parser("render", help="render stereo foley for videos")
     r.add_argument("videos", nargs="+", metavar="VIDEO", help="video files; outputs are named after each stem")
     r.add_argument("--out", required=True, help="folder for <stem>.wav, <stem>.cot.json (and <stem>.mp4)")
@@ -561,12 +643,17 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=_nonneg_int, default=None, help="noise seed (default: random, printed)")
     r.add_argument("--steps", type=_positive_int, default=24, help="sampling steps")
     r.add_argument("--cfg", type=_guidance, default=3.5, help="classifier-free guidance scale")
-    r.add_argument("--candidates", type=_positive_int, default=1, help="best-of-N (needs the reward heads)")
+    r.add_argument(
+        "--candidates",
+        type=_positive_int,
+        default=1,
+        help="best-of-N: render seeds seed .. seed + N - 1 and keep the best by the weighted reward",
+    )
     r.add_argument(
         "--weights",
         type=_weights,
         default="semantic=1,temporal=0.6,aesthetic=0.1,spatial=0.4",
-        help="reward weights for best-of-N, e.g. semantic=1,temporal=0.6 (left out = 0)",
+        help="reward weights of best-of-N, e.g. semantic=1,temporal=0.6 (left out = 0)",
     )
     r.add_argument("--mux", action="store_true", help="also write <stem>.mp4: the video stream copied + the audio")
     r.add_argument("--model", default="default", help="model name under assets/models or a model folder")
