@@ -72,7 +72,8 @@ def compare_spectrograms(items: list[tuple[str, np.ndarray, int]], duration: flo
 def stereo_position(items: list[tuple[str, np.ndarray, int]], duration: float, rate: float = 10.0):
     """Estimated stereo position over time of each (label, (N, 2) audio, sample rate): -1 = the left edge
     of the picture, +1 = the right edge (`engine.bench.spatial.azimuth_track`, from level and time
-    differences; beyond the edges up to +-2, fully to one side). Frames quieter than 40 dB below the loudest frame are not drawn."""
+    differences; beyond the edges up to +-2, fully to one side). Frames quieter than 40 dB below the
+    loudest frame are not drawn."""
     from engine.bench.spatial import azimuth_track
 
     fig = Figure(figsize=(9, 2.8), layout="constrained")

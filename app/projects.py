@@ -532,7 +532,11 @@ class ProjectStore:
         """The clip's takes, best weighted total first (ties: the newer first)."""
         with self._session() as s:
             self._clip_row(s, clip_id)
-            q = sql_select(TakeRow).where(TakeRow.clip_id == clip_id).order_by(TakeRow.total.desc(), TakeRow.number.desc())
+            q = (
+                sql_select(TakeRow)
+                .where(TakeRow.clip_id == clip_id)
+                .order_by(TakeRow.total.desc(), TakeRow.number.desc())
+            )
             return [self._take(r) for r in s.scalars(q).all()]
 
     def get_take(self, take_id: int) -> Take:

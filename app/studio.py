@@ -1,8 +1,11 @@
 """The studio app (Gradio), started by ``python launch.py``.
 
-This version serves the FoleyWorld page: draw any clip of any split, watch it, read its four CoT
-blocks, inspect its stereo spectrogram and score its audio with FoleyBench. Rendering pages join it
-as the engine lands.
+Pages (tabs): **Studio**, the authoring page (projects, import, plan and edit, weights and settings,
+takes, compare, export; every control calls one method of `app.callbacks.StudioActions`), and
+**FoleyWorld** (draw a procedural clip with its ground truth and score it with FoleyBench).
+
+The page layout lives here and nothing else: components are registered under names, and an action's
+result (a dict from names to values) is mapped back onto them, leaving unnamed outputs untouched.
 """
 
 from __future__ import annotations
@@ -13,9 +16,14 @@ from pathlib import Path
 
 import gradio as gr
 
-HOST = os.environ.get("FOLEY_HOST", "127.0.0.1")  # local only unless told otherwise
-PORT = int(os.environ.get("FOLEY_PORT", "7860"))
+from .callbacks import EXPORT_FORMATS, FIELDS, LIMITS, MAX_SEED, TAKE_HEADERS, RenderCancelled, StudioActions
+from .settings import StudioSettings
+
 SPLITS = ["test-single", "test-multi", "val", "train"]
+DIMENSIONS = ("semantic", "temporal", "aesthetic", "spatial")  # the sliders, in CoT order (engine.rewards)
+CSS = """
+#studio-message { min-height: 1.6em; }
+"""
 
 
 def world_clip(split: str, index: float, duration: float, out_dir: str) -> dict:
@@ -47,44 +55,368 @@ def world_clip(split: str, index: float, duration: float, out_dir: str) -> dict:
     return {"video": str(Path(out_dir) / f"{meta['name']}.mp4"), "cot": meta["cot"], "figure": fig, "scores": table}
 
 
-def build_app(out_dir: str | None = None) -> gr.Blocks:
-    """The studio's Blocks (not launched); generated clips go to ``out_dir`` (a new temp folder by default)."""
+def weight_slider(default: float, label: str, elem_id: str) -> gr.Slider:
+    """A 0..3 slider whose value reaches the action unchecked: Gradio's own range check would turn a
+    negative weight typed into the number box into a bare "less than minimum" error; unchecked, the action
+    names the weight, says why it is refused and puts the stored weights back."""
+    slider = gr.Slider(0, 3, value=default, step=0.05, label=label, elem_id=elem_id)
+    slider.preprocess = float  # the payload is a number; range checking is the action's (checked_settings)
+    return slider
+
+
+class Page:
+    """The named components of the studio page and the glue that runs actions on them."""
+
+    def __init__(self, actions: StudioActions) -> None:
+        self.actions = actions
+        self.c: dict[str, gr.components.Component] = {}
+
+    def add(self, name: str, component):
+        self.c[name] = component
+        return component
+
+    def bind(
+        self,
+        trigger,
+        action,
+        inputs: list[str],
+        outputs: list[str],
+        *,
+        progress: bool = False,
+        session: bool = False,
+        **kw,
+    ):
+        """Run ``action(*values of inputs)`` on ``trigger``; its dict result goes to ``outputs`` by name.
+
+        ``progress``: the action also gets ``progress(fraction, text)``, drawn as a Gradio progress bar;
+        ``session``: it gets the browser session's id as ``session`` (progress implies it).
+        """
+        comps = [self.c[n] for n in inputs]
+        outs = [self.c[n] for n in outputs]
+
+        def apply(result: dict):
+            values = [result.get(n, gr.skip()) for n in outputs]
+            return values[0] if len(values) == 1 else tuple(values)
+
+        def guarded(call):
+            from engine.errors import UserInputError
+
+            try:
+                return apply(call())
+            except UserInputError as exc:
+                return apply({"message": f"⚠ {exc}"})
+            except RenderCancelled:
+                return apply({"message": "Render cancelled; no take was written."})
+
+        def values(data: dict) -> list:
+            return [data[c] for c in comps]
+
+        if progress:
+
+            def run(data: dict, request: gr.Request, bar=gr.Progress()):  # noqa: B008 - how Gradio injects it
+                extra = {"session": request.session_hash or "", "progress": lambda f, d="": bar(f, desc=d)}
+                return guarded(lambda: action(*values(data), **extra))
+
+        elif session:
+
+            def run(data: dict, request: gr.Request):
+                return guarded(lambda: action(*values(data), session=request.session_hash or ""))
+
+        else:
+
+            def run(data: dict):
+                return guarded(lambda: action(*values(data)))
+
+        # inputs as a set: Gradio passes one dict {component: value}; the project state is always in it so
+        # that the dict (and the positional request / progress arguments after it) always exist
+        return trigger(run, inputs={*comps, self.c["project"]}, outputs=outs, **kw)
+
+
+def _project_bar(page: Page) -> None:
+    a = page.add
+    with gr.Row(equal_height=False):
+        a("project_pick", gr.Dropdown([], value=None, label="Project", scale=3, elem_id="project-pick"))
+        a("project_name", gr.Textbox(label="Project name", scale=3, max_length=200, elem_id="project-name"))
+        a("create_btn", gr.Button("Create", variant="primary", size="md", elem_id="create-project", scale=1))
+        a("rename_btn", gr.Button("Rename", size="md", elem_id="rename-project", scale=1))
+        a("delete_btn", gr.Button("Delete…", variant="stop", size="md", elem_id="delete-project", scale=1))
+    with a("confirm_row", gr.Row(visible=False, elem_id="confirm-delete")):
+        a("confirm_text", gr.Markdown())
+        a("confirm_yes", gr.Button("Yes, delete it", variant="stop", elem_id="confirm-yes"))
+        a("confirm_no", gr.Button("Keep it", elem_id="confirm-no"))
+
+
+def _clip_section(page: Page, settings: StudioSettings) -> None:
+    a = page.add
+    a("video", gr.Video(label="Video", interactive=False, height=300, elem_id="video"))
+    a("media_info", gr.Markdown(elem_id="media-info"))
+    a("original_audio", gr.Audio(label="Original audio", type="filepath", interactive=False, elem_id="original"))
+    with gr.Row():
+        types = list(settings.upload_types)
+        label = f"Import a video ({', '.join(types)})"
+        a("upload", gr.File(label=label, file_types=types, height=110, elem_id="upload", scale=3))
+        a("clip_pick", gr.Dropdown([], value=None, label="Clip", elem_id="clip-pick", scale=2))
+
+
+def _cot_section(page: Page) -> None:
+    a = page.add
+    with gr.Row(equal_height=True):
+        gr.Markdown("### Plan and edit\nFour blocks; the planner's text is kept beside yours.")
+        a("plan_btn", gr.Button("Plan", variant="primary", elem_id="plan", scale=0, min_width=120))
+    hints = {
+        "semantic": "what sounds, which materials",
+        "temporal": "when, in what order, how long",
+        "aesthetic": "quality, dryness, brightness, room",
+        "spatial": "where in the stereo field, distance, movement",
+        "negative": "what the take must not contain, e.g. speech, music",
+    }
+    for f in FIELDS:
+        with gr.Row(equal_height=True):
+            a(f"cot_{f}", gr.Textbox(label=f.capitalize(), info=hints[f], lines=2, elem_id=f"cot-{f}", scale=8))
+            if f != "negative":
+                btn = gr.Button("Reset", size="sm", elem_id=f"reset-{f}", scale=0, min_width=80)
+                a(f"reset_{f}", btn)
+
+
+def _settings_section(page: Page) -> None:
+    a = page.add
+    gr.Markdown("### Weights and settings")
+    with gr.Row():
+        defaults = {"semantic": 1.0, "temporal": 0.6, "aesthetic": 0.1, "spatial": 0.4}
+        for d in DIMENSIONS:
+            a(f"w_{d}", weight_slider(defaults[d], f"{d} weight", f"w-{d}"))
+    with gr.Row():
+        lo, hi = LIMITS["candidates"]
+        a("candidates", gr.Slider(lo, hi, value=1, step=1, label="candidates (best of N)", elem_id="candidates"))
+        a("seed", gr.Number(0, label="seed", precision=0, minimum=0, maximum=MAX_SEED - 8, elem_id="seed"))
+        a("seed_locked", gr.Checkbox(False, label="lock seed", elem_id="seed-lock"))
+        lo, hi = LIMITS["steps"]
+        a("steps", gr.Slider(lo, hi, value=24, step=1, label="steps", elem_id="steps"))
+        lo, hi = LIMITS["guidance"]
+        a("guidance", gr.Slider(lo, hi, value=3.5, step=0.1, label="guidance", elem_id="guidance"))
+    with gr.Row():
+        a("render_btn", gr.Button("Render take", variant="primary", elem_id="render"))
+        a("cancel_btn", gr.Button("Cancel render", variant="stop", elem_id="cancel"))
+
+
+def _takes_section(page: Page) -> None:
+    a = page.add
+    gr.Markdown("### Takes — best weighted total first")
+    a("takes_table", gr.Dataframe(headers=TAKE_HEADERS, interactive=False, elem_id="takes-table", wrap=True))
+    with gr.Row(equal_height=True):
+        a("take_pick", gr.Dropdown([], value=None, label="Take", elem_id="take-pick", scale=3))
+        a("star_btn", gr.Button("★ Star", elem_id="star"))
+        a("reject_btn", gr.Button("✗ Reject", elem_id="reject"))
+        a("clear_btn", gr.Button("Clear rating", elem_id="clear-rating"))
+    with gr.Row():
+        a("take_audio", gr.Audio(label="Take", type="filepath", interactive=False, elem_id="take-audio"))
+        a("take_info", gr.Markdown(elem_id="take-info"))
+    gr.Markdown("### Compare — original audio and two takes, one colour scale, the video's time axis")
+    with gr.Row():
+        a("compare_a", gr.Dropdown([], value=None, label="Take A", elem_id="compare-a"))
+        a("compare_b", gr.Dropdown([], value=None, label="Take B", elem_id="compare-b"))
+    a("spectrograms", gr.Plot(label="Spectrograms (left channel above right)", elem_id="spectrograms"))
+    a("positions", gr.Plot(label="Stereo position over time", elem_id="positions"))
+
+
+def _export_section(page: Page) -> None:
+    a = page.add
+    gr.Markdown("### Export the chosen take")
+    with gr.Row(equal_height=True):
+        labels = list(EXPORT_FORMATS)
+        a("formats", gr.CheckboxGroup(labels, value=labels[:1], label="formats", elem_id="formats", scale=3))
+        a("normalise", gr.Checkbox(False, label="normalise loudness", elem_id="normalise"))
+        a("lufs", gr.Number(-23, label="target (LUFS)", elem_id="lufs"))
+        a("export_btn", gr.Button("Export", variant="primary", elem_id="export"))
+    a("export_files", gr.File(label="Exported files", file_count="multiple", interactive=False, elem_id="exports"))
+
+
+PROJECT_VIEW = [
+    "project",
+    "project_pick",
+    "project_name",
+    "clip",
+    "clip_pick",
+    "video",
+    "media_info",
+    "original_audio",
+    *(f"cot_{f}" for f in FIELDS),
+    *(f"w_{d}" for d in DIMENSIONS),
+    "candidates",
+    "seed",
+    "seed_locked",
+    "steps",
+    "guidance",
+    "takes_table",
+    "take_pick",
+    "take_audio",
+    "take_info",
+    "compare_a",
+    "compare_b",
+    "spectrograms",
+    "positions",
+    "export_files",
+    "message",
+]
+SETTINGS = [*(f"w_{d}" for d in DIMENSIONS), "candidates", "seed", "seed_locked", "steps", "guidance"]
+COT = [f"cot_{f}" for f in FIELDS]
+CLIP_VIEW = [n for n in PROJECT_VIEW if n not in ("project", "project_pick", "project_name", "clip_pick")]
+TAKE_VIEW = ["take_audio", "take_info", "export_files", "message"]
+
+
+def _wire(page: Page, demo: gr.Blocks, concurrency: int) -> None:
+    """Every control's event, each bound to one action."""
+    act, c, bind = page.actions, page.c, page.bind
+    demo.load(lambda: gr.update(choices=act.project_choices()), None, c["project_pick"])
+    bind(c["create_btn"].click, act.create_project, ["project_name"], [*PROJECT_VIEW, "confirm_row"])
+    bind(c["project_pick"].input, act.open_project, ["project_pick"], [*PROJECT_VIEW, "confirm_row"])
+    bind(c["rename_btn"].click, act.rename_project, ["project", "project_name"], PROJECT_VIEW)
+    bind(c["delete_btn"].click, act.ask_delete, ["project"], ["confirm_text", "confirm_row", "message"])
+    bind(c["confirm_yes"].click, act.confirm_delete, ["project"], [*PROJECT_VIEW, "confirm_row"])
+    bind(c["confirm_no"].click, act.cancel_delete, [], ["confirm_row", "message"])
+    bind(c["upload"].upload, act.import_video, ["project", "upload"], [*PROJECT_VIEW, "upload"])
+    bind(c["clip_pick"].input, act.open_clip, ["project", "clip_pick"], CLIP_VIEW)
+    bind(c["plan_btn"].click, act.plan, ["clip"], [*COT, "message"], progress=True, concurrency_limit=concurrency)
+    for f in FIELDS:
+        bind(c[f"cot_{f}"].blur, act.save_cot, ["clip", *COT], ["message"])
+        if f != "negative":
+            reset = lambda clip, *fields, f=f: act.reset_block(clip, f, *fields)  # noqa: E731
+            bind(c[f"reset_{f}"].click, reset, ["clip", *COT], [f"cot_{f}", "message"])
+    for name in SETTINGS:
+        comp = c[name]
+        # sliders on release (the value before the number box clamps it), the seed on leaving it, the lock at once
+        trigger = (
+            comp.blur if isinstance(comp, gr.Number) else comp.input if isinstance(comp, gr.Checkbox) else comp.release
+        )
+        bind(trigger, act.save_settings, ["project", *SETTINGS], [*SETTINGS, "message"])
+    bind(
+        c["render_btn"].click,
+        act.render_take,
+        ["project", "clip", *COT, *SETTINGS],
+        CLIP_VIEW,
+        progress=True,
+        concurrency_limit=concurrency,
+        concurrency_id="render",
+    )
+    bind(c["cancel_btn"].click, act.cancel_render, [], ["message"], session=True, queue=False)
+    bind(c["take_pick"].input, act.pick_take, ["clip", "take_pick"], TAKE_VIEW)
+    for name, rating in (("star_btn", 1), ("reject_btn", -1), ("clear_btn", 0)):
+        rate = lambda clip, take, r=rating: act.rate_take(clip, take, r)  # noqa: E731
+        bind(
+            c[name].click,
+            rate,
+            ["clip", "take_pick"],
+            ["takes_table", "take_pick", "take_info", "compare_a", "compare_b", "message"],
+        )
+    for name in ("compare_a", "compare_b"):
+        bind(c[name].input, act.compare, ["clip", "compare_a", "compare_b"], ["spectrograms", "positions", "message"])
+    bind(
+        c["export_btn"].click,
+        act.export_take,
+        ["take_pick", "formats", "normalise", "lufs"],
+        ["export_files", "message"],
+    )
+
+    def on_row(clip, evt: gr.SelectData):
+        row = evt.index[0] if isinstance(evt.index, list | tuple) else evt.index
+        result = act.pick_row(clip, row)
+        return tuple(result.get(n, gr.skip()) for n in ["take_pick", *TAKE_VIEW])
+
+    c["takes_table"].select(on_row, [c["clip"]], [c[n] for n in ["take_pick", *TAKE_VIEW]])
+
+
+def _studio_page(actions: StudioActions) -> Page:
+    settings = actions.settings
+    page = Page(actions)
+    page.add("project", gr.State(None))
+    page.add("clip", gr.State(None))
+    _project_bar(page)
+    page.add("message", gr.Markdown("Create a project or open one to begin.", elem_id="studio-message"))
+    with gr.Row():
+        with gr.Column(scale=5):
+            _clip_section(page, settings)
+        with gr.Column(scale=6):
+            _cot_section(page)
+    _settings_section(page)
+    _takes_section(page)
+    _export_section(page)
+    return page
+
+
+def _world_page(out_dir: str) -> None:
     from engine.errors import UserInputError
 
+    gr.Markdown("FoleyWorld: procedural clips with exact ground truth, scored by FoleyBench.")
+    with gr.Row():
+        split = gr.Dropdown(SPLITS, value="test-multi", label="split")
+        index = gr.Number(value=0, precision=0, label="clip index", minimum=0)
+        duration = gr.Slider(2, 12, value=9, step=0.5, label="duration (s)")
+        go = gr.Button("Draw clip", variant="primary")
+    with gr.Row():
+        video = gr.Video(label="clip", interactive=False)
+        with gr.Column():
+            blocks = [gr.Textbox(label=name.capitalize(), lines=2, interactive=False) for name in DIMENSIONS]
+    plot = gr.Plot(label="stereo spectrogram (cyan: ground-truth events)")
+    scores = gr.Dataframe(headers=["metric", "value"], label="FoleyBench (ground-truth audio)")
+
+    def on_draw(s, i, d, progress=gr.Progress()):  # noqa: B008 - how Gradio injects progress
+        progress(0.1, desc="synthesising")
+        try:
+            r = world_clip(s, i, d, out_dir)
+        except UserInputError as exc:
+            raise gr.Error(str(exc)) from None
+        c = r["cot"]
+        return [r["video"], c["semantic"], c["temporal"], c["aesthetic"], c["spatial"], r["figure"], r["scores"]]
+
+    go.click(on_draw, [split, index, duration], [video, *blocks, plot, scores])
+
+
+def build_app(
+    out_dir: str | None = None, settings: StudioSettings | None = None, actions: StudioActions | None = None
+) -> gr.Blocks:
+    """The studio's Blocks (not launched). ``out_dir``: where FoleyWorld clips go (a new temp folder by
+    default); ``settings``: from the environment by default."""
+    settings = settings or (actions.settings if actions else StudioSettings.from_env())
+    actions = actions or StudioActions(settings)
     out_dir = out_dir or tempfile.mkdtemp(prefix="foley-world-")
-    with gr.Blocks(title="Foley Studio") as demo:
-        gr.Markdown("# Foley Studio\nFoleyWorld: procedural clips with exact ground truth, scored by FoleyBench.")
-        with gr.Row():
-            split = gr.Dropdown(SPLITS, value="test-multi", label="split")
-            index = gr.Number(value=0, precision=0, label="clip index", minimum=0)
-            duration = gr.Slider(2, 12, value=9, step=0.5, label="duration (s)")
-            go = gr.Button("Draw clip", variant="primary")
-        with gr.Row():
-            video = gr.Video(label="clip", interactive=False)
-            with gr.Column():
-                blocks = [
-                    gr.Textbox(label=name.capitalize(), lines=2, interactive=False)
-                    for name in ("semantic", "temporal", "aesthetic", "spatial")
-                ]
-        plot = gr.Plot(label="stereo spectrogram (cyan: ground-truth events)")
-        scores = gr.Dataframe(headers=["metric", "value"], label="FoleyBench (ground-truth audio)")
-
-        def on_draw(s, i, d, progress=gr.Progress()):  # noqa: B008 - how Gradio injects progress
-            progress(0.1, desc="synthesising")
-            try:
-                r = world_clip(s, i, d, out_dir)
-            except UserInputError as exc:
-                raise gr.Error(str(exc)) from None
-            c = r["cot"]
-            return [r["video"], c["semantic"], c["temporal"], c["aesthetic"], c["spatial"], r["figure"], r["scores"]]
-
-        go.click(on_draw, [split, index, duration], [video, *blocks, plot, scores])
+    with gr.Blocks(title="Foley Studio", analytics_enabled=False) as demo:
+        gr.Markdown(f"# Foley Studio\n{_model_line(settings)}")
+        with gr.Tabs():
+            with gr.Tab("Studio", id="studio"):
+                page = _studio_page(actions)
+            with gr.Tab("FoleyWorld", id="world"):
+                _world_page(out_dir)
+        _wire(page, demo, settings.render_concurrency)
     return demo
 
 
-def launch_studio() -> int:
-    """Serve the studio on HOST:PORT (127.0.0.1:7860 by default)."""
-    out_dir = tempfile.mkdtemp(prefix="foley-world-")
-    demo = build_app(out_dir)
-    demo.queue().launch(server_name=HOST, server_port=PORT, allowed_paths=[out_dir])  # serve only its own clips
+def _model_line(settings: StudioSettings) -> str:
+    from engine.errors import UserInputError
+    from engine.planner import has_planner
+
+    try:
+        planner = "with its planner" if has_planner(settings.model) else "without a planner (write the blocks)"
+    except UserInputError as exc:
+        return f"⚠ {exc}"
+    return f"Model **{settings.model}**, {planner}; takes scored by the four offline reward heads."
+
+
+def launch_studio(settings: StudioSettings | None = None) -> int:
+    """Serve the studio (127.0.0.1:7860 unless FOLEY_HOST / FOLEY_PORT say otherwise)."""
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # offline first: no calls home
+    settings = settings or StudioSettings.from_env()
+    world_dir = tempfile.mkdtemp(prefix="foley-world-")
+    demo = build_app(world_dir, settings=settings)
+    auth = (settings.user, settings.password) if settings.password else None
+    demo.queue(default_concurrency_limit=4).launch(
+        server_name=settings.host,
+        server_port=settings.port,
+        auth=auth,
+        auth_message="Foley Studio: enter the studio's password" if auth else None,
+        max_file_size=settings.max_upload_bytes,
+        allowed_paths=[str(settings.projects_dir.resolve()), world_dir],  # serve only our own media
+        css=CSS,
+        footer_links=[],
+        quiet=False,
+    )
     return 0

@@ -1,0 +1,622 @@
+"""What every control of the studio page does: one method of `StudioActions` per action.
+
+A method takes the values of the page's inputs and returns a ``dict`` from output names to new values
+(the page, `app.studio`, turns the names into components and leaves every output it does not name as it
+was). A bad input raises `UserInputError`; the page then shows only the message and changes nothing else,
+and since every method checks its inputs before it writes, the project is left as it was.
+
+Shared across sessions, read-only: the store (which serialises its own writes), the model bundle, the
+planner and the reward heads, each loaded once. Per session: the open project and clip (passed in and
+out as Gradio state) and the session's cancel flag.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import secrets
+import threading
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from engine.cot import BLOCKS, MAX_BLOCK_CHARS, MAX_NEGATIVE_CHARS, validate_cot
+from engine.errors import UserInputError
+from engine.rewards import DEFAULT_WEIGHTS, DIMENSIONS, check_weights
+
+from .projects import Clip, ClipMedia, Project, ProjectStore, Take
+from .settings import StudioSettings
+
+FIELDS = (*BLOCKS, "negative")  # the CoT fields of the page, in order
+DEFAULT_SETTINGS = {  # what a new project starts with (the reference weights; the render defaults)
+    "weights": dict(DEFAULT_WEIGHTS),
+    "candidates": 1,
+    "seed": 0,
+    "seed_locked": False,
+    "steps": 24,
+    "guidance": 3.5,
+}
+LIMITS = {"candidates": (1, 8), "steps": (1, 100), "guidance": (0.0, 10.0)}  # the page's ranges
+MAX_SEED = 2**31 - 1
+TAKE_HEADERS = ["take", "rating", "total", *DIMENSIONS, "seed", "steps", "guidance", "candidates", "rendered"]
+BROWSER_CONTAINERS = (".mp4", ".webm")  # played as they are; others get an MP4 preview (stream copy)
+
+
+class RenderCancelled(Exception):
+    """The designer pressed Cancel while a render ran."""
+
+
+def _msg_ok(text: str) -> str:
+    return f"✓ {text}"
+
+
+class StudioActions:
+    """The studio's actions over one store and one model (see the module docstring)."""
+
+    def __init__(self, settings: StudioSettings, store: ProjectStore | None = None) -> None:
+        self.settings = settings
+        self.store = store or ProjectStore(settings.projects_dir, settings.db_url)
+        self._cancel: dict[str, threading.Event] = {}  # session -> the flag its running render checks
+        self._cancel_lock = threading.Lock()
+        self._load_lock = threading.Lock()
+        self._objects: dict | None = None
+
+    # ----------------------------------------------------------------------- shared engine objects
+
+    @property
+    def _engine(self) -> dict:
+        """The bundle, the reward heads and the planner (None when the model has none), loaded on first use
+        and then shared read-only by every session."""
+        with self._load_lock:
+            if self._objects is None:
+                from engine.models import load_bundle
+                from engine.planner import has_planner, load_planner
+                from engine.rewards import load_reward_heads
+
+                model = self.settings.model
+                self._objects = {
+                    "bundle": load_bundle(model),
+                    "planner": load_planner(model) if has_planner(model) else None,
+                    "heads": load_reward_heads(),
+                }
+            return self._objects
+
+    # ------------------------------------------------------------------------------- views
+
+    def project_choices(self) -> list[tuple[str, int]]:
+        return [(p.name, p.id) for p in self.store.list_projects()]
+
+    def _settings_of(self, project: Project) -> dict:
+        stored = project.settings or {}
+        out = {**DEFAULT_SETTINGS, **stored}
+        out["weights"] = {**DEFAULT_WEIGHTS, **(stored.get("weights") or {})}
+        return out
+
+    def _settings_view(self, project: Project) -> dict:
+        s = self._settings_of(project)
+        view = {f"w_{d}": s["weights"][d] for d in DIMENSIONS}
+        return view | {k: s[k] for k in ("candidates", "seed", "seed_locked", "steps", "guidance")}
+
+    def _empty_clip_view(self) -> dict:
+        view = {"clip": None, "video": None, "media_info": "", "original_audio": None}
+        view |= {f"cot_{f}": "" for f in FIELDS}
+        return view | self._takes_view(None, None)
+
+    def project_view(self, project_id: int | None, clip_id: int | None = None) -> dict:
+        """Everything the page shows of a project: settings, clips, and the open clip (the newest one
+        unless ``clip_id`` names another)."""
+        if project_id is None:
+            view = {"project": None, "project_pick": None, "clip_pick": _choices_update([], None)}
+            view |= {"project_name": ""}
+            return view | self._empty_clip_view()
+        project = self.store.get_project(project_id)
+        clips = self.store.list_clips(project_id)
+        if clip_id not in {c.id for c in clips}:
+            clip_id = clips[-1].id if clips else None
+        view = {"project": project.id, "project_name": project.name}
+        view["project_pick"] = _choices_update(self.project_choices(), project.id)
+        view["clip_pick"] = _choices_update([(c.name, c.id) for c in clips], clip_id)
+        view |= self._settings_view(project)
+        return view | (self.clip_view(clip_id) if clip_id is not None else self._empty_clip_view())
+
+    def clip_view(self, clip_id: int, take_id: int | None = None) -> dict:
+        clip = self.store.get_clip(clip_id)
+        cot = clip.edited or clip.planned or {}
+        view = {"clip": clip.id, "video": str(clip.preview), "media_info": media_summary(clip)}
+        view["original_audio"] = str(clip.original_audio) if clip.original_audio else None
+        view |= {f"cot_{f}": cot.get(f, "") for f in FIELDS}
+        return view | self._takes_view(clip, take_id)
+
+    def _takes_view(self, clip: Clip | None, take_id: int | None) -> dict:
+        """The takes table (best first), the take pickers and the chosen take (the best by default)."""
+        takes = self.store.list_takes(clip.id) if clip is not None else []
+        if take_id not in {t.id for t in takes}:
+            take_id = takes[0].id if takes else None
+        choices = [(f"{t.label} · {t.total:.3f}", t.id) for t in takes]
+        by_number = sorted(takes, key=lambda t: -t.number)  # compare: the newest two by default
+        a = by_number[0].id if by_number else None
+        b = by_number[1].id if len(by_number) > 1 else None
+        view = {"takes_table": [take_row(t) for t in takes], "take_pick": _choices_update(choices, take_id)}
+        view |= {"compare_a": _choices_update(choices, a), "compare_b": _choices_update(choices, b)}
+        view |= self.take_view(take_id)
+        return view | self.compare(clip.id if clip else None, a, b)
+
+    def take_view(self, take_id: int | None) -> dict:
+        if take_id is None:
+            return {"take_audio": None, "take_info": "", "export_files": None}
+        take = self.store.get_take(take_id)
+        return {"take_audio": str(take.path), "take_info": take_summary(take), "export_files": None}
+
+    # ------------------------------------------------------------------------------ projects
+
+    def create_project(self, name: str) -> dict:
+        project = self.store.create_project(name)
+        return self.project_view(project.id) | {"message": _msg_ok(f"Created project “{project.name}”.")}
+
+    def open_project(self, project_id: int | None) -> dict:
+        if project_id is None:
+            return self.project_view(None)
+        view = self.project_view(project_id)
+        return view | {"message": _msg_ok(f"Opened “{view['project_name']}”."), "confirm_row": _hidden()}
+
+    def rename_project(self, project_id: int | None, name: str) -> dict:
+        project = self.store.rename_project(_need_project(project_id), name)
+        choices = _choices_update(self.project_choices(), project.id)
+        return {
+            "project_pick": choices,
+            "project_name": project.name,
+            "message": _msg_ok(f"Renamed to “{project.name}”."),
+        }
+
+    def ask_delete(self, project_id: int | None) -> dict:
+        project = self.store.get_project(_need_project(project_id))
+        clips = self.store.list_clips(project.id)
+        n_takes = sum(len(self.store.list_takes(c.id)) for c in clips)
+        text = (
+            f"**Delete “{project.name}”** with its {len(clips)} clip(s), {n_takes} take(s) and exports? "
+            "This cannot be undone."
+        )
+        return {"confirm_text": text, "confirm_row": _shown()}
+
+    def confirm_delete(self, project_id: int | None) -> dict:
+        project = self.store.get_project(_need_project(project_id))
+        self.store.delete_project(project.id)
+        view = self.project_view(None)
+        view["project_pick"] = _choices_update(self.project_choices(), None)
+        return view | {"confirm_row": _hidden(), "message": _msg_ok(f"Deleted “{project.name}”.")}
+
+    def cancel_delete(self) -> dict:
+        return {"confirm_row": _hidden(), "message": "Nothing was deleted."}
+
+    # --------------------------------------------------------------------------------- clips
+
+    def import_video(self, project_id: int | None, upload: str | None) -> dict:
+        """Copy an uploaded video into the open project and open it."""
+        if upload is None:
+            return {}
+        if project_id is None:
+            raise UserInputError("create or open a project before importing a video")
+        s = self.settings
+        clip = self.store.import_clip(
+            project_id, upload, Path(upload).name, inspect_video, s.max_upload_bytes, s.upload_types
+        )
+        view = self.project_view(project_id, clip.id)
+        return view | {"upload": None, "message": _msg_ok(f"Imported {clip.name}: {media_summary(clip)}")}
+
+    def open_clip(self, project_id: int | None, clip_id: int | None) -> dict:
+        if clip_id is None:
+            return self._empty_clip_view()
+        clip = self.store.get_clip(clip_id)
+        if clip.project_id != project_id:
+            raise UserInputError("that clip belongs to another project")
+        return self.clip_view(clip.id)
+
+    # ----------------------------------------------------------------------------------- CoT
+
+    def plan(
+        self, clip_id: int | None, session: str = "", progress: Callable[[float, str], None] | None = None
+    ) -> dict:
+        """The planner's four blocks for the open clip; they replace the designer's blocks."""
+        clip = self.store.get_clip(_need_clip(clip_id))
+        planner = self._engine["planner"]
+        if planner is None:
+            raise UserInputError(
+                f"model {self.settings.model!r} has no planner; write the four blocks yourself and render"
+            )
+        cot = planner.plan(clip.source, progress=progress).to_dict()
+        cot.setdefault("negative", "")
+        self.store.save_plan(clip.id, cot)
+        view = {f"cot_{f}": cot.get(f, "") for f in FIELDS}
+        return view | {"message": _msg_ok(f"Planned {clip.name}. Edit any block, then render.")}
+
+    def save_cot(self, clip_id: int | None, *fields: str) -> dict:
+        """Keep the designer's blocks (on leaving a field); over-long blocks are refused with a message."""
+        if clip_id is None:
+            return {}
+        cot = checked_cot(fields)
+        clip = self.store.get_clip(clip_id)
+        if (clip.edited or {}) == cot or (clip.edited is None and not any(cot.values())):
+            return {}
+        self.store.save_edit(clip.id, cot)
+        return {"message": _msg_ok("Blocks saved.")}
+
+    def reset_block(self, clip_id: int | None, block: str, *fields: str) -> dict:
+        """Put the planner's text back into one block (the others stay as they are)."""
+        clip = self.store.get_clip(_need_clip(clip_id))
+        if not clip.planned:
+            raise UserInputError("nothing to reset to: the clip has not been planned yet (press Plan)")
+        cot = dict(zip(FIELDS, fields))
+        cot[block] = clip.planned.get(block, "")
+        cot = checked_cot([cot[f] for f in FIELDS])
+        self.store.save_edit(clip.id, cot)
+        return {f"cot_{block}": cot[block], "message": _msg_ok(f"{block.capitalize()} is the planner's text again.")}
+
+    # ------------------------------------------------------------------------------ settings
+
+    def save_settings(self, project_id: int | None, *values) -> dict:
+        """Keep the weights and render settings of the page in the project (on release of a control). A bad
+        value is refused: the message says why and the controls go back to the stored settings."""
+        if project_id is None:
+            return {}
+        project = self.store.get_project(project_id)
+        try:
+            settings = checked_settings(*values)
+        except UserInputError as exc:
+            return self._settings_view(project) | {"message": f"⚠ {exc}; the settings were not changed."}
+        if settings != {k: self._settings_of(project)[k] for k in settings}:
+            self.store.save_settings(project.id, settings)
+        return {}
+
+    # -------------------------------------------------------------------------------- render
+
+    def render_take(
+        self,
+        project_id: int | None,
+        clip_id: int | None,
+        *values,
+        session: str = "",
+        progress: Callable[[float, str], None] | None = None,
+    ) -> dict:
+        """Render a take of the open clip with the page's CoT and settings (``values``: the five CoT fields,
+        then the settings of `checked_settings`), score it and add it to the clip's takes."""
+        from engine.best_of_n import best_of_n
+        from engine.pipeline import RenderSettings, prepare_video
+
+        project_id, clip = _need_project(project_id), self.store.get_clip(_need_clip(clip_id))
+        cot = checked_cot(values[: len(FIELDS)])
+        settings = checked_settings(*values[len(FIELDS) :])
+        seed = settings["seed"] if settings["seed_locked"] else secrets.randbelow(MAX_SEED - 8)
+        settings["seed"] = seed
+        self.store.save_edit(clip.id, cot)
+        self.store.save_settings(project_id, settings)
+        flag = self._start(session)
+        try:
+            if progress:
+                progress(0.0, "loading the model")
+            eng = self._engine
+            bundle = eng["bundle"]
+            prepared = prepare_video(clip.source, bundle)
+            rs = RenderSettings(seed=seed, steps=settings["steps"], cfg=settings["guidance"])
+            start = time.perf_counter()
+            ranked = best_of_n(
+                prepared,
+                bundle,
+                cot,
+                rs,
+                settings["candidates"],
+                settings["weights"],
+                eng["heads"],
+                _step_reporter(progress, flag, settings["candidates"]),
+            )
+            seconds = time.perf_counter() - start
+        finally:
+            self._finish(session, flag)
+        best = ranked[0]
+        info = {"seconds": round(seconds, 3), "candidates": [c.summary() for c in ranked], "model": bundle.name}
+        take_settings = {k: settings[k] for k in ("steps", "guidance", "candidates", "weights")} | {
+            "model": bundle.name
+        }
+        take = self.store.add_take(
+            clip.id,
+            best.audio,
+            bundle.sample_rate,
+            cot=cot,
+            settings=take_settings,
+            seed=best.seed,
+            scores=best.scores,
+            total=best.total,
+            info=info,
+        )
+        view = self.clip_view(clip.id, take.id) | {"seed": seed}
+        return view | {"message": _msg_ok(f"Rendered take {take.number}: total {take.total:.3f} in {seconds:.1f} s.")}
+
+    def _start(self, session: str) -> threading.Event:
+        flag = threading.Event()
+        with self._cancel_lock:
+            self._cancel[session] = flag
+        return flag
+
+    def _finish(self, session: str, flag: threading.Event) -> None:
+        with self._cancel_lock:
+            if self._cancel.get(session) is flag:
+                del self._cancel[session]
+
+    def cancel_render(self, session: str = "") -> dict:
+        """Stop this session's render at its next sampler step; no take is written."""
+        with self._cancel_lock:
+            flag = self._cancel.get(session)
+        if flag is None:
+            return {"message": "No render is running in this window."}
+        flag.set()
+        return {"message": "Cancelling the render…"}
+
+    # --------------------------------------------------------------------------------- takes
+
+    def pick_take(self, clip_id: int | None, take_id: int | None) -> dict:
+        if take_id is None:
+            return self.take_view(None)
+        take = self.store.get_take(take_id)
+        if take.clip_id != clip_id:
+            raise UserInputError("that take belongs to another clip")
+        return self.take_view(take.id)
+
+    def pick_row(self, clip_id: int | None, row: int | None) -> dict:
+        """A click on row ``row`` of the takes table picks that take."""
+        if clip_id is None or row is None:
+            return {}
+        takes = self.store.list_takes(clip_id)
+        if not 0 <= row < len(takes):
+            return {}
+        choices = [(f"{t.label} · {t.total:.3f}", t.id) for t in takes]
+        return {"take_pick": _choices_update(choices, takes[row].id)} | self.take_view(takes[row].id)
+
+    def rate_take(self, clip_id: int | None, take_id: int | None, rating: int) -> dict:
+        """Star (1), reject (-1) or clear (0) the chosen take."""
+        if take_id is None:
+            raise UserInputError("pick a take first")
+        take = self.store.rate_take(take_id, rating)
+        word = {1: "Starred", -1: "Rejected", 0: "Cleared the rating of"}[rating]
+        view = self.clip_view(take.clip_id, take.id)
+        return {k: view[k] for k in ("takes_table", "take_pick", "take_info", "compare_a", "compare_b")} | {
+            "message": _msg_ok(f"{word} take {take.number}.")
+        }
+
+    def compare(self, clip_id: int | None, a: int | None, b: int | None) -> dict:
+        """Spectrograms of the original audio (if any) and takes ``a`` and ``b`` side by side, and their
+        stereo position over time, on the video's time axis."""
+        from engine.media import read_wav
+
+        from .plots import compare_spectrograms, stereo_position
+
+        if clip_id is None:
+            return {"spectrograms": None, "positions": None}
+        clip = self.store.get_clip(clip_id)
+        items = []
+        if clip.original_audio is not None:
+            items.append(("original audio", *read_wav(clip.original_audio)))
+        for take_id in dict.fromkeys(t for t in (a, b) if t is not None):
+            take = self.store.get_take(take_id)
+            if take.clip_id != clip.id:
+                raise UserInputError("compare takes of the open clip")
+            items.append((f"{take.label} ({take.total:.3f})", *read_wav(take.path)))
+        if not items:
+            return {"spectrograms": None, "positions": None}
+        return {
+            "spectrograms": compare_spectrograms(items, clip.duration),
+            "positions": stereo_position(items, clip.duration),
+        }
+
+    # -------------------------------------------------------------------------------- export
+
+    def export_take(self, take_id: int | None, formats: list[str], normalise: bool, lufs: float | None) -> dict:
+        """Write the chosen take in the chosen formats into a new export folder of its clip."""
+        from engine.export import export_take
+        from engine.media import read_wav
+
+        if take_id is None:
+            raise UserInputError("pick a take to export")
+        chosen = tuple(EXPORT_FORMATS[f] for f in formats or [] if f in EXPORT_FORMATS)
+        if not chosen:
+            raise UserInputError("choose at least one export format")
+        if normalise and (lufs is None or not math.isfinite(float(lufs))):
+            raise UserInputError("give a loudness target in LUFS, e.g. -23 (broadcast) or -14 (streaming)")
+        take = self.store.get_take(take_id)
+        clip = self.store.get_clip(take.clip_id)
+        audio, sr = read_wav(take.path)
+
+        def write(folder: Path) -> dict:
+            return export_take(
+                audio,
+                sr,
+                folder,
+                f"{Path(clip.name).stem[:40] or 'clip'}-take{take.number}",
+                duration=clip.duration,
+                formats=chosen,
+                video=clip.source,
+                cot=take.cot,
+                lufs_target=float(lufs) if normalise else None,
+            )
+
+        folder, report = self.store.write_export(take, f"take{take.number}", write)
+        files = [str(folder / Path(p).name) for p in report["files"].values()]
+        note = ""
+        if report["loudness"]:
+            loud = report["loudness"]
+            note = f" Loudness {loud['before']:.1f} → {loud['after']:.1f} LUFS" + (
+                " (peaks limited)." if loud["limited"] else "."
+            )
+        return {"export_files": files, "message": _msg_ok(f"Exported take {take.number} to {folder.name}.{note}")}
+
+
+EXPORT_FORMATS = {  # page label -> engine.export format
+    "WAV 48 kHz 24-bit": "wav",
+    "FLAC 48 kHz 24-bit": "flac",
+    "MP4 (video copied + take)": "mp4",
+    "CoT JSON": "cot",
+}
+
+
+# ------------------------------------------------------------------------------------ helpers
+
+
+def checked_cot(fields) -> dict:
+    """The five fields (semantic, temporal, aesthetic, spatial, negative) as a CoT dict, whitespace tidied
+    by `engine.cot.validate_cot`. A block that validate_cot would cut is refused instead
+    (a `UserInputError` naming the block, its length and the limit), so nothing is ever silently shortened."""
+    values = ["" if v is None else str(v) for v in fields]
+    if len(values) != len(FIELDS):
+        raise ValueError(f"expected {len(FIELDS)} CoT fields, got {len(values)}")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cot = validate_cot(dict(zip(FIELDS, values)))
+    if caught:
+        too_long = [
+            f"{f} has {len(' '.join(v.split()))} characters"
+            for f, v in zip(FIELDS, values)
+            if len(" ".join(v.split())) > (MAX_NEGATIVE_CHARS if f == "negative" else MAX_BLOCK_CHARS)
+        ]
+        raise UserInputError(
+            f"block too long: {'; '.join(too_long)} (at most {MAX_BLOCK_CHARS} per block, {MAX_NEGATIVE_CHARS} "
+            f"for negative; validate_cot says: {caught[0].message}); shorten it, nothing was saved"
+        )
+    out = cot.to_dict()
+    out.setdefault("negative", "")
+    return out
+
+
+def checked_settings(w_sem, w_tem, w_aes, w_spa, candidates, seed, seed_locked, steps, guidance) -> dict:
+    """The page's settings as stored; `UserInputError` naming the first bad value."""
+    raw = dict(zip(DIMENSIONS, (w_sem, w_tem, w_aes, w_spa)))
+    for name, w in raw.items():
+        if w is None or not isinstance(w, int | float) or not math.isfinite(w):
+            raise UserInputError(f"the {name} weight must be a number")
+        if w < 0:
+            raise UserInputError(f"the {name} weight is {w:g}: weights must be 0 or more")
+    weights = check_weights(raw)
+    out = {"weights": weights}
+    for name, value in (("candidates", candidates), ("steps", steps), ("guidance", guidance)):
+        lo, hi = LIMITS[name]
+        if value is None or not isinstance(value, int | float) or not lo <= value <= hi:
+            raise UserInputError(f"{name} must be between {lo} and {hi}, got {value}")
+        out[name] = float(value) if name == "guidance" else int(value)
+        if name != "guidance" and out[name] != value:
+            raise UserInputError(f"{name} must be a whole number, got {value}")
+    if seed is None or not isinstance(seed, int | float) or int(seed) != seed or not 0 <= seed <= MAX_SEED - 8:
+        raise UserInputError(f"the seed must be a whole number between 0 and {MAX_SEED - 8}, got {seed}")
+    return out | {"seed": int(seed), "seed_locked": bool(seed_locked)}
+
+
+def _step_reporter(progress, flag: threading.Event, candidates: int):
+    """The sampler's progress callback: raises `RenderCancelled` once ``flag`` is set, else reports."""
+
+    def report(done: int, total: int) -> None:
+        if flag.is_set():
+            raise RenderCancelled
+        if progress:
+            what = f"rendering {candidates} candidates" if candidates > 1 else "rendering"
+            progress(done / max(total, 1), f"{what}: step {done}/{total}")
+
+    return report
+
+
+def inspect_video(source: Path, folder: Path) -> ClipMedia:
+    """What the store keeps of an uploaded video: its facts, its own audio (float WAV at 44.1 kHz), and
+    an MP4 preview with the picture stream copied when the container is not one browsers play."""
+    from engine.media import mux_audio, write_wav
+    from engine.video_io import load_audio_track, probe
+
+    info = probe(source)
+    if info.duration <= 0:
+        raise UserInputError(f"{source.name} has zero length")
+    media = ClipMedia(
+        duration=info.duration,
+        fps=info.fps,
+        width=info.width,
+        height=info.height,
+        n_frames=info.n_frames,
+        audio_channels=info.audio_channels,
+        audio_rate=info.audio_rate,
+    )
+    audio = load_audio_track(source) if info.audio_channels else None
+    if audio is not None and len(audio):
+        write_wav(folder / "original.wav", audio, 44100, subtype="FLOAT")
+        media.original_audio = "original.wav"
+    if source.suffix.lower() not in BROWSER_CONTAINERS:
+        track = audio if audio is not None and len(audio) else np.zeros((round(info.duration * 44100), 2), np.float32)
+        try:
+            mux_audio(source, track, 44100, folder / "preview.mp4")
+            media.preview = "preview.mp4"
+        except UserInputError:
+            pass  # a stream MP4 cannot hold: the browser gets the source itself
+    return media
+
+
+def media_summary(clip: Clip) -> str:
+    m = clip.media
+    audio = f"{m['audio_channels']} ch audio at {m['audio_rate']} Hz" if m.get("audio_channels") else "no audio"
+    return f"{m['duration']:.3f} s · {m['fps']:.3f} fps · {m['width']}×{m['height']} · {audio}"
+
+
+def take_row(t: Take) -> list:
+    s = t.settings
+    when = t.created.replace(tzinfo=dt.UTC).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+    rating = {1: "★", -1: "✗"}.get(t.rating, "")
+    return [
+        f"Take {t.number}",
+        rating,
+        round(t.total, 3),
+        *(round(t.scores.get(d, float("nan")), 3) for d in DIMENSIONS),
+        t.seed,
+        s.get("steps"),
+        s.get("guidance"),
+        s.get("candidates"),
+        when,
+    ]
+
+
+def take_summary(t: Take) -> str:
+    s = t.settings
+    weights = ", ".join(f"{d} {s['weights'].get(d, 0):g}" for d in DIMENSIONS)
+    scores = " · ".join(f"{d} {t.scores.get(d, float('nan')):.3f}" for d in DIMENSIONS)
+    cot = "\n".join(f"- **{f}**: {t.cot.get(f) or '—'}" for f in FIELDS)
+    when = t.created.replace(tzinfo=dt.UTC).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+    return (
+        f"**{t.label}** — total **{t.total:.3f}** (weights {weights})  \n"
+        f"scores: {scores}  \n"
+        f"seed {t.seed} · {s.get('steps')} steps · guidance {s.get('guidance')} · "
+        f"{s.get('candidates')} candidate(s) · model {s.get('model')} · {when} · {t.info.get('seconds', 0):.1f} s\n\n"
+        f"{cot}"
+    )
+
+
+def _need_project(project_id: int | None) -> int:
+    if project_id is None:
+        raise UserInputError("create or open a project first")
+    return project_id
+
+
+def _need_clip(clip_id: int | None) -> int:
+    if clip_id is None:
+        raise UserInputError("import a video first")
+    return clip_id
+
+
+def _choices_update(choices: list, value) -> dict:
+    import gradio as gr
+
+    return gr.update(choices=choices, value=value)
+
+
+def _shown() -> dict:
+    import gradio as gr
+
+    return gr.update(visible=True)
+
+
+def _hidden() -> dict:
+    import gradio as gr
+
+    return gr.update(visible=False)
