@@ -2,9 +2,11 @@
 the CoT as JSON, with optional loudness normalisation.
 
 Takes are rendered at the codec's rate (44.1 kHz); delivery formats for picture are 48 kHz, so the
-take is resampled with a polyphase filter (`scipy.signal.resample_poly`, 160/147 for 44.1 -> 48 kHz,
-a Kaiser-windowed anti-aliasing low-pass) and cut or padded to exactly ``round(duration * 48000)``
-samples, the picture's length. Loudness is ITU-R BS.1770 integrated loudness
+take is resampled by a polyphase filter (`scipy.signal.resample_poly`, 160/147 for 44.1 -> 48 kHz)
+with our own Kaiser low-pass: flat to 20 kHz, 100 dB down from 22.05 kHz, so no image of the 44.1 kHz
+spectrum is left in the 48 kHz file (resample_poly's default filter leaves images only ~20 dB down near
+the top of the band). The result is cut or padded to exactly ``round(duration * 48000)`` samples, the
+picture's length. Loudness is ITU-R BS.1770 integrated loudness
 (`engine.bench.signal.loudness_lufs`); normalisation is one gain for the whole take, and samples the
 gain would push past full scale go through the render's safety limiter (`engine.pipeline.safety_limit`)
 instead of clipping, so the measured result is reported, not assumed.
@@ -12,6 +14,7 @@ instead of clipping, so the measured result is reported, not assumed.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -20,21 +23,34 @@ from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
-from scipy.signal import resample_poly
+from scipy.signal import firwin, kaiserord, resample_poly
 
 from .bench.signal import loudness_lufs
 from .cot import Cot, validate_cot
 from .errors import UserInputError
-from .media import mux_audio, write_flac, write_wav
+from .media import mux_audio, write_pcm
 
 EXPORT_RATE = 48000  # Hz of every exported file
-EXPORT_SUBTYPE = "PCM_24"  # 24-bit integer samples in WAV and FLAC
+EXPORT_BITS = 24  # integer bits per sample in WAV and FLAC
 FORMATS = ("wav", "flac", "mp4", "cot")  # what `export_take` can write
 LUFS_RANGE = (-70.0, -1.0)  # accepted normalisation targets (broadcast -23/-24, streaming -14/-16)
+PASSBAND = 20000 / 22050  # resampling: flat up to this fraction of the lower Nyquist frequency
+STOPBAND_DB = 100.0  # resampling: attenuation from the lower Nyquist frequency up
+
+
+@functools.lru_cache(maxsize=8)
+def _low_pass(up: int, down: int, rate_in: int) -> np.ndarray:
+    """FIR taps at ``rate_in * up`` Hz for resampling by up/down: Kaiser design (`kaiserord`), passband to
+    PASSBAND x the lower Nyquist, STOPBAND_DB down from the lower Nyquist (odd length, linear phase)."""
+    fs = rate_in * up
+    nyquist = min(rate_in, rate_in * up / down) / 2
+    edge = PASSBAND * nyquist
+    numtaps, beta = kaiserord(STOPBAND_DB, (nyquist - edge) / (fs / 2))
+    return firwin(numtaps | 1, (edge + nyquist) / 2, window=("kaiser", beta), fs=fs)
 
 
 def resample(audio: np.ndarray, rate_in: int, rate_out: int, n_out: int | None = None) -> np.ndarray:
-    """(N, C) float audio at ``rate_in`` -> (n_out, C) float32 at ``rate_out`` (polyphase, anti-aliased).
+    """(N, C) float audio at ``rate_in`` -> (n_out, C) float32 at ``rate_out`` (polyphase, `_low_pass`).
 
     ``n_out`` defaults to ``round(N * rate_out / rate_in)``; the result is cut or zero-padded to it.
     """
@@ -43,7 +59,11 @@ def resample(audio: np.ndarray, rate_in: int, rate_out: int, n_out: int | None =
         raise ValueError(f"audio must be (N, C) with N >= 1, got {audio.shape=}")
     n_out = round(len(audio) * rate_out / rate_in) if n_out is None else int(n_out)
     ratio = Fraction(int(rate_out), int(rate_in))
-    out = audio if ratio == 1 else resample_poly(audio, ratio.numerator, ratio.denominator, axis=0)
+    if ratio == 1:
+        out = audio
+    else:
+        up, down = ratio.numerator, ratio.denominator
+        out = resample_poly(audio, up, down, axis=0, window=_low_pass(up, down, int(rate_in)))
     if len(out) < n_out:
         out = np.pad(out, ((0, n_out - len(out)), (0, 0)))
     return np.ascontiguousarray(out[:n_out], dtype=np.float32)
@@ -121,10 +141,10 @@ def export_take(
     files: dict[str, str] = {}
     if "wav" in formats:
         files["wav"] = str(folder / f"{stem}.wav")
-        write_wav(files["wav"], out, EXPORT_RATE, subtype=EXPORT_SUBTYPE)
+        write_pcm(files["wav"], out, EXPORT_RATE, "WAV", EXPORT_BITS)
     if "flac" in formats:
         files["flac"] = str(folder / f"{stem}.flac")
-        write_flac(files["flac"], out, EXPORT_RATE, subtype=EXPORT_SUBTYPE)
+        write_pcm(files["flac"], out, EXPORT_RATE, "FLAC", EXPORT_BITS)
     if "mp4" in formats:
         files["mp4"] = str(folder / f"{stem}.mp4")
         mux_audio(video, out, EXPORT_RATE, files["mp4"])

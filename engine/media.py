@@ -167,13 +167,20 @@ def write_wav(path: str | os.PathLike, audio: np.ndarray, sample_rate: int, subt
         sf.write(tmp, audio, int(sample_rate), subtype=subtype, format="WAV")
 
 
-def write_flac(path: str | os.PathLike, audio: np.ndarray, sample_rate: int, subtype: str = "PCM_24") -> None:
-    """Write audio (N, C) float in [-1, 1] as a FLAC file (lossless; PCM_16 or PCM_24), atomically."""
+def write_pcm(path: str | os.PathLike, audio: np.ndarray, sample_rate: int, fmt: str = "WAV", bits: int = 24) -> None:
+    """Write audio (N, C) float in [-1, 1] as 16- or 24-bit integer PCM in a WAV or FLAC file, atomically.
+
+    Samples are rounded to the nearest step of 2^-(bits-1) and clipped to full scale here, and the
+    integers are handed to libsndfile as they are, so the WAV and the FLAC of one take hold identical
+    samples (libsndfile's own float conversion differs between the two formats by one step).
+    """
     audio = _check_audio(audio, sample_rate)
-    if subtype not in ("PCM_16", "PCM_24"):
-        raise ValueError(f"FLAC stores PCM_16 or PCM_24, got {subtype!r}")
-    with _atomic(path, ".tmp.flac") as tmp:
-        sf.write(tmp, audio, int(sample_rate), subtype=subtype, format="FLAC")
+    if fmt not in ("WAV", "FLAC") or bits not in (16, 24):
+        raise ValueError(f"write_pcm writes 16- or 24-bit WAV or FLAC, got {fmt=} {bits=}")
+    full = 2 ** (bits - 1)
+    ints = np.clip(np.rint(audio.astype(np.float64) * full), -full, full - 1).astype(np.int32) << (32 - bits)
+    with _atomic(path, f".tmp.{fmt.lower()}") as tmp:
+        sf.write(tmp, ints, int(sample_rate), subtype=f"PCM_{bits}", format=fmt)
 
 
 def read_wav(path: str | os.PathLike) -> tuple[np.ndarray, int]:
