@@ -206,8 +206,12 @@ def _train_features(args: argparse.Namespace) -> dict:
     codec = Path(args.codec or DEFAULT_CODEC)
     if not codec.is_file():
         raise CliError(f"codec file {codec} not found; pass --codec FILE (a codec trained by trainer.train_codec)")
-    index = build_features(args.cache, codec, FeatureConfig(count=args.clips), progress=_progress("features"))
-    return {"cache": str(args.cache), "clips": len(index["clips"]), "codec": str(codec)}
+    cues = Path(args.cues) if args.cues else None
+    if cues is not None and not cues.is_file():
+        raise CliError(f"planner file {cues} not found; pass --cues FILE (a planner trained by `train planner`)")
+    cfg = FeatureConfig(count=args.clips)
+    index = build_features(args.cache, codec, cfg, progress=_progress("features"), planner_path=cues)
+    return {"cache": str(args.cache), "clips": len(index["clips"]), "codec": str(codec), "cues": args.cues}
 
 
 def _pretrain_progress(done: int, total: int, entry: dict) -> None:
@@ -605,6 +609,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--warmup", type=_positive_int, default=None, help="pretrain: warm-up steps (default 500)")
     t.add_argument("--cache", default=str(ROOT / "data" / "features" / "train"), help="feature cache folder")
     t.add_argument("--codec", default=None, help="codec file (default assets/models/default/codec.safetensors)")
+    t.add_argument(
+        "--cues", default=None, help="features: planner file whose frame-wise cues join the sync features (engine.sync)"
+    )
     t.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True, help="pretrain: continue a run")
     t.add_argument("--mixed-precision", default=None, choices=["no", "bf16", "fp16"], help="pretrain (GPU): bf16")
     t.add_argument("--threads", type=_positive_int, default=None, help="pretrain: torch CPU threads")

@@ -1,7 +1,9 @@
 """The model bundle: the codec, generator and video encoder that render together, saved as one folder.
 
-A bundle folder holds ``codec.safetensors``, ``generator.safetensors``, ``video_encoder.safetensors``
-and a ``model.json`` manifest (written last, so a folder with a manifest is complete). Shipped and
+A bundle folder holds ``codec.safetensors``, ``generator.safetensors``, ``video_encoder.safetensors``,
+optionally ``planner.safetensors`` (the default planner: it writes CoTs, and with ``"sync_cues": true``
+in the manifest its frame-wise outputs are part of the generator's sync features, `engine.sync`) and a
+``model.json`` manifest (written last, so a folder with a manifest is complete). Shipped and
 trained bundles live under ``assets/models/<name>/``; `load_bundle` takes such a name or a folder path.
 
 Loaded bundles are cached per process (one load per folder and manifest version) and shared by every
@@ -23,7 +25,9 @@ import torch
 from .codec import Codec, load_codec, save_codec
 from .errors import UserInputError
 from .generator import COT_MODES, Generator, load_generator, save_generator
-from .motion import SYNC_DIM
+from .planner import PLANNER_FILE  # the optional planner of a bundle folder
+from .planner_net import PlannerNet, load_planner_net, save_planner
+from .sync import sync_dim
 from .video_encoder import VideoEncoder, load_video_encoder, save_video_encoder
 
 MODELS_DIR = Path(__file__).resolve().parents[1] / "assets" / "models"  # home of named bundles
@@ -46,11 +50,13 @@ class ModelBundle:
     video_encoder: VideoEncoder  # frames at ``video_encoder.config.rate`` fps -> tokens (B, F, Dv)
     cot_mode: str = "decomposed"  # how the CoT reaches the generator: one of COT_MODES
     name: str = DEFAULT_MODEL  # shown in outputs and logs
+    planner: PlannerNet | None = None  # the bundle's planner network, if it ships one
+    sync_cues: bool = False  # the generator's sync features include the planner's cues (engine.sync)
 
     def __post_init__(self) -> None:
         if self.cot_mode not in COT_MODES:
             raise ValueError(f"cot_mode must be one of {COT_MODES}, got {self.cot_mode!r}")
-        mismatch = check_compatible(self.codec, self.generator, self.video_encoder)
+        mismatch = check_compatible(self.codec, self.generator, self.video_encoder, self.cue_planner)
         if mismatch:
             raise ValueError(f"model parts do not fit together: {mismatch}")
 
@@ -60,21 +66,32 @@ class ModelBundle:
         return self.codec.config.sample_rate
 
     @property
+    def cue_planner(self) -> PlannerNet | None:
+        """The planner whose cues the sync features hold, or None (motion only)."""
+        if self.sync_cues and self.planner is None:
+            raise ValueError("sync_cues needs the bundle's planner")
+        return self.planner if self.sync_cues else None
+
+    @property
     def device(self) -> torch.device:
         """Where the generator's weights live (the other parts are expected on the same device)."""
         return next(self.generator.parameters()).device
 
 
-def check_compatible(codec: Codec, generator: Generator, video_encoder: VideoEncoder) -> str:
-    """'' when the widths agree, else a description of every mismatch (latent, video, sync widths)."""
+def check_compatible(
+    codec: Codec, generator: Generator, video_encoder: VideoEncoder, cue_planner: PlannerNet | None = None
+) -> str:
+    """'' when the widths agree, else a description of every mismatch (latent, video, sync widths);
+    ``cue_planner`` is the planner whose cues are part of the sync features, if any."""
     g = generator.config
     problems = []
     if g.latent_dim != codec.config.latent_dim:
         problems.append(f"generator latent_dim {g.latent_dim} != codec latent_dim {codec.config.latent_dim}")
     if g.video_dim != video_encoder.config.width:
         problems.append(f"generator video_dim {g.video_dim} != video encoder width {video_encoder.config.width}")
-    if g.sync_dim != SYNC_DIM:
-        problems.append(f"generator sync_dim {g.sync_dim} != motion features {SYNC_DIM}")
+    if g.sync_dim != sync_dim(cue_planner):
+        what = "motion features + planner cues" if cue_planner is not None else "motion features"
+        problems.append(f"generator sync_dim {g.sync_dim} != {what} {sync_dim(cue_planner)}")
     return "; ".join(problems)
 
 
@@ -111,15 +128,21 @@ def _load_cached(folder: str, manifest_mtime_ns: int) -> ModelBundle:
     codec = load_codec(root / FILES["codec"])
     generator = load_generator(root / FILES["generator"])
     encoder = load_video_encoder(root / FILES["video_encoder"])
-    for part in (codec, generator, encoder):
-        part.eval().requires_grad_(False)
-    mismatch = check_compatible(codec, generator, encoder)
+    planner = load_planner_net(root / PLANNER_FILE) if (root / PLANNER_FILE).is_file() else None
+    cues = bool(manifest.get("sync_cues", False))
+    if cues and planner is None:
+        raise UserInputError(f"model folder {root} is incomplete: its generator needs {PLANNER_FILE}")
+    for part in (codec, generator, encoder, planner):
+        if part is not None:
+            part.eval().requires_grad_(False)
+    mismatch = check_compatible(codec, generator, encoder, planner if cues else None)
     if mismatch:
         raise UserInputError(f"model folder {root} holds parts that do not fit together: {mismatch}")
     cot_mode = manifest.get("cot_mode", "decomposed")
     if cot_mode not in COT_MODES:
         raise UserInputError(f"{root / MANIFEST}: cot_mode must be one of {', '.join(COT_MODES)}, got {cot_mode!r}")
-    return ModelBundle(codec, generator, encoder, cot_mode, str(manifest.get("name") or root.name))
+    name = str(manifest.get("name") or root.name)
+    return ModelBundle(codec, generator, encoder, cot_mode, name, planner, cues)
 
 
 def _read_manifest(path: Path) -> dict:
@@ -143,6 +166,8 @@ def save_bundle(bundle: ModelBundle, folder: str | os.PathLike, extra: dict | No
     save_codec(bundle.codec, root / FILES["codec"])
     save_generator(bundle.generator, root / FILES["generator"])
     save_video_encoder(bundle.video_encoder, root / FILES["video_encoder"])
+    if bundle.planner is not None:
+        save_planner(bundle.planner, root / PLANNER_FILE)
     manifest = {
         "format": FORMAT,
         "name": bundle.name,
@@ -152,6 +177,7 @@ def save_bundle(bundle: ModelBundle, folder: str | os.PathLike, extra: dict | No
         "latent_rate": bundle.codec.config.latent_rate,
         "video_rate": bundle.video_encoder.config.rate,
         "video_size": bundle.video_encoder.config.size,
+        "sync_cues": bundle.sync_cues,
         "extra": extra or {},
     }
     fd, tmp = tempfile.mkstemp(prefix=f".{MANIFEST}.", suffix=".tmp", dir=root)

@@ -38,8 +38,9 @@ from .cot import Cot, validate_cot
 from .errors import FoleyError, UserInputError
 from .generator import TextBlock, cot_text_blocks, encode_negative
 from .models import ModelBundle
-from .motion import motion_features
+from .planner_net import PlannerNet
 from .sampling import guided, sample_ode
+from .sync import sync_features
 from .video_io import VideoInfo, _scan, resample_indices
 
 Progress = Callable[[int, int], None]  # (steps done, steps in all) over every window of a render
@@ -91,7 +92,7 @@ class PreparedVideo:
     n_samples: int  # N = round(duration * sample_rate): the exact length of the audio to render
     frames: np.ndarray  # (F, S, S, 3) uint8 for the video encoder, frame k shows k / frame_rate
     frame_rate: float  # frames per second of ``frames``
-    sync: np.ndarray  # (T, SYNC_DIM) float32 motion features at the latent rate, T = ceil(N / hop)
+    sync: np.ndarray  # (T, Ds) float32 sync features at the latent rate (engine.sync), T = ceil(N / hop)
     hop: int  # audio samples per latent frame
 
     @property
@@ -114,15 +115,30 @@ def prepare_video(path: str | os.PathLike, bundle: ModelBundle) -> PreparedVideo
     st = p.stat()
     enc, codec = bundle.video_encoder.config, bundle.codec.config
     return _prepare_cached(
-        str(p.resolve()), st.st_mtime_ns, st.st_size, enc.rate, enc.size, codec.sample_rate, codec.hop
+        str(p.resolve()),
+        st.st_mtime_ns,
+        st.st_size,
+        enc.rate,
+        enc.size,
+        codec.sample_rate,
+        codec.hop,
+        bundle.cue_planner,
     )
 
 
 @functools.lru_cache(maxsize=8)
 def _prepare_cached(
-    path: str, mtime_ns: int, size_bytes: int, rate: float, size: int, sample_rate: int, hop: int
+    path: str,
+    mtime_ns: int,
+    size_bytes: int,
+    rate: float,
+    size: int,
+    sample_rate: int,
+    hop: int,
+    planner: PlannerNet | None,
 ) -> PreparedVideo:
-    """`prepare_video` behind the cache; mtime and size in the key make an edited file decode again."""
+    """`prepare_video` behind the cache; mtime and size in the key make an edited file decode again (the
+    planner, shared read-only by its bundle, keys by identity)."""
     times, arrays, info = _scan(path, size)  # native-rate frames, letterboxed to size x size
     n_samples = round(info.duration * sample_rate)
     if n_samples < 1:
@@ -130,8 +146,11 @@ def _prepare_cached(
     native = np.stack(arrays)  # (N_src, S, S, 3)
     t = np.asarray(times, dtype=np.float64)  # (N_src,) seconds
     frames = native[resample_indices(t, info.duration, rate)]  # (F, S, S, 3) at ``rate``
-    # motion at the native rate, resampled to the latent frames (the reference's sync features are 25 fps)
-    sync = motion_features(native, t, sample_rate / hop, -(-n_samples // hop))  # (T, SYNC_DIM)
+    # motion at the native rate and the planner's cues at its rate, both resampled to the latent frames
+    # (the reference's sync features are 24 fps Synchformer features)
+    if planner is not None and planner.config.size != size:
+        raise ValueError(f"planner frames ({planner.config.size} px) must match the video encoder's ({size} px)")
+    sync = sync_features(native, t, info.duration, sample_rate / hop, -(-n_samples // hop), planner)  # (T, Ds)
     frames.flags.writeable = False
     sync.flags.writeable = False
     return PreparedVideo(info, info.duration, sample_rate, n_samples, frames, rate, sync, hop)

@@ -208,7 +208,10 @@ def test_targets_follow_the_scene():
 
 
 def test_training_resumes_exactly_and_learns(tmp_path):
+    # rendered frames, not the H.264 round trip: libx264 does not give the same bits on every run of a busy
+    # machine, and exact resumption is about the training state, not the encoder
     cfg = dict(
+        via_mp4=False,
         steps=8,
         batch=2,
         crop_frames=16,

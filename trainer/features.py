@@ -7,8 +7,10 @@ Per clip (T latent frames, F = ceil(duration * rate) encoder frames, Lk tokens o
 - ``frames`` (F, S, S, 3) uint8: the rendered frames as the video encoder sees them (8 fps, 64 px, by
   `engine.video_encoder.frames_for_encoder`, i.e. exactly how `engine.video_io.load_video` reads files);
   the encoder is trained with the generator, so frames, not tokens, are cached;
-- ``motion`` (T, SYNC_DIM) float16: `engine.motion.motion_features` of the rendered frames at their
-  native frame rate, resampled to the codec's latent frame times;
+- ``motion`` (T, Ds) float16: the generator's sync features (`engine.sync.sync_features`): the motion
+  features of the rendered frames at their native frame rate, resampled to the codec's latent frame
+  times, and, for a cache built with a planner file, that planner's cues, read from the frames after an
+  H.264 round trip exactly as `engine.pipeline.prepare_video` reads a user's file (Ds = 50 + 5 C);
 - ``text.<mode>.<k>`` (Lk, 384) float16: all-MiniLM-L6-v2 token states (padding removed) of CoT slot
   k = 0..3 for each stored mode of `COT_MODES` (see `cot_text_blocks`; "none" needs nothing stored).
 
@@ -40,12 +42,14 @@ from engine.codec import Codec, load_codec
 from engine.cot import Cot
 from engine.errors import UserInputError
 from engine.generator import COT_MODES, TextBlock
-from engine.motion import SYNC_DIM, motion_features
+from engine.planner_net import PlannerNet, load_planner_net
+from engine.sync import sync_dim, sync_features
 from engine.text_encoder import EMBED_DIM
 from engine.video_encoder import frames_for_encoder
 from trainer.foleyworld.scene import WorldConfig
 from trainer.foleyworld.splits import Clip, make_clip
 from trainer.foleyworld.video import frame_times, render_frames
+from trainer.train_planner import decoded_like_a_file
 
 STORED_MODES = ("decomposed", "monolithic")  # modes with text to cache ("none" is all-empty)
 TEXT_ENCODER = "all-MiniLM-L6-v2"  # recorded in config.json: the token states depend on it
@@ -132,28 +136,40 @@ def _text_arrays(cots: Sequence[Cot], cfg: FeatureConfig) -> list[dict[str, np.n
 # ----------------------------------------------------------------------------------------- one clip
 
 
-def clip_features(clip: Clip, codec: Codec, cfg: FeatureConfig) -> dict[str, np.ndarray]:
-    """z (C, T) float16, frames (F, S, S, 3) uint8 and motion (T, SYNC_DIM) float16 of one clip."""
+def clip_features(
+    clip: Clip, codec: Codec, cfg: FeatureConfig, planner: PlannerNet | None = None
+) -> dict[str, np.ndarray]:
+    """z (C, T) float16, frames (F, S, S, 3) uint8 and motion (T, Ds) float16 (the sync features, with
+    ``planner``'s cues when given) of one clip."""
     world = clip.scene.config
     audio = torch.from_numpy(np.ascontiguousarray(clip.audio.audio.T))[None]  # (1, 2, N)
     with torch.no_grad():
         z = codec.encode(audio)[0]  # (C, T)
     rendered = render_frames(clip.scene)  # (F_native, H, W, 3) at world.fps
     times = frame_times(world)  # (F_native,) seconds
-    motion = motion_features(rendered, times, codec.config.latent_rate, z.shape[1])  # (T, SYNC_DIM)
+    seen = None
+    if planner is not None:  # (F_p, S, S, 3) at the planner's rate, as a decoded file gives them
+        seen = decoded_like_a_file(rendered, world.fps, planner.config.rate, planner.config.size)
+    latent_rate = codec.config.latent_rate
+    motion = sync_features(rendered, times, world.duration, latent_rate, z.shape[1], planner, seen)  # (T, Ds)
     frames = frames_for_encoder(rendered, times, world.duration, cfg.video_rate, cfg.video_size)  # (F, S, S, 3)
     return {"z": z.numpy().astype(np.float16), "frames": frames, "motion": motion.astype(np.float16)}
 
 
 # -------------------------------------------------------------------------------------- shards, pool
 
-_WORKER: dict = {}  # per process: the loaded codec (set by `_init_worker`)
+_WORKER: dict = {}  # per process: the loaded codec and planner (set by `_init_worker`)
 
 
-def _init_worker(codec_path: str) -> None:
-    """Pool initialiser: one thread per process (2 processes on 2 cores), codec and text encoder loaded once."""
+def _init_worker(codec_path: str, planner_path: str | None = None) -> None:
+    """Pool initialiser: one thread per process (2 processes on 2 cores), codec and planner loaded once."""
     torch.set_num_threads(1)
+    _load_models(codec_path, planner_path)
+
+
+def _load_models(codec_path: str, planner_path: str | None) -> None:
     _WORKER["codec"] = load_codec(codec_path)
+    _WORKER["planner"] = load_planner_net(planner_path) if planner_path else None
 
 
 def shard_name(a: int, b: int) -> str:
@@ -169,7 +185,7 @@ def _build_shard(job: tuple[str, dict, int, int]) -> dict:
     arrays, entries = {}, []
     texts = _text_arrays([c.cot for c in clips], cfg)
     for j, (clip, text) in enumerate(zip(clips, texts)):
-        feats = {**clip_features(clip, _WORKER["codec"], cfg), **text}
+        feats = {**clip_features(clip, _WORKER["codec"], cfg, _WORKER["planner"]), **text}
         arrays |= {f"c{j}.{k}": v for k, v in feats.items()}
         entries.append(_entry(clip, j, feats, shard_name(a, b)))
     arrays["meta"] = np.frombuffer(json.dumps(entries).encode(), dtype=np.uint8)
@@ -210,14 +226,14 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _run_jobs(jobs: list[tuple], codec_path: str, workers: int):
+def _run_jobs(jobs: list[tuple], codec_path: str, workers: int, planner_path: str | None = None):
     """Yield each job's result: in this process for one worker or one job, else from a spawn pool."""
     if workers == 1 or len(jobs) <= 1:
-        _WORKER["codec"] = load_codec(codec_path)
+        _load_models(codec_path, planner_path)
         yield from map(_build_shard, jobs)
         return
     ctx = multiprocessing.get_context("spawn")  # fork would copy torch's thread pools and locks
-    pool = ctx.Pool(min(workers, len(jobs)), initializer=_init_worker, initargs=(codec_path,))
+    pool = ctx.Pool(min(workers, len(jobs)), initializer=_init_worker, initargs=(codec_path, planner_path))
     try:
         yield from pool.imap_unordered(_build_shard, jobs)
         pool.close()  # all done: let the workers exit on their own
@@ -231,18 +247,20 @@ def _run_jobs(jobs: list[tuple], codec_path: str, workers: int):
 FORMAT = "foley-features/1"  # "format" of config.json and index.json
 
 
-def _cache_config(cfg: FeatureConfig, codec_path: Path) -> dict:
-    """What the cache is bound to: feature settings, the codec file (by content) and the encoders."""
+def _cache_config(cfg: FeatureConfig, codec_path: Path, planner_path: Path | None = None) -> dict:
+    """What the cache is bound to: feature settings, the codec and planner files (by content) and the encoders."""
     codec = load_codec(codec_path).config
+    planner = load_planner_net(planner_path) if planner_path else None
     return {
         "format": FORMAT,
         "features": cfg.identity(),
         "codec": {"path": str(codec_path), "sha256": file_sha256(codec_path), "config": asdict(codec)},
+        "planner": {"path": str(planner_path), "sha256": file_sha256(planner_path)} if planner_path else None,
         "latent_rate": codec.latent_rate,
         "hop": codec.hop,
         "sample_rate": codec.sample_rate,
         "latent_dim": codec.latent_dim,
-        "sync_dim": SYNC_DIM,
+        "sync_dim": sync_dim(planner),
         "text_encoder": TEXT_ENCODER,
         "text_dim": EMBED_DIM,
     }
@@ -256,7 +274,8 @@ def _bind_config(cache: Path, want: dict) -> dict:
         _write_json(path, want)
         return want
     have = json.loads(path.read_text())
-    strip = lambda d: {**d, "codec": {k: v for k, v in d["codec"].items() if k != "path"}}
+    no_path = lambda part: {k: v for k, v in part.items() if k != "path"} if part else part
+    strip = lambda d: {**d, "codec": no_path(d["codec"]), "planner": no_path(d.get("planner"))}
     if strip(have) != strip(want):
         diff = sorted(k for k in want if strip(have).get(k) != strip(want)[k])
         raise UserInputError(f"feature cache {cache} was built with other {', '.join(diff)}; use a new folder")
@@ -270,21 +289,27 @@ def _write_json(path: Path, obj: dict) -> None:
 
 
 def build_features(
-    cache_dir: str | Path, codec_path: str | Path, cfg: FeatureConfig | None = None, progress: Progress | None = None
+    cache_dir: str | Path,
+    codec_path: str | Path,
+    cfg: FeatureConfig | None = None,
+    progress: Progress | None = None,
+    planner_path: str | Path | None = None,
 ) -> dict:
     """Compute the cache for clips ``cfg.start .. cfg.start + cfg.count - 1`` of ``cfg.split`` with the codec
-    file ``codec_path``; resumable (existing shards are kept). Returns the index:
+    file ``codec_path`` (and the planner file ``planner_path``, whose cues join the sync features);
+    resumable (existing shards are kept). Returns the index:
     ``{"format", "config" (see `_cache_config`), "clips": [entry per clip, in clip order]}``.
     """
     cfg = cfg or FeatureConfig()
     cache, codec_path = Path(cache_dir), Path(codec_path)
+    planner_path = Path(planner_path) if planner_path else None
     (cache / "shards").mkdir(parents=True, exist_ok=True)
-    config = _bind_config(cache, _cache_config(cfg, codec_path))
+    config = _bind_config(cache, _cache_config(cfg, codec_path, planner_path))
     ranges = cfg.shard_ranges()
     todo = [r for r in ranges if not (cache / "shards" / shard_name(*r)).is_file()]
     done = sum(b - a for a, b in ranges) - sum(b - a for a, b in todo)
     jobs = [(str(cache), asdict(cfg), a, b) for a, b in todo]
-    for result in _run_jobs(jobs, str(codec_path), cfg.workers):
+    for result in _run_jobs(jobs, str(codec_path), cfg.workers, str(planner_path) if planner_path else None):
         done += len(result["clips"])
         if progress:
             progress(done, cfg.count)

@@ -42,6 +42,7 @@ from torch import nn
 
 from engine.errors import UserInputError
 from engine.generator import COT_MODES, GENERATOR_PRESETS, Conditions, Generator, load_generator, save_generator
+from engine.planner import PLANNER_FILE
 from engine.video_encoder import (
     VIDEO_ENCODER_PRESETS,
     VideoEncoder,
@@ -381,6 +382,19 @@ def _codec_source(cfg: PretrainConfig, data: dict) -> Path:
     return path
 
 
+def _planner_source(data: dict) -> dict | None:
+    """The planner file whose cues the cache holds (checked by content), or None."""
+    from trainer.features import file_sha256
+
+    built = data.get("planner")
+    if built is None:
+        return None
+    path = Path(built["path"])
+    if not path.is_file() or file_sha256(path) != built["sha256"]:
+        raise UserInputError(f"planner {path} is missing or not the planner the cache was built with")
+    return {"path": str(path), "sha256": built["sha256"]}
+
+
 def manifest_for(cfg: PretrainConfig, data: dict, step: int, final_loss: float | None) -> dict:
     """The model.json of a finished run, in the layout of `engine.models` bundles (codec, generator and video
     encoder files side by side), plus where the codec came from and the text settings of the cache."""
@@ -395,21 +409,30 @@ def manifest_for(cfg: PretrainConfig, data: dict, step: int, final_loss: float |
         "video_rate": feats["video_rate"],
         "video_size": feats["video_size"],
         "codec_source": {"path": str(_codec_source(cfg, data)), "sha256": data["codec"]["sha256"]},
+        "planner_source": _planner_source(data),
+        "sync_cues": data.get("planner") is not None,
         "text": {"encoder": data["text_encoder"], "block_tokens": feats["block_tokens"]}
         | {"mono_tokens": feats["mono_tokens"]},
         "extra": {"train": asdict(cfg), "steps_done": step, "final_loss": final_loss},
     }
 
 
-def save_pretrained(model: FlowMatchingModel, out: str | Path, manifest: dict) -> Path:
-    """Write ``out/``: the codec (a copy of ``manifest["codec_source"]``), the generator and video encoder as
-    float16 safetensors, and ``model.json`` last (a folder with a manifest is complete)."""
-    out, files = Path(out), manifest["files"]
-    out.mkdir(parents=True, exist_ok=True)
-    src, dst = Path(manifest["codec_source"]["path"]), out / files["codec"]
+def _copy_into(src: Path, dst: Path) -> None:
+    """Copy ``src`` to ``dst`` through a temporary name (nothing to do when they are the same file)."""
     if not dst.exists() or not os.path.samefile(src, dst):
         shutil.copyfile(src, dst.with_name(f".{dst.name}.tmp"))
         os.replace(dst.with_name(f".{dst.name}.tmp"), dst)
+
+
+def save_pretrained(model: FlowMatchingModel, out: str | Path, manifest: dict) -> Path:
+    """Write ``out/``: the codec (a copy of ``manifest["codec_source"]``) and the planner of the sync cues
+    (``manifest["planner_source"]``, if any), the generator and video encoder as float16 safetensors, and
+    ``model.json`` last (a folder with a manifest is complete)."""
+    out, files = Path(out), manifest["files"]
+    out.mkdir(parents=True, exist_ok=True)
+    _copy_into(Path(manifest["codec_source"]["path"]), out / files["codec"])
+    if manifest.get("planner_source"):
+        _copy_into(Path(manifest["planner_source"]["path"]), out / PLANNER_FILE)
     save_generator(copy.deepcopy(model.generator).half(), out / files["generator"])  # float16 halves the size
     save_video_encoder(model.video_encoder, out / files["video_encoder"], dtype=torch.float16)
     tmp = out / f".{MANIFEST}.tmp"

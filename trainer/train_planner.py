@@ -103,6 +103,15 @@ def train_scene(index: int) -> Scene:
     return sample_scene(seed, WorldConfig(), split="train")
 
 
+def decoded_like_a_file(rendered: np.ndarray, fps: float, rate: float, size: int) -> np.ndarray:
+    """Rendered frames (N, H, W, 3) at ``fps`` -> (F, size, size, 3) uint8 at ``rate`` after an H.264 file
+    and `engine.video_io.load_video`: what the planner sees of a user's video."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "clip.mp4"
+        write_mp4(path, rendered, fps)
+        return load_video(path, rate=rate, size=size).frames
+
+
 def clip_example(scene: Scene, config: PlannerTrainConfig, classes: tuple[ClassInfo, ...]) -> dict[str, np.ndarray]:
     """Frames (F, S, S, 3) uint8 at the planner's rate and size, plus the targets of `clip_targets`.
 
@@ -111,10 +120,7 @@ def clip_example(scene: Scene, config: PlannerTrainConfig, classes: tuple[ClassI
     """
     cfg = scene.config
     if config.via_mp4:
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "clip.mp4"
-            write_mp4(path, render_frames(scene), cfg.fps)
-            frames = load_video(path, rate=config.rate, size=config.size).frames
+        frames = decoded_like_a_file(render_frames(scene), cfg.fps, config.rate, config.size)
     else:
         frames = frames_for_encoder(render_frames(scene), frame_times(cfg), cfg.duration, config.rate, config.size)
     return {"frames": frames, **clip_targets(scene, len(frames), config.rate, classes)}

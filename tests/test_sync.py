@@ -1,0 +1,154 @@
+"""Sync features with the planner's cues: resampling, widths, bundles that use them, the cache and the
+trained model folder."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from engine.codec import CODEC_PRESETS, Codec, save_codec
+from engine.errors import UserInputError
+from engine.generator import GENERATOR_PRESETS, build_generator
+from engine.media import write_mp4
+from engine.models import ModelBundle, load_bundle, save_bundle
+from engine.motion import SYNC_DIM, motion_features
+from engine.pipeline import RenderSettings, prepare_video, render
+from engine.planner import PLANNER_FILE
+from engine.planner_net import PlannerConfig, PlannerNet, save_planner
+from engine.sync import CUES_PER_CLASS, cue_dim, cues_at_latent_rate, frame_cues, sync_dim, sync_features
+from engine.video_encoder import build_video_encoder
+from trainer.features import FeatureConfig, FeatureDataset, build_features, file_sha256
+from trainer.foleyworld.scene import WorldConfig, sample_scene
+from trainer.foleyworld.video import render_frames
+from trainer.pretrain import PretrainConfig, pretrain
+from trainer.train_planner import planner_classes
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+LATENT_RATE = 44100 / 2048
+
+
+def _planner(seed: int = 0) -> PlannerNet:
+    torch.manual_seed(seed)
+    return PlannerNet(config=PlannerConfig(classes=planner_classes(), channels=(8, 8, 16), width=16)).eval()
+
+
+def _cue_bundle(planner: PlannerNet) -> ModelBundle:
+    """A tiny bundle whose generator reads motion + planner cues, weights perturbed so it makes sound."""
+    torch.manual_seed(0)
+    codec = Codec(config=CODEC_PRESETS["tiny"])
+    encoder = build_video_encoder("tiny")
+    cfg = replace(
+        GENERATOR_PRESETS["tiny"],
+        latent_dim=codec.config.latent_dim,
+        video_dim=encoder.config.width,
+        sync_dim=sync_dim(planner),
+        max_frames=256,
+    )
+    generator = build_generator(cfg)
+    with torch.no_grad():
+        for p in [*generator.parameters(), *codec.parameters()]:
+            p.add_(torch.randn_like(p) * 0.1)
+    return ModelBundle(codec, generator, encoder, name="cues-test", planner=planner, sync_cues=True)
+
+
+def test_event_cue_survives_resampling_by_the_interval_maximum():
+    # one class, a one-frame event at planner frame 30 (1.25 s) and a constant visibility of 0.8
+    cues = np.zeros((48, 1, CUES_PER_CLASS), np.float32)
+    cues[:, 0, 0] = 0.8
+    cues[30, 0, 1] = 1.0
+    out = cues_at_latent_rate(cues, 24.0, LATENT_RATE, 43)
+    assert out.shape == (43, CUES_PER_CLASS)
+    hit = int(np.floor(30 / 24.0 * LATENT_RATE))  # the latent frame whose interval holds 1.25 s
+    assert out[hit, 1] == 1.0
+    assert out[np.arange(43) != hit, 1].max() < 1.0  # elsewhere only the interpolation's shoulders
+    np.testing.assert_allclose(out[:, 0], 0.8, rtol=1e-6)
+
+
+def test_cues_of_an_unseen_class_are_zero():
+    net = _planner()
+    with torch.no_grad():
+        net.head.bias.view(net.config.n_classes, -1)[:, 0] = -30.0  # every class surely invisible
+    frames = np.random.default_rng(0).integers(0, 255, (12, 64, 64, 3), dtype=np.uint8)
+    cues = frame_cues(net, frames)
+    assert cues.shape == (12, net.config.n_classes, CUES_PER_CLASS)
+    assert np.abs(cues[..., [0, 2, 3, 4]]).max() < 1e-9  # visibility and everything weighted by it
+    assert ((cues[..., 1] > 0) & (cues[..., 1] < 1)).all()  # the event probability stands on its own
+
+
+def test_sync_features_are_motion_then_cues():
+    net = _planner()
+    native = np.random.default_rng(1).integers(0, 255, (48, 64, 64, 3), dtype=np.uint8)
+    times = np.arange(48) / 24.0
+    with_cues = sync_features(native, times, 2.0, LATENT_RATE, 43, net)
+    assert with_cues.shape == (43, SYNC_DIM + cue_dim(net)) == (43, sync_dim(net))
+    np.testing.assert_array_equal(with_cues[:, :SYNC_DIM], motion_features(native, times, LATENT_RATE, 43))
+    np.testing.assert_array_equal(sync_features(native, times, 2.0, LATENT_RATE, 43, None), with_cues[:, :SYNC_DIM])
+
+
+def test_bundle_with_cues_renders_and_round_trips(tmp_path):
+    bundle = _cue_bundle(_planner())
+    scene = sample_scene(3, WorldConfig(duration=2.0))
+    video = tmp_path / "clip.mp4"
+    write_mp4(video, render_frames(scene), scene.config.fps)
+    prepared = prepare_video(video, bundle)
+    assert prepared.sync.shape == (prepared.n_latent, sync_dim(bundle.planner))
+    audio = render(prepared, scene_cot(), bundle, RenderSettings(steps=2))
+    assert audio.shape == (prepared.n_samples, 2) and np.abs(audio).max() > 0
+    folder = save_bundle(bundle, tmp_path / "model")
+    assert json.loads((folder / "model.json").read_text())["sync_cues"] is True
+    back = load_bundle(folder)
+    assert back.sync_cues and back.planner is not None
+    again = prepare_video(video, back)
+    np.testing.assert_allclose(again.sync, prepared.sync, atol=0.02)  # the planner ships in float16
+    audio_back = render(again, scene_cot(), back, RenderSettings(steps=2))
+    assert np.corrcoef(audio_back.ravel(), audio.ravel())[0, 1] > 0.99
+    (folder / PLANNER_FILE).unlink()
+    (folder / "model.json").touch()  # a new manifest version: the load is not served from the cache
+    with pytest.raises(UserInputError, match="needs planner.safetensors"):
+        load_bundle(folder)
+
+
+def test_bundle_refuses_parts_that_disagree_on_the_cues():
+    bundle = _cue_bundle(_planner())
+    with pytest.raises(ValueError, match=f"sync_dim {sync_dim(bundle.planner)} != motion features {SYNC_DIM}"):
+        ModelBundle(bundle.codec, bundle.generator, bundle.video_encoder, planner=bundle.planner, sync_cues=False)
+    with pytest.raises(ValueError, match="needs the bundle's planner"):
+        ModelBundle(bundle.codec, bundle.generator, bundle.video_encoder, planner=None, sync_cues=True)
+
+
+def scene_cot() -> dict:
+    return {"semantic": "a ball bouncing on a wooden floor", "temporal": "", "aesthetic": "", "spatial": ""}
+
+
+def test_cache_with_cues_trains_a_model_folder_that_ships_the_planner(tmp_path):
+    torch.manual_seed(0)
+    save_codec(Codec(config=CODEC_PRESETS["tiny"]).eval(), tmp_path / "codec.safetensors")
+    net = _planner(seed=4)
+    save_planner(net, tmp_path / "planner.safetensors")
+    cfg = FeatureConfig(count=2, duration=2.0, shard_size=2, workers=1)
+    index = build_features(
+        tmp_path / "cache", tmp_path / "codec.safetensors", cfg, planner_path=tmp_path / "planner.safetensors"
+    )
+    assert index["config"]["sync_dim"] == sync_dim(net)
+    item = FeatureDataset(tmp_path / "cache", "decomposed")[0]
+    assert item["motion"].shape == (item["z"].shape[1], sync_dim(net))
+    assert np.abs(item["motion"][:, SYNC_DIM:].astype(np.float32)).max() > 0
+    with pytest.raises(UserInputError, match="other planner"):  # the same cache with another planner is refused
+        save_planner(_planner(seed=5), tmp_path / "other.safetensors")
+        build_features(
+            tmp_path / "cache", tmp_path / "codec.safetensors", cfg, planner_path=tmp_path / "other.safetensors"
+        )
+    run = PretrainConfig(
+        preset="tiny", video_preset="tiny", steps=2, batch=2, warmup=1, ckpt_every=100,
+        cache=str(tmp_path / "cache"), out=str(tmp_path / "run"),
+    )  # fmt: skip
+    pretrain(run, resume=False)
+    manifest = json.loads((tmp_path / "run" / "model.json").read_text())
+    assert manifest["sync_cues"] is True
+    assert file_sha256(tmp_path / "run" / PLANNER_FILE) == file_sha256(tmp_path / "planner.safetensors")
+    bundle = load_bundle(tmp_path / "run")
+    assert bundle.sync_cues and bundle.generator.config.sync_dim == sync_dim(net)
