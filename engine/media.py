@@ -207,18 +207,43 @@ def mux_audio(video: str | os.PathLike, audio: np.ndarray, sample_rate: int, out
             astream = dst.add_stream("aac", rate=int(sample_rate), layout="stereo" if audio.shape[1] == 2 else "mono")
             packets = [p for _, frame in _audio_frames(audio, sample_rate) for p in astream.encode(frame)]
             packets += astream.encode(None)
-            _interleave(dst, src.demux(vin), vout, packets)
+            _interleave(dst, _with_dts(src.demux(vin), vin), vout, packets)
     except av.error.FFmpegError as exc:
         raise UserInputError(f"cannot copy the video stream of {Path(video).name} into an MP4 ({exc})") from None
 
 
+def _with_dts(packets, vin) -> Iterator[av.Packet]:
+    """The demuxed packets of stream ``vin`` without the flush packet and with a decode time stamp on
+    every packet: Matroska (and some other containers) store none for the packets before the first
+    reordered frame, and the MP4 muxer needs one on every packet. Missing stamps are counted back from
+    the first known one (or on from the last) in steps of one frame, which keeps them increasing and
+    below the presentation stamps; a stream with none at all gets its presentation stamps."""
+    rate = vin.average_rate or vin.guessed_rate or 25
+    frame = max(1, round(1 / (rate * vin.time_base)))  # one frame in time-base ticks
+    held, last = [], None
+    for packet in packets:
+        if not packet.size:  # the demuxer's flush packet
+            continue
+        if packet.dts is None:
+            if last is None:
+                held.append(packet)
+                continue
+            packet.dts = last + (packet.duration or frame)
+        for k, early in enumerate(held):
+            early.dts = packet.dts - (len(held) - k) * frame
+            yield early
+        held, last = [], packet.dts
+        yield packet
+    for early in held:
+        early.dts = early.pts
+        yield early
+
+
 def _interleave(dst, video_packets, vout, audio_packets: list) -> None:
-    """Mux the copied video packets and the encoded audio packets in time order."""
+    """Mux the copied video packets (all with a dts, `_with_dts`) and the encoded audio packets in time order."""
     pending = iter(audio_packets)
     nxt = next(pending, None)
     for packet in video_packets:
-        if packet.dts is None:  # the demuxer's flush packet
-            continue
         t = packet.dts * packet.time_base
         while nxt is not None and nxt.pts * nxt.time_base <= t:
             dst.mux(nxt)

@@ -118,3 +118,15 @@ def test_export_refuses_bad_requests_before_writing(tmp_path, kwargs, needle):
     with pytest.raises(UserInputError, match=needle):
         export_take(tone(500.0, 1.0), SR, tmp_path, "t", **args)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("fmt,ext", [("matroska", "mkv"), ("mov", "mov")])
+def test_the_muxed_mp4_keeps_every_packet_of_other_containers(tmp_path, fmt, ext):
+    """Matroska stores no decode stamps for the first packets of a stream with B-frames: they must still be
+    copied (the first one is the keyframe every other frame needs)."""
+    video = tmp_path / f"shot.{ext}"
+    write_video(video, fmt=fmt, vcodec="libx264", fps=30.0, seconds=1.5)
+    report = export_take(tone(300.0, 1.5), SR, tmp_path, "t", duration=1.5, formats=("mp4",), video=video)
+    assert stream_packets(report["files"]["mp4"], "video") == stream_packets(video, "video")
+    with av.open(report["files"]["mp4"]) as c:
+        assert sum(1 for _ in c.decode(video=0)) == 45

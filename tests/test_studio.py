@@ -32,5 +32,8 @@ def test_bad_input_is_a_user_error(tmp_path, args, needle):
         world_clip(*args, str(tmp_path))
 
 
-def test_app_builds():
-    assert build_app() is not None
+def test_app_builds(tmp_path):
+    from app.settings import StudioSettings
+
+    demo = build_app(str(tmp_path / "world"), settings=StudioSettings(projects_dir=tmp_path / "projects"))
+    assert demo is not None and (tmp_path / "projects" / "studio.db").is_file()
