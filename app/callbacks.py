@@ -49,6 +49,18 @@ class RenderCancelled(Exception):
     """The designer pressed Cancel while a render ran."""
 
 
+CANCELLED = "Render cancelled; no take was written."
+
+
+class _Run:
+    """One session's running render: the flag Cancel sets, and the render's final message once it is done."""
+
+    def __init__(self) -> None:
+        self.cancel = threading.Event()
+        self.done = threading.Event()
+        self.message = ""
+
+
 def _msg_ok(text: str) -> str:
     return f"✓ {text}"
 
@@ -59,7 +71,7 @@ class StudioActions:
     def __init__(self, settings: StudioSettings, store: ProjectStore | None = None) -> None:
         self.settings = settings
         self.store = store or ProjectStore(settings.projects_dir, settings.db_url)
-        self._cancel: dict[str, threading.Event] = {}  # session -> the flag its running render checks
+        self._runs: dict[str, _Run] = {}  # session -> its running render
         self._cancel_lock = threading.Lock()
         self._load_lock = threading.Lock()
         self._objects: dict | None = None
@@ -75,14 +87,21 @@ class StudioActions:
                 from engine.models import load_bundle
                 from engine.planner import has_planner, load_planner
                 from engine.rewards import load_reward_heads
+                from engine.text_encoder import encode_sentences
 
                 model = self.settings.model
-                self._objects = {
+                objects = {
                     "bundle": load_bundle(model),
                     "planner": load_planner(model) if has_planner(model) else None,
                     "heads": load_reward_heads(),
                 }
+                encode_sentences(["warm up"])  # the text encoder's one-time load, here rather than in a render
+                self._objects = objects
             return self._objects
+
+    def warm_up(self) -> None:
+        """Load the shared engine objects now (the server calls this in the background at start)."""
+        self._engine  # noqa: B018 - the property loads them
 
     # ------------------------------------------------------------------------------- views
 
@@ -194,15 +213,19 @@ class StudioActions:
     # --------------------------------------------------------------------------------- clips
 
     def import_video(self, project_id: int | None, upload: str | None) -> dict:
-        """Copy an uploaded video into the open project and open it."""
+        """Copy an uploaded video into the open project and open it. A refused upload is a message (and an
+        emptied upload box), never a change to the project."""
         if upload is None:
             return {}
-        if project_id is None:
-            raise UserInputError("create or open a project before importing a video")
         s = self.settings
-        clip = self.store.import_clip(
-            project_id, upload, Path(upload).name, inspect_video, s.max_upload_bytes, s.upload_types
-        )
+        try:
+            if project_id is None:
+                raise UserInputError("create or open a project before importing a video")
+            clip = self.store.import_clip(
+                project_id, upload, Path(upload).name, inspect_video, s.max_upload_bytes, s.upload_types
+            )
+        except UserInputError as exc:  # the upload box is emptied, ready for the next file
+            return {"upload": None, "message": f"⚠ {exc}"}
         view = self.project_view(project_id, clip.id)
         return view | {"upload": None, "message": _msg_ok(f"Imported {clip.name}: {media_summary(clip)}")}
 
@@ -281,76 +304,83 @@ class StudioActions:
         progress: Callable[[float, str], None] | None = None,
     ) -> dict:
         """Render a take of the open clip with the page's CoT and settings (``values``: the five CoT fields,
-        then the settings of `checked_settings`), score it and add it to the clip's takes."""
-        from engine.best_of_n import best_of_n
-        from engine.pipeline import RenderSettings, prepare_video
+        then the settings of `checked_settings`), score it and add it to the clip's takes.
 
+        Everything is checked before the render starts. Cancel (`cancel_render`, same ``session``) stops
+        it at the next sampler step; the take is written only after the render is complete."""
         project_id, clip = _need_project(project_id), self.store.get_clip(_need_clip(clip_id))
         cot = checked_cot(values[: len(FIELDS)])
         settings = checked_settings(*values[len(FIELDS) :])
-        seed = settings["seed"] if settings["seed_locked"] else secrets.randbelow(MAX_SEED - 8)
-        settings["seed"] = seed
+        if not settings["seed_locked"]:
+            settings["seed"] = secrets.randbelow(MAX_SEED - 8)
         self.store.save_edit(clip.id, cot)
         self.store.save_settings(project_id, settings)
-        flag = self._start(session)
+        run = self._start(session)
         try:
-            if progress:
-                progress(0.0, "loading the model")
-            eng = self._engine
-            bundle = eng["bundle"]
-            prepared = prepare_video(clip.source, bundle)
-            rs = RenderSettings(seed=seed, steps=settings["steps"], cfg=settings["guidance"])
-            start = time.perf_counter()
-            ranked = best_of_n(
-                prepared,
-                bundle,
-                cot,
-                rs,
-                settings["candidates"],
-                settings["weights"],
-                eng["heads"],
-                _step_reporter(progress, flag, settings["candidates"]),
-            )
-            seconds = time.perf_counter() - start
+            view = self._render(clip, cot, settings, run, progress)
+        except RenderCancelled:
+            view = {"message": CANCELLED}
+        except Exception as exc:
+            run.message = f"⚠ {exc}" if isinstance(exc, UserInputError) else f"⚠ render failed: {exc}"
+            raise
         finally:
-            self._finish(session, flag)
+            self._finish(session, run)
+        run.message = view["message"]
+        return view
+
+    def _render(self, clip: Clip, cot: dict, settings: dict, run: _Run, progress) -> dict:
+        """The render itself (best of ``settings["candidates"]``), then the take and the new takes view."""
+        from engine.best_of_n import best_of_n
+        from engine.pipeline import RenderSettings, prepare_video
+
+        if progress:
+            progress(0.0, "loading the model")
+        eng = self._engine
+        bundle = eng["bundle"]
+        prepared = prepare_video(clip.source, bundle)
+        rs = RenderSettings(seed=settings["seed"], steps=settings["steps"], cfg=settings["guidance"])
+        n, start = settings["candidates"], time.perf_counter()
+        report = _step_reporter(progress, run.cancel, n)
+        ranked = best_of_n(prepared, bundle, cot, rs, n, settings["weights"], eng["heads"], report)
+        seconds = time.perf_counter() - start
         best = ranked[0]
-        info = {"seconds": round(seconds, 3), "candidates": [c.summary() for c in ranked], "model": bundle.name}
-        take_settings = {k: settings[k] for k in ("steps", "guidance", "candidates", "weights")} | {
-            "model": bundle.name
-        }
         take = self.store.add_take(
             clip.id,
             best.audio,
             bundle.sample_rate,
             cot=cot,
-            settings=take_settings,
+            settings={k: settings[k] for k in ("steps", "guidance", "candidates", "weights")} | {"model": bundle.name},
             seed=best.seed,
             scores=best.scores,
             total=best.total,
-            info=info,
+            info={"seconds": round(seconds, 3), "candidates": [c.summary() for c in ranked], "model": bundle.name},
         )
-        view = self.clip_view(clip.id, take.id) | {"seed": seed}
+        view = self._takes_view(self.store.get_clip(clip.id), take.id) | {"seed": settings["seed"]}
         return view | {"message": _msg_ok(f"Rendered take {take.number}: total {take.total:.3f} in {seconds:.1f} s.")}
 
-    def _start(self, session: str) -> threading.Event:
-        flag = threading.Event()
+    def _start(self, session: str) -> _Run:
+        run = _Run()
         with self._cancel_lock:
-            self._cancel[session] = flag
-        return flag
+            self._runs[session] = run
+        return run
 
-    def _finish(self, session: str, flag: threading.Event) -> None:
+    def _finish(self, session: str, run: _Run) -> None:
         with self._cancel_lock:
-            if self._cancel.get(session) is flag:
-                del self._cancel[session]
+            if self._runs.get(session) is run:
+                del self._runs[session]
+        run.done.set()
 
-    def cancel_render(self, session: str = "") -> dict:
-        """Stop this session's render at its next sampler step; no take is written."""
+    def cancel_render(self, session: str = "", wait: float = 60.0) -> dict:
+        """Stop this session's render at its next sampler step (no take is written) and wait up to ``wait``
+        seconds for it to stop. The reply is the render's own final message, so whichever of the two
+        replies the page shows last, it shows what happened (a render that had just finished says so)."""
         with self._cancel_lock:
-            flag = self._cancel.get(session)
-        if flag is None:
+            run = self._runs.get(session)
+        if run is None:
             return {"message": "No render is running in this window."}
-        flag.set()
+        run.cancel.set()
+        if run.done.wait(wait):
+            return {"message": run.message}
         return {"message": "Cancelling the render…"}
 
     # --------------------------------------------------------------------------------- takes

@@ -66,6 +66,7 @@ def compare_spectrograms(items: list[tuple[str, np.ndarray, int]], duration: flo
         axes[1, col].set_xlabel("time (s)")
     axes[0, 0].set_xlim(0, duration)
     fig.colorbar(mesh, ax=axes, label="dB", shrink=0.9)
+    fig.suptitle("spectrograms: left channel above right, one colour scale, the video's time axis", fontsize=10)
     return fig
 
 

@@ -416,7 +416,10 @@ class ProjectStore:
         try:
             source = f"source{_extension_of(shown)}"
             shutil.copyfile(upload, staging / source)
-            media = inspect(staging / source, staging)
+            try:
+                media = inspect(staging / source, staging)
+            except UserInputError as exc:  # the reader names the staged copy; the designer knows the upload
+                raise UserInputError(str(exc).replace(source, shown)) from None
             with self._write() as s:
                 row = self._project_row(s, project_id)
                 os.replace(staging, clips / uid)

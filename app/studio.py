@@ -10,15 +10,18 @@ result (a dict from names to values) is mapped back onto them, leaving unnamed o
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
+import threading
 from pathlib import Path
 
 import gradio as gr
 
-from .callbacks import EXPORT_FORMATS, FIELDS, LIMITS, MAX_SEED, TAKE_HEADERS, RenderCancelled, StudioActions
+from .callbacks import EXPORT_FORMATS, FIELDS, LIMITS, MAX_SEED, TAKE_HEADERS, StudioActions
 from .settings import StudioSettings
 
+log = logging.getLogger("foley.studio")
 SPLITS = ["test-single", "test-multi", "val", "train"]
 DIMENSIONS = ("semantic", "temporal", "aesthetic", "spatial")  # the sliders, in CoT order (engine.rewards)
 CSS = """
@@ -55,13 +58,9 @@ def world_clip(split: str, index: float, duration: float, out_dir: str) -> dict:
     return {"video": str(Path(out_dir) / f"{meta['name']}.mp4"), "cot": meta["cot"], "figure": fig, "scores": table}
 
 
-def weight_slider(default: float, label: str, elem_id: str) -> gr.Slider:
-    """A 0..3 slider whose value reaches the action unchecked: Gradio's own range check would turn a
-    negative weight typed into the number box into a bare "less than minimum" error; unchecked, the action
-    names the weight, says why it is refused and puts the stored weights back."""
-    slider = gr.Slider(0, 3, value=default, step=0.05, label=label, elem_id=elem_id)
-    slider.preprocess = float  # the payload is a number; range checking is the action's (checked_settings)
-    return slider
+def action_name(action) -> str:
+    """'render take' for StudioActions.render_take (what an error message calls the action)."""
+    return getattr(action, "__name__", "the action").replace("_", " ").strip()
 
 
 class Page:
@@ -105,8 +104,9 @@ class Page:
                 return apply(call())
             except UserInputError as exc:
                 return apply({"message": f"⚠ {exc}"})
-            except RenderCancelled:
-                return apply({"message": "Render cancelled; no take was written."})
+            except Exception as exc:  # noqa: BLE001 - the page's boundary: a message, and the trace in the log
+                log.exception("%s failed", getattr(action, "__name__", "action"))
+                return apply({"message": f"⚠ {action_name(action)} failed: {exc.__class__.__name__}: {exc}"})
 
         def values(data: dict) -> list:
             return [data[c] for c in comps]
@@ -171,7 +171,7 @@ def _cot_section(page: Page) -> None:
         "negative": "what the take must not contain, e.g. speech, music",
     }
     for f in FIELDS:
-        with gr.Row(equal_height=True):
+        with gr.Row(equal_height=False):
             a(f"cot_{f}", gr.Textbox(label=f.capitalize(), info=hints[f], lines=2, elem_id=f"cot-{f}", scale=8))
             if f != "negative":
                 btn = gr.Button("Reset", size="sm", elem_id=f"reset-{f}", scale=0, min_width=80)
@@ -184,7 +184,7 @@ def _settings_section(page: Page) -> None:
     with gr.Row():
         defaults = {"semantic": 1.0, "temporal": 0.6, "aesthetic": 0.1, "spatial": 0.4}
         for d in DIMENSIONS:
-            a(f"w_{d}", weight_slider(defaults[d], f"{d} weight", f"w-{d}"))
+            a(f"w_{d}", gr.Slider(0, 3, value=defaults[d], step=0.05, label=f"{d} weight", elem_id=f"w-{d}"))
     with gr.Row():
         lo, hi = LIMITS["candidates"]
         a("candidates", gr.Slider(lo, hi, value=1, step=1, label="candidates (best of N)", elem_id="candidates"))
@@ -203,11 +203,11 @@ def _takes_section(page: Page) -> None:
     a = page.add
     gr.Markdown("### Takes — best weighted total first")
     a("takes_table", gr.Dataframe(headers=TAKE_HEADERS, interactive=False, elem_id="takes-table", wrap=True))
-    with gr.Row(equal_height=True):
+    with gr.Row(equal_height=False):
         a("take_pick", gr.Dropdown([], value=None, label="Take", elem_id="take-pick", scale=3))
-        a("star_btn", gr.Button("★ Star", elem_id="star"))
-        a("reject_btn", gr.Button("✗ Reject", elem_id="reject"))
-        a("clear_btn", gr.Button("Clear rating", elem_id="clear-rating"))
+        a("star_btn", gr.Button("★ Star", size="md", elem_id="star"))
+        a("reject_btn", gr.Button("✗ Reject", size="md", elem_id="reject"))
+        a("clear_btn", gr.Button("Clear rating", size="md", elem_id="clear-rating"))
     with gr.Row():
         a("take_audio", gr.Audio(label="Take", type="filepath", interactive=False, elem_id="take-audio"))
         a("take_info", gr.Markdown(elem_id="take-info"))
@@ -215,8 +215,8 @@ def _takes_section(page: Page) -> None:
     with gr.Row():
         a("compare_a", gr.Dropdown([], value=None, label="Take A", elem_id="compare-a"))
         a("compare_b", gr.Dropdown([], value=None, label="Take B", elem_id="compare-b"))
-    a("spectrograms", gr.Plot(label="Spectrograms (left channel above right)", elem_id="spectrograms"))
-    a("positions", gr.Plot(label="Stereo position over time", elem_id="positions"))
+    a("spectrograms", gr.Plot(show_label=False, elem_id="spectrograms"))
+    a("positions", gr.Plot(show_label=False, elem_id="positions"))
 
 
 def _export_section(page: Page) -> None:
@@ -261,6 +261,17 @@ PROJECT_VIEW = [
 SETTINGS = [*(f"w_{d}" for d in DIMENSIONS), "candidates", "seed", "seed_locked", "steps", "guidance"]
 COT = [f"cot_{f}" for f in FIELDS]
 CLIP_VIEW = [n for n in PROJECT_VIEW if n not in ("project", "project_pick", "project_name", "clip_pick")]
+TAKES_VIEW = [
+    "takes_table",
+    "take_pick",
+    "take_audio",
+    "take_info",
+    "compare_a",
+    "compare_b",
+    "spectrograms",
+    "positions",
+    "export_files",
+]
 TAKE_VIEW = ["take_audio", "take_info", "export_files", "message"]
 
 
@@ -276,7 +287,16 @@ def _wire(page: Page, demo: gr.Blocks, concurrency: int) -> None:
     bind(c["confirm_no"].click, act.cancel_delete, [], ["confirm_row", "message"])
     bind(c["upload"].upload, act.import_video, ["project", "upload"], [*PROJECT_VIEW, "upload"])
     bind(c["clip_pick"].input, act.open_clip, ["project", "clip_pick"], CLIP_VIEW)
-    bind(c["plan_btn"].click, act.plan, ["clip"], [*COT, "message"], progress=True, concurrency_limit=concurrency)
+    plan_outputs = [*COT, "message"]
+    bind(
+        c["plan_btn"].click,
+        act.plan,
+        ["clip"],
+        plan_outputs,
+        progress=True,
+        concurrency_limit=concurrency,
+        show_progress_on=[c["cot_semantic"]],
+    )
     for f in FIELDS:
         bind(c[f"cot_{f}"].blur, act.save_cot, ["clip", *COT], ["message"])
         if f != "negative":
@@ -288,17 +308,22 @@ def _wire(page: Page, demo: gr.Blocks, concurrency: int) -> None:
         trigger = (
             comp.blur if isinstance(comp, gr.Number) else comp.input if isinstance(comp, gr.Checkbox) else comp.release
         )
-        bind(trigger, act.save_settings, ["project", *SETTINGS], [*SETTINGS, "message"])
+        # raw values (preprocess=False): Gradio's own range check would turn a negative weight typed into a
+        # slider's number box into a bare "less than minimum" error before the action could name the weight,
+        # refuse it and put the stored settings back (checked_settings checks every value)
+        bind(trigger, act.save_settings, ["project", *SETTINGS], [*SETTINGS, "message"], preprocess=False)
     bind(
         c["render_btn"].click,
         act.render_take,
         ["project", "clip", *COT, *SETTINGS],
-        CLIP_VIEW,
+        [*TAKES_VIEW, "seed", "message"],
         progress=True,
+        show_progress_on=[c["takes_table"]],
+        preprocess=False,  # raw values, checked by the action (see the settings events above)
         concurrency_limit=concurrency,
         concurrency_id="render",
     )
-    bind(c["cancel_btn"].click, act.cancel_render, [], ["message"], session=True, queue=False)
+    bind(c["cancel_btn"].click, act.cancel_render, [], ["message"], session=True, queue=False)  # not behind renders
     bind(c["take_pick"].input, act.pick_take, ["clip", "take_pick"], TAKE_VIEW)
     for name, rating in (("star_btn", 1), ("reject_btn", -1), ("clear_btn", 0)):
         rate = lambda clip, take, r=rating: act.rate_take(clip, take, r)  # noqa: E731
@@ -401,12 +426,23 @@ def _model_line(settings: StudioSettings) -> str:
     return f"Model **{settings.model}**, {planner}; takes scored by the four offline reward heads."
 
 
+def _warm_up(actions: StudioActions) -> None:
+    """Load the model, planner, reward heads and text encoder while the page opens (errors surface later,
+    as a message, on the first action that needs them)."""
+    try:
+        actions.warm_up()
+    except Exception:  # noqa: BLE001 - reported by the action that needs the objects
+        log.warning("could not load the model %r at start; actions will say why", actions.settings.model)
+
+
 def launch_studio(settings: StudioSettings | None = None) -> int:
     """Serve the studio (127.0.0.1:7860 unless FOLEY_HOST / FOLEY_PORT say otherwise)."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # offline first: no calls home
     settings = settings or StudioSettings.from_env()
     world_dir = tempfile.mkdtemp(prefix="foley-world-")
-    demo = build_app(world_dir, settings=settings)
+    actions = StudioActions(settings)
+    demo = build_app(world_dir, actions=actions)
+    threading.Thread(target=_warm_up, args=(actions,), daemon=True, name="warm-up").start()
     auth = (settings.user, settings.password) if settings.password else None
     demo.queue(default_concurrency_limit=4).launch(
         server_name=settings.host,

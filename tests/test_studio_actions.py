@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from app.callbacks import FIELDS, RenderCancelled, StudioActions, checked_cot
+from app.callbacks import CANCELLED, FIELDS, StudioActions, checked_cot
 from app.plots import DB_RANGE
 from app.settings import StudioSettings
 from engine.errors import UserInputError
@@ -98,7 +98,7 @@ def test_import_shows_the_video_facts_and_original_audio(actions, media, tmp_pat
 @pytest.mark.parametrize(
     "name,data,needle",
     [
-        ("notes.mp4", b"these are my notes, not a video\n" * 20, "not a readable video"),
+        ("notes.mp4", b"these are my notes, not a video\n" * 20, "notes.mp4 is not a readable video"),
         ("empty.mp4", b"", "empty"),
         ("huge.mp4", b"\x00" * (1024 * 1024 + 10), "limit"),
         ("notes.txt", b"text", "not a video type"),
@@ -110,8 +110,9 @@ def test_bad_uploads_get_a_message_and_change_nothing(actions, media, tmp_path, 
     bad = tmp_path / "bad" / name
     bad.parent.mkdir()
     bad.write_bytes(data)
-    with pytest.raises(UserInputError, match=needle):
-        actions.import_video(project, str(bad))
+    view = actions.import_video(project, str(bad))
+    assert view == {"upload": None, "message": view["message"]} and view["message"].startswith("⚠")
+    assert needle in view["message"]
     assert files_under(actions.store.root) == before_files and actions.store.list_clips(project) == before_clips
 
 
@@ -175,18 +176,30 @@ def test_best_of_n_keeps_the_best_candidate(actions, media, tmp_path):
 def test_cancel_stops_the_render_and_writes_nothing(actions, media, tmp_path):
     project, clip = project_with_clip(actions, tmp_path, media["mp4"])
     before = files_under(actions.store.root)
-    steps_seen = []
+    stepping, steps_seen, result = threading.Event(), [], {}
 
     def progress(fraction: float, text: str) -> None:
         steps_seen.append(text)
-        if "step 1/" in text:
-            actions.cancel_render("window-1")
+        if "step" in text:
+            stepping.set()
 
-    with pytest.raises(RenderCancelled):
-        actions.render_take(project, clip, *COT, *settings_values(steps=20), session="window-1", progress=progress)
+    def session() -> None:
+        values = (*COT, *settings_values(steps=50))
+        result.update(actions.render_take(project, clip, *values, session="window-1", progress=progress))
+
+    worker = threading.Thread(target=session)
+    worker.start()
+    assert stepping.wait(120)
+    reply = actions.cancel_render("window-1")  # from another thread, as the page's Cancel button does
+    worker.join()
+    assert reply == {"message": CANCELLED} and result == {"message": CANCELLED}
     assert actions.store.list_takes(clip) == [] and files_under(actions.store.root) == before
-    assert not any("step 5/" in s for s in steps_seen)
+    assert not any("step 50/50" in s for s in steps_seen)
     assert actions.cancel_render("window-1")["message"].startswith("No render")
+    # a render that is not cancelled is untouched by another window's cancel
+    actions.cancel_render("window-2")
+    actions.render_take(project, clip, *COT, *settings_values(steps=2), session="window-1")
+    assert len(actions.store.list_takes(clip)) == 1
 
 
 def test_two_sessions_rendering_at_once_get_their_own_takes(actions, media, tmp_path):
@@ -216,7 +229,8 @@ def test_two_sessions_rendering_at_once_get_their_own_takes(actions, media, tmp_
     bundle = load_bundle(media["model"])
     for name, (clip, cot, seed) in jobs.items():
         (take,) = actions.store.list_takes(clip)
-        assert results[name]["clip"] == clip and take.seed == seed and take.cot == dict(zip(FIELDS, cot))
+        assert take.seed == seed and take.cot == dict(zip(FIELDS, cot))
+        assert results[name]["takes_table"][0][0] == "Take 1" and results[name]["seed"] == seed
         alone = render(prepare_video(actions.store.get_clip(clip).source, bundle), take.cot, bundle,
                        RenderSettings(seed=seed, steps=3, cfg=3.5))  # fmt: skip
         audio, _ = sf.read(take.path, dtype="float32")
