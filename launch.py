@@ -326,10 +326,9 @@ def _train_grpo(args: argparse.Namespace) -> dict:
     )
 
     def show(e: dict) -> None:
-        parts = [f"{k[7:]}={e[k]:.3f}" for k in e if k.startswith("reward_")] + [
-            f"{k}={e[k]:.4f}" for k in ("kl",) if k in e
-        ]
-        parts += [f"clip={e['clip_frac']:.3f}", f"nfe={e['policy_nfe_per_sample']:g}"] if "clip_frac" in e else []
+        parts = [f"{k[7:]}={e[k]:.3f}" for k in e if k.startswith("reward_")]
+        if "kl" in e:
+            parts += [f"kl={e['kl']:.2e}", f"clip={e['clip_frac']:.3f}", f"nfe={e['policy_nfe_per_sample']:g}"]
         parts += [f"eval={e['eval_weighted']:.3f}"] if "eval_weighted" in e else []
         parts += [f"{e['seconds']:.1f}s"] if "seconds" in e else []
         print(f"grpo {e['iteration']}/{cfg.iterations} " + " ".join(parts), file=sys.stderr, flush=True)
