@@ -190,6 +190,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
         planner = _planner(args.model) if args.cot == "planner" else None
         settings = RenderSettings(seed=args.seed, steps=args.steps, cfg=args.cfg)
         extra["model"] = render_row(bundle, data, settings, planner)
+    if args.rewards:  # the reward heads instead of the FoleyBench metrics
+        from engine.bench.rewards import reward_markdown, reward_table
+
+        result = reward_table(data, rows, args.weights, args.limit, extra_rows=extra, progress=_progress("rewards"))
+        print(json.dumps(result))
+        print(reward_markdown(result), file=sys.stderr)
+        return 0
     result = bench_split(data, rows=rows, limit=args.limit, extra_rows=extra, progress=_progress(f"bench {args.split}"))
     if "model" in result["rows"]:  # name the row after the model and where its CoT came from
         name = f"model {args.model}" + (" (planner CoT)" if args.cot == "planner" else "")
@@ -377,6 +384,12 @@ def _weights(text: str) -> dict[str, float]:
         return parse_weights(text)
     except UserInputError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _add_weights(parser, what: str) -> None:
+    """The --weights option (the four reward dimensions, PrismAudio's weights by default)."""
+    default = "semantic=1,temporal=0.6,aesthetic=0.1,spatial=0.4"
+    parser.add_argument("--weights", type=_weights, default=default, help=f"{what}, e.g. {default} (left out = 0)")
 
 
 def _guidance(text: str) -> float:
@@ -613,6 +626,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--cot", default="truth", choices=["truth", "planner"], help="model row: ground-truth CoT or the planner's"
     )
     b.add_argument("--planner", action="store_true", help="the planner's accuracy instead of audio rows")
+    b.add_argument(
+        "--rewards",
+        action="store_true",
+        help="mean reward-head scores per row instead of the metrics (extra rows: late, mirrored)",
+    )
+    _add_weights(b, "--rewards: weights of the total")
     b.add_argument("--seed", type=_nonneg_int, default=0, help="model row: seed of clip k is seed + k")
     b.add_argument("--steps", type=_positive_int, default=24, help="model row / --speed: sampling steps")
     b.add_argument("--cfg", type=_guidance, default=3.5, help="model row / --speed: guidance scale")
@@ -665,7 +684,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--sample-steps", type=_positive_int, default=24, help="grpo: sampling steps T")
     g.add_argument("--window", type=_positive_int, default=2, help="grpo: SDE window width w (Fast-GRPO)")
     g.add_argument("--flow", action="store_true", help="grpo: Flow-GRPO (the SDE on every step)")
-    g.add_argument("--weights", type=_weights, default="semantic=1,temporal=0.6,aesthetic=0.1,spatial=0.4", help="grpo")
+    _add_weights(g, "grpo: reward weights")
     g.add_argument("--per-reward-norm", action="store_true", help="grpo: normalise each reward within the group")
     g.add_argument("--kl", type=float, default=0.04, help="grpo: KL weight")
     g.add_argument("--lora-rank", type=_nonneg_int, default=0, help="grpo: LoRA rank (0: full fine-tuning)")
@@ -686,12 +705,7 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("video", metavar="VIDEO", help="the video the take is for")
     sc.add_argument("audio", metavar="AUDIO", help="the take: WAV/FLAC (or a media file with an audio track)")
     sc.add_argument("--cot", help="CoT JSON file; default: the model's planner, else the generic fallback")
-    sc.add_argument(
-        "--weights",
-        type=_weights,
-        default="semantic=1,temporal=0.6,aesthetic=0.1,spatial=0.4",
-        help="weights of the total, e.g. semantic=1,temporal=0.6 (left out = 0)",
-    )
+    _add_weights(sc, "weights of the total")
     sc.add_argument("--model", default="default", help="model whose planner writes the CoT when --cot is not given")
     sc.set_defaults(func=cmd_score)
 
@@ -711,12 +725,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=1,
         help="best-of-N: render seeds seed .. seed + N - 1 and keep the best by the weighted reward",
     )
-    r.add_argument(
-        "--weights",
-        type=_weights,
-        default="semantic=1,temporal=0.6,aesthetic=0.1,spatial=0.4",
-        help="reward weights of best-of-N, e.g. semantic=1,temporal=0.6 (left out = 0)",
-    )
+    _add_weights(r, "reward weights of best-of-N")
     r.add_argument("--mux", action="store_true", help="also write <stem>.mp4: the video stream copied + the audio")
     r.add_argument("--model", default="default", help="model name under assets/models or a model folder")
     r.set_defaults(func=cmd_render)
