@@ -208,3 +208,28 @@ def test_config_rejects_bad_values(model_dir, prompt_dir):
     for bad in (dict(group=1), dict(weights={"semantic": -1.0}), dict(logprob_reduce="max"), dict(window=0)):
         with pytest.raises(UserInputError):
             replace(_config(model_dir, prompt_dir, Path("x")), **bad)
+
+
+def test_train_grpo_command_and_a_plain_video_folder(model_dir, prompt_dir, tmp_path, capsys):
+    from engine.cot import Cot
+    from tests.test_pipeline import _cli
+    from trainer.grpo_prompts import load_prompts
+
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    for name in ("train_000000", "train_000001"):
+        (videos / f"{name}.mp4").write_bytes((prompt_dir / f"{name}.mp4").read_bytes())
+    side = Cot("a ball bounces on wood", "three hits", "dry", "left")
+    (videos / "train_000000.cot.json").write_text(json.dumps(side.to_dict()))
+    with pytest.warns(UserWarning, match="fallback"):
+        prompts = load_prompts(videos, load_bundle(model_dir))  # no planner in the tiny model
+    assert prompts[0].cot == side and "fallback" in prompts[1].cot.semantic
+    args = ["train", "grpo", "--model", model_dir, "--prompts", prompt_dir, "--eval-prompts", prompt_dir]
+    args += ["--prompt-clips", "2", "--eval-clips", "1", "--iterations", "1", "--group", "2", "--sample-steps", "3"]
+    rc, out, err = _cli(*args, "--window", "1", "--out", tmp_path / "run", "--threads", "1", capsys=capsys)
+    assert rc == 0, err
+    line = json.loads(out)
+    assert line["method"] == "fast-grpo" and line["finished"] and line["last"]["policy_nfe_per_sample"] == 1
+    assert "grpo 1/1" in err
+    rc, out, err = _cli(*args, "--group", "1", "--out", tmp_path / "bad", capsys=capsys)
+    assert rc == 2 and err.startswith("error:") and len(err.strip().splitlines()) == 1
