@@ -6,7 +6,7 @@
     python launch.py score VIDEO AUDIO   reward scores of a take (semantic, temporal, aesthetic, spatial) as JSON
     python launch.py world ...       write a FoleyWorld split (mp4 + wav + json per clip), or time the generator
     python launch.py bench ...       FoleyBench on a split: table as JSON on stdout and markdown on stderr
-    python launch.py train ...       training commands (metrics: the FoleyBench metric models)
+    python launch.py train ...       training commands (metrics, codec, features, pretrain, planner, grpo)
 
 Bad input ends with a one-line error on stderr and exit code 2; set FOLEY_DEBUG=1 to see tracebacks.
 """
@@ -190,6 +190,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
         planner = _planner(args.model) if args.cot == "planner" else None
         settings = RenderSettings(seed=args.seed, steps=args.steps, cfg=args.cfg)
         extra["model"] = render_row(bundle, data, settings, planner)
+    if args.rewards:  # the reward heads instead of the FoleyBench metrics
+        from engine.bench.rewards import reward_markdown, reward_table
+
+        result = reward_table(data, rows, args.weights, args.limit, extra_rows=extra, progress=_progress("rewards"))
+        print(json.dumps(result))
+        print(reward_markdown(result), file=sys.stderr)
+        return 0
     result = bench_split(data, rows=rows, limit=args.limit, extra_rows=extra, progress=_progress(f"bench {args.split}"))
     if "model" in result["rows"]:  # name the row after the model and where its CoT came from
         name = f"model {args.model}" + (" (planner CoT)" if args.cot == "planner" else "")
@@ -302,8 +309,52 @@ def _train_planner(args: argparse.Namespace) -> dict:
     return {k: v for k, v in report.items() if k != "history"}
 
 
+def _train_grpo(args: argparse.Namespace) -> dict:
+    """Fast-GRPO (or with --flow Flow-GRPO) of a model with the four reward heads; resumable."""
+    from trainer.grpo import GrpoConfig, train_grpo
+
+    cfg = GrpoConfig(
+        model=args.model,
+        out=str(args.out or ROOT / "runs" / "grpo"),
+        prompts=args.prompts,
+        clips=args.prompt_clips,
+        eval_prompts=args.eval_prompts,
+        eval_clips=args.eval_clips,
+        duration=args.duration,
+        iterations=args.iterations,
+        group=args.group,
+        steps=args.sample_steps,
+        window=args.sample_steps if args.flow else args.window,
+        weights=args.weights,
+        per_reward_norm=args.per_reward_norm,
+        kl=args.kl,
+        lr=args.lr or 1e-5,
+        minibatch=args.batch or 4,
+        lora_rank=args.lora_rank,
+        eval_every=args.eval_every,
+        seed=args.seed,
+        threads=args.threads,
+    )
+
+    def show(e: dict) -> None:
+        parts = [f"{k[7:]}={e[k]:.3f}" for k in e if k.startswith("reward_")]
+        if "kl" in e:
+            parts += [f"kl={e['kl']:.2e}", f"clip={e['clip_frac']:.3f}", f"nfe={e['policy_nfe_per_sample']:g}"]
+        parts += [f"eval={e['eval_weighted']:.3f}"] if "eval_weighted" in e else []
+        parts += [f"{e['seconds']:.1f}s"] if "seconds" in e else []
+        print(f"grpo {e['iteration']}/{cfg.iterations} " + " ".join(parts), file=sys.stderr, flush=True)
+
+    result = train_grpo(cfg, progress=show, resume=args.resume)
+    last = result["history"][-1] if result["history"] else {}
+    summary = {k: v for k, v in result.items() if k not in ("history", "policy", "window_starts")}
+    return summary | {"method": cfg.method, "last": last}
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     """Training subcommands."""
+    if args.what == "grpo":
+        print(json.dumps(_train_grpo(args)))
+        return 0
     if args.what == "planner":
         print(json.dumps(_train_planner(args)))
         return 0
@@ -337,6 +388,12 @@ def _weights(text: str) -> dict[str, float]:
         return parse_weights(text)
     except UserInputError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _add_weights(parser, what: str) -> None:
+    """The --weights option (the four reward dimensions, PrismAudio's weights by default)."""
+    default = "semantic=1,temporal=0.6,aesthetic=0.1,spatial=0.4"
+    parser.add_argument("--weights", type=_weights, default=default, help=f"{what}, e.g. {default} (left out = 0)")
 
 
 def _guidance(text: str) -> float:
@@ -573,6 +630,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--cot", default="truth", choices=["truth", "planner"], help="model row: ground-truth CoT or the planner's"
     )
     b.add_argument("--planner", action="store_true", help="the planner's accuracy instead of audio rows")
+    b.add_argument(
+        "--rewards",
+        action="store_true",
+        help="mean reward-head scores per row instead of the metrics (extra rows: late, mirrored)",
+    )
+    _add_weights(b, "--rewards: weights of the total")
     b.add_argument("--seed", type=_nonneg_int, default=0, help="model row: seed of clip k is seed + k")
     b.add_argument("--steps", type=_positive_int, default=24, help="model row / --speed: sampling steps")
     b.add_argument("--cfg", type=_guidance, default=3.5, help="model row / --speed: guidance scale")
@@ -589,11 +652,12 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="training commands")
     t.add_argument(
         "what",
-        choices=["metrics", "codec", "features", "pretrain", "planner"],
+        choices=["metrics", "codec", "features", "pretrain", "planner", "grpo"],
         help="metrics: the FoleyBench metric models; codec: the stereo audio codec (--steps, --batch, --codec "
         "for the output file); features: the generator's feature cache; "
         "pretrain: the generator and video encoder (builds missing features first); "
-        "planner: the default planner (--out FILE.safetensors)",
+        "planner: the default planner (--out FILE.safetensors); grpo: Fast-GRPO with the reward heads (--flow: "
+        "Flow-GRPO)",
     )
     t.add_argument(
         "--out", default=None, help="where the weights go (default assets/bench; pretrain: runs/pretrain_<cot mode>)"
@@ -615,6 +679,23 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True, help="pretrain: continue a run")
     t.add_argument("--mixed-precision", default=None, choices=["no", "bf16", "fp16"], help="pretrain (GPU): bf16")
     t.add_argument("--threads", type=_positive_int, default=None, help="pretrain: torch CPU threads")
+    g = t.add_argument_group("grpo")
+    g.add_argument("--model", default="default", help="grpo: start model (name under assets/models or folder)")
+    g.add_argument("--prompts", help="grpo: FoleyWorld split folder or folder of videos (default: FoleyWorld train)")
+    g.add_argument("--prompt-clips", type=_positive_int, default=64, help="grpo: prompts used (FoleyWorld clips)")
+    g.add_argument("--eval-prompts", help="grpo: held-out prompt folder (default: FoleyWorld val clips)")
+    g.add_argument("--eval-clips", type=_positive_int, default=8, help="grpo: held-out prompts")
+    g.add_argument("--duration", type=float, default=9.0, help="grpo: FoleyWorld clip seconds")
+    g.add_argument("--iterations", type=_positive_int, default=200, help="grpo: iterations")
+    g.add_argument("--group", type=_positive_int, default=8, help="grpo: takes per prompt")
+    g.add_argument("--sample-steps", type=_positive_int, default=24, help="grpo: sampling steps T")
+    g.add_argument("--window", type=_positive_int, default=2, help="grpo: SDE window width w (Fast-GRPO)")
+    g.add_argument("--flow", action="store_true", help="grpo: Flow-GRPO (the SDE on every step)")
+    _add_weights(g, "grpo: reward weights")
+    g.add_argument("--per-reward-norm", action="store_true", help="grpo: normalise each reward within the group")
+    g.add_argument("--kl", type=float, default=0.04, help="grpo: KL weight")
+    g.add_argument("--lora-rank", type=_nonneg_int, default=0, help="grpo: LoRA rank (0: full fine-tuning)")
+    g.add_argument("--eval-every", type=_nonneg_int, default=10, help="grpo: iterations between evaluations")
     t.set_defaults(func=cmd_train)
 
     pl = sub.add_parser("plan", help="write the four CoT blocks of a video (JSON on stdout)")
@@ -631,12 +712,7 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("video", metavar="VIDEO", help="the video the take is for")
     sc.add_argument("audio", metavar="AUDIO", help="the take: WAV/FLAC (or a media file with an audio track)")
     sc.add_argument("--cot", help="CoT JSON file; default: the model's planner, else the generic fallback")
-    sc.add_argument(
-        "--weights",
-        type=_weights,
-        default="semantic=1,temporal=0.6,aesthetic=0.1,spatial=0.4",
-        help="weights of the total, e.g. semantic=1,temporal=0.6 (left out = 0)",
-    )
+    _add_weights(sc, "weights of the total")
     sc.add_argument("--model", default="default", help="model whose planner writes the CoT when --cot is not given")
     sc.set_defaults(func=cmd_score)
 
@@ -656,12 +732,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=1,
         help="best-of-N: render seeds seed .. seed + N - 1 and keep the best by the weighted reward",
     )
-    r.add_argument(
-        "--weights",
-        type=_weights,
-        default="semantic=1,temporal=0.6,aesthetic=0.1,spatial=0.4",
-        help="reward weights of best-of-N, e.g. semantic=1,temporal=0.6 (left out = 0)",
-    )
+    _add_weights(r, "reward weights of best-of-N")
     r.add_argument("--mux", action="store_true", help="also write <stem>.mp4: the video stream copied + the audio")
     r.add_argument("--model", default="default", help="model name under assets/models or a model folder")
     r.set_defaults(func=cmd_render)

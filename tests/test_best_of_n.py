@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-import launch
 from engine.best_of_n import best_of_n
 from engine.errors import UserInputError
 from engine.models import load_bundle, save_bundle
 from engine.pipeline import RenderSettings, prepare_video, render
 from engine.rewards import DEFAULT_WEIGHTS, DIMENSIONS, load_reward_heads, weighted_total
 from tests.bundles import tiny_bundle
+from tests.test_pipeline import _cli
 from tests.test_rewards import SR, _write
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -33,15 +33,6 @@ def model_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def clang(tmp_path_factory):
     return _write(tmp_path_factory.mktemp("bon"), 11, "metal_clang")
-
-
-def _cli(*args, capsys) -> tuple[int, str, str]:
-    try:
-        rc = launch.main([str(a) for a in args])
-    except SystemExit as exc:
-        rc = exc.code
-    captured = capsys.readouterr()
-    return rc, captured.out, captured.err
 
 
 def test_candidates_are_ranked_and_reproducible(model_dir, clang):

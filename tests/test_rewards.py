@@ -197,3 +197,24 @@ def test_heads_score_concurrently(heads, clock):
     assert not errors and len(results) == 3
     for r in results:
         assert r == pytest.approx(expected, abs=1e-9)
+
+
+# ------------------------------------------------------------------------------ calibration table
+
+
+def test_bench_rewards_ranks_the_ground_truth_first(tmp_path, capsys):
+    import json
+
+    from tests.test_pipeline import _cli
+    from trainer.foleyworld.splits import write_split
+
+    write_split("test-single", tmp_path / "split", 2, SHORT)  # a fire on the left, a bell on the right
+    rows = "ground_truth,late,mirrored,shuffled,noise"
+    rc, out, err = _cli("bench", "--rewards", "--data", tmp_path / "split", "--rows", rows, capsys=capsys)
+    assert rc == 0, err
+    table = json.loads(out)["rows"]
+    gt = table["ground_truth"]
+    assert gt["temporal"] > table["late"]["temporal"] + 0.2 and gt["spatial"] > table["mirrored"]["spatial"] + 0.3
+    assert gt["semantic"] > table["shuffled"]["semantic"] and gt["aesthetic"] > table["noise"]["aesthetic"]
+    assert all(gt["total"] > table[r]["total"] for r in ("late", "mirrored", "shuffled", "noise"))
+    assert "| ground_truth |" in err

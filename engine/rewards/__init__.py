@@ -5,8 +5,14 @@ The same heads score takes in the studio, rerank best-of-N candidates (`engine.b
 (`trainer.grpo`). Modules: ``protocol`` (the head protocol, dimensions, default weights), ``video`` (what
 the heads see of a video, computed once), ``tracks`` (audio on the video's frame grid), one module per
 default head (``semantic``, ``temporal``, ``aesthetic``, ``spatial``: offline, CPU, our own models),
-``heads`` (a set of heads and the default set), ``weights`` (user weights and the weighted total), and
-``adapters`` (published reward models behind the same protocol, loaded only when asked for).
+``heads`` (a set of heads and the default set), ``weights`` (user weights and the weighted total).
+
+Adapters of published reward models behind the same protocol, loaded only when asked for (weights from a
+local folder or, on request, through huggingface-hub; safetensors only): ``clap`` (LAION-CLAP through
+transformers' ClapModel, semantic) and ``audiobox`` (Meta's Audiobox Aesthetics from the
+``audiobox-aesthetics`` package, aesthetic); ``resample`` prepares their mono input. Synchformer (the
+papers' temporal reward) and StereoCRW (their spatial metric) have no package on the package index, so
+there is no adapter for them; the default temporal and spatial heads stand in.
 
     from engine.rewards import load_reward_heads, weighted_total, DEFAULT_WEIGHTS
     scores, info = load_reward_heads().score_take(audio, 44100, "clip.mp4", cot)

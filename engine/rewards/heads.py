@@ -53,10 +53,7 @@ class RewardHeads:
 
     def with_head(self, head: RewardHead) -> RewardHeads:
         """A new set with ``head`` in place of the head of its dimension (e.g. a CLAP adapter)."""
-        return RewardHeads(
-            [head if d == head.dimension else h for d, h in self.heads.items()]
-            + ([] if head.dimension in self.heads else [head])
-        )
+        return RewardHeads([h for d, h in self.heads.items() if d != head.dimension] + [head])
 
     def score_batch(
         self, audio: np.ndarray, sample_rate: int, video: Video, cot: Cot | dict
