@@ -277,8 +277,14 @@ TAKE_VIEW = ["take_audio", "take_info", "export_files", "message"]
 
 def _wire(page: Page, demo: gr.Blocks, concurrency: int) -> None:
     """Every control's event, each bound to one action."""
+    demo.load(lambda: gr.update(choices=page.actions.project_choices()), None, page.c["project_pick"])
+    _wire_projects(page)
+    _wire_plan_and_settings(page, concurrency)
+    _wire_takes(page, concurrency)
+
+
+def _wire_projects(page: Page) -> None:
     act, c, bind = page.actions, page.c, page.bind
-    demo.load(lambda: gr.update(choices=act.project_choices()), None, c["project_pick"])
     bind(c["create_btn"].click, act.create_project, ["project_name"], [*PROJECT_VIEW, "confirm_row"])
     bind(c["project_pick"].input, act.open_project, ["project_pick"], [*PROJECT_VIEW, "confirm_row"])
     bind(c["rename_btn"].click, act.rename_project, ["project", "project_name"], PROJECT_VIEW)
@@ -287,12 +293,15 @@ def _wire(page: Page, demo: gr.Blocks, concurrency: int) -> None:
     bind(c["confirm_no"].click, act.cancel_delete, [], ["confirm_row", "message"])
     bind(c["upload"].upload, act.import_video, ["project", "upload"], [*PROJECT_VIEW, "upload"])
     bind(c["clip_pick"].input, act.open_clip, ["project", "clip_pick"], CLIP_VIEW)
-    plan_outputs = [*COT, "message"]
+
+
+def _wire_plan_and_settings(page: Page, concurrency: int) -> None:
+    act, c, bind = page.actions, page.c, page.bind
     bind(
         c["plan_btn"].click,
         act.plan,
         ["clip"],
-        plan_outputs,
+        [*COT, "message"],
         progress=True,
         concurrency_limit=concurrency,
         show_progress_on=[c["cot_semantic"]],
@@ -312,6 +321,10 @@ def _wire(page: Page, demo: gr.Blocks, concurrency: int) -> None:
         # slider's number box into a bare "less than minimum" error before the action could name the weight,
         # refuse it and put the stored settings back (checked_settings checks every value)
         bind(trigger, act.save_settings, ["project", *SETTINGS], [*SETTINGS, "message"], preprocess=False)
+
+
+def _wire_takes(page: Page, concurrency: int) -> None:
+    act, c, bind = page.actions, page.c, page.bind
     bind(
         c["render_btn"].click,
         act.render_take,
@@ -319,20 +332,16 @@ def _wire(page: Page, demo: gr.Blocks, concurrency: int) -> None:
         [*TAKES_VIEW, "seed", "message"],
         progress=True,
         show_progress_on=[c["takes_table"]],
-        preprocess=False,  # raw values, checked by the action (see the settings events above)
+        preprocess=False,  # raw values, checked by the action (see the settings events)
         concurrency_limit=concurrency,
         concurrency_id="render",
     )
     bind(c["cancel_btn"].click, act.cancel_render, [], ["message"], session=True, queue=False)  # not behind renders
     bind(c["take_pick"].input, act.pick_take, ["clip", "take_pick"], TAKE_VIEW)
+    rated = ["takes_table", "take_pick", "take_info", "compare_a", "compare_b", "message"]
     for name, rating in (("star_btn", 1), ("reject_btn", -1), ("clear_btn", 0)):
         rate = lambda clip, take, r=rating: act.rate_take(clip, take, r)  # noqa: E731
-        bind(
-            c[name].click,
-            rate,
-            ["clip", "take_pick"],
-            ["takes_table", "take_pick", "take_info", "compare_a", "compare_b", "message"],
-        )
+        bind(c[name].click, rate, ["clip", "take_pick"], rated)
     for name in ("compare_a", "compare_b"):
         bind(c[name].input, act.compare, ["clip", "compare_a", "compare_b"], ["spectrograms", "positions", "message"])
     bind(

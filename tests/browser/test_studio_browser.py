@@ -84,6 +84,7 @@ def video_packets(path) -> list[bytes]:
         return [bytes(p) for p in c.demux(c.streams.video[0]) if p.size]
 
 
+@pytest.mark.slow
 def test_from_a_new_project_to_exported_files_and_back_after_a_restart(server, new_context, pages, media):
     s = open_studio(new_context, pages, server)
     s.create_project("Door slam")
@@ -91,67 +92,10 @@ def test_from_a_new_project_to_exported_files_and_back_after_a_restart(server, n
     assert "2.500 s" in info and "24.000 fps" in info and "96×96" in info and "2 ch audio" in info
     expect(s.page.locator("#video video")).to_have_count(1)
     expect(s.page.locator("#original [data-testid='waveform-Original audio']")).to_be_visible()
-
-    s.plan()
-    planned = s.text_of("cot-semantic")
-    assert planned and s.text_of("cot-temporal") and s.text_of("cot-spatial")
-    s.type_into("cot-semantic", "a heavy wooden door slams shut")
-    s.expect_message("Blocks saved")
-    s.page.click("#reset-semantic")
-    s.expect_message("Semantic is the planner's text again")
-    assert s.text_of("cot-semantic") == planned
-    edited = f"{planned}, a hard slam"
-    s.type_into("cot-semantic", edited)
-    s.expect_message("Blocks saved")
-
-    s.set_number("steps", STEPS)
-    s.set_number("seed", 5)
-    s.page.locator("#seed-lock input").check()
-    s.render(1)
-    s.page.locator("#seed-lock input").uncheck()  # the second take gets a new seed
-    s.render(2)
-    rows = s.takes()
-    assert sorted(s.take_numbers()) == [1, 2]
-    totals = [float(r[2]) for r in rows]
-    assert totals == sorted(totals, reverse=True)  # best weighted total first
-    assert all(0.0 <= float(v) <= 1.0 for r in rows for v in r[3:7])  # the four scores
-    expect(s.page.locator("#spectrograms img")).to_be_visible()
-    expect(s.page.locator("#positions img")).to_be_visible()
-    expect(s.page.locator("#take-info")).to_contain_text("semantic")
-
-    s.page.click("#star")
-    starred = int(re.search(r"Starred take (\d+)", s.expect_message("Starred take")).group(1))
-    assert {r[0]: r[1] for r in s.takes()} == {f"Take {starred}": "★", f"Take {3 - starred}": ""}
-    other = 3 - starred
-    row = next(i for i, r in enumerate(s.takes()) if r[0] == f"Take {other}")
-    s.page.locator(f"#takes-table [role=gridcell][data-row='{row}'][data-col='0']").click()  # pick it in the table
-    expect(s.page.locator("#take-info")).to_contain_text(f"Take {other}")
-    s.page.click("#reject")
-    s.expect_message(f"Rejected take {other}.")
-    s.page.click("#clear-rating")
-    s.expect_message(f"Cleared the rating of take {other}.")
-    s.choose(
-        "take-pick", f"Take {starred} ★ · {float(s.takes()[[r[0] for r in s.takes()].index(f'Take {starred}')][2]):.3f}"
-    )
-    expect(s.page.locator("#take-info")).to_contain_text(f"Take {starred} ★")
-
-    s.page.get_by_label("MP4 (video copied + take)").check()
-    s.page.click("#export")
-    s.expect_message("Exported take", timeout=SLOW)
-    expect(s.page.locator("#exports")).to_contain_text(".wav")
-    expect(s.page.locator("#exports")).to_contain_text(".mp4")
-
-    state = project_state(server, "Door slam")
-    clip = state["clip_objects"][0]
-    export = sorted((clip.folder / "exports").iterdir())[-1]
-    wav = next(export.glob("*.wav"))
-    info = sf.info(wav)
-    assert (info.samplerate, info.channels, info.subtype) == (48000, 2, "PCM_24")
-    assert info.frames == round(clip.duration * 48000) == 120000  # exactly the picture's length
-    mp4 = next(export.glob("*.mp4"))
-    assert video_packets(mp4) == video_packets(clip.source)  # the video stream copied, not re-encoded
-    with av.open(str(mp4)) as c:
-        assert c.streams.audio[0].codec_context.sample_rate == 48000
+    edited = plan_and_edit(s)
+    render_two_takes(s)
+    starred = rate_takes(s)
+    state = export_and_check(s, server)
     takes = {t.number: t for t in state["takes"]}
     assert takes[starred].rating == 1 and takes[3 - starred].rating == 0
     assert takes[1].seed == 5 and takes[2].seed != 5  # the lock, then a fresh seed
@@ -168,6 +112,78 @@ def test_from_a_new_project_to_exported_files_and_back_after_a_restart(server, n
     expect(s2.page.locator("#spectrograms img")).to_be_visible()
     after = project_state(server, "Door slam")
     assert after["files"] == state["files"] and after["clips"] == state["clips"]
+
+
+def plan_and_edit(s: StudioPage) -> str:
+    """Plan, edit the semantic block, reset it to the planner's text, edit it again: -> the edited text."""
+    s.plan()
+    planned = s.text_of("cot-semantic")
+    assert planned and s.text_of("cot-temporal") and s.text_of("cot-spatial")
+    s.type_into("cot-semantic", "a heavy wooden door slams shut")
+    s.expect_message("Blocks saved")
+    s.page.click("#reset-semantic")
+    s.expect_message("Semantic is the planner's text again")
+    assert s.text_of("cot-semantic") == planned
+    edited = f"{planned}, a hard slam"
+    s.type_into("cot-semantic", edited)
+    s.expect_message("Blocks saved")
+    return edited
+
+
+def render_two_takes(s: StudioPage) -> None:
+    """Take 1 with the seed locked at 5, take 2 unlocked; both scored, the table best first, plots shown."""
+    s.set_number("steps", STEPS)
+    s.set_number("seed", 5)
+    s.page.locator("#seed-lock input").check()
+    s.render(1)
+    s.page.locator("#seed-lock input").uncheck()  # the second take gets a new seed
+    s.render(2)
+    rows = s.takes()
+    assert sorted(s.take_numbers()) == [1, 2]
+    totals = [float(r[2]) for r in rows]
+    assert totals == sorted(totals, reverse=True)  # best weighted total first
+    assert all(0.0 <= float(v) <= 1.0 for r in rows for v in r[3:7])  # the four scores
+    expect(s.page.locator("#spectrograms img")).to_be_visible()
+    expect(s.page.locator("#positions img")).to_be_visible()
+    expect(s.page.locator("#take-info")).to_contain_text("semantic")
+
+
+def rate_takes(s: StudioPage) -> int:
+    """Star the chosen take; pick the other in the table, reject it and clear that again: -> the starred one."""
+    s.page.click("#star")
+    starred = int(re.search(r"Starred take (\d+)", s.expect_message("Starred take")).group(1))
+    other = 3 - starred
+    assert {r[0]: r[1] for r in s.takes()} == {f"Take {starred}": "★", f"Take {other}": ""}
+    row = next(i for i, r in enumerate(s.takes()) if r[0] == f"Take {other}")
+    s.page.locator(f"#takes-table [role=gridcell][data-row='{row}'][data-col='0']").click()  # pick it in the table
+    expect(s.page.locator("#take-info")).to_contain_text(f"Take {other}")
+    s.page.click("#reject")
+    s.expect_message(f"Rejected take {other}.")
+    s.page.click("#clear-rating")
+    s.expect_message(f"Cleared the rating of take {other}.")
+    s.choose("take-pick", re.compile(f"^Take {starred} ★"))
+    expect(s.page.locator("#take-info")).to_contain_text(f"Take {starred} ★")
+    return starred
+
+
+def export_and_check(s: StudioPage, server) -> dict:
+    """Export the starred take as WAV and muxed MP4 and check the files: -> the project's state."""
+    s.page.get_by_label("MP4 (video copied + take)").check()
+    s.page.click("#export")
+    s.expect_message("Exported take", timeout=SLOW)
+    expect(s.page.locator("#exports")).to_contain_text(".wav")
+    expect(s.page.locator("#exports")).to_contain_text(".mp4")
+    state = project_state(server, "Door slam")
+    clip = state["clip_objects"][0]
+    export = sorted((clip.folder / "exports").iterdir())[-1]
+    info = sf.info(next(export.glob("*.wav")))
+    assert (info.samplerate, info.channels, info.subtype) == (48000, 2, "PCM_24")
+    assert info.frames == round(clip.duration * 48000) == 120000  # exactly the picture's length
+    mp4 = next(export.glob("*.mp4"))
+    assert video_packets(mp4) == video_packets(clip.source)  # the video stream copied, not re-encoded
+    with av.open(str(mp4)) as c:
+        assert c.streams.audio[0].codec_context.sample_rate == 48000
+    return state
 
 
 def save_docs_screenshot(s: StudioPage) -> None:
@@ -188,6 +204,7 @@ def save_docs_screenshot(s: StudioPage) -> None:
     small.quantize(colors=96, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(target, optimize=True)
 
 
+@pytest.mark.slow
 def test_two_sessions_rendering_at_once_get_their_own_takes(server, new_context, pages, media):
     a = open_studio(new_context, pages, server)
     b = open_studio(new_context, pages, server)
