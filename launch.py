@@ -3,9 +3,10 @@
 
     python launch.py                 start the studio (127.0.0.1:7860)
     python launch.py render VIDEO... --out DIR   stereo foley for videos (WAV, CoT, optional MP4 with the video copied)
+    python launch.py score VIDEO AUDIO   reward scores of a take (semantic, temporal, aesthetic, spatial) as JSON
     python launch.py world ...       write a FoleyWorld split (mp4 + wav + json per clip), or time the generator
     python launch.py bench ...       FoleyBench on a split: table as JSON on stdout and markdown on stderr
-    python launch.py train ...       training commands (metrics: the FoleyBench metric models)
+    python launch.py train ...       training commands (metrics, codec, features, pretrain, planner, grpo)
 
 Bad input ends with a one-line error on stderr and exit code 2; set FOLEY_DEBUG=1 to see tracebacks.
 """
@@ -189,6 +190,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
         planner = _planner(args.model) if args.cot == "planner" else None
         settings = RenderSettings(seed=args.seed, steps=args.steps, cfg=args.cfg, rescale=args.rescale)
         extra["model"] = render_row(bundle, data, settings, planner)
+    if args.rewards:  # the reward heads instead of the FoleyBench metrics
+        from engine.bench.rewards import reward_markdown, reward_table
+
+        result = reward_table(data, rows, args.weights, args.limit, extra_rows=extra, progress=_progress("rewards"))
+        print(json.dumps(result))
+        print(reward_markdown(result), file=sys.stderr)
+        return 0
     result = bench_split(data, rows=rows, limit=args.limit, extra_rows=extra, progress=_progress(f"bench {args.split}"))
     if "model" in result["rows"]:  # name the row after the model and where its CoT came from
         name = f"model {args.model}" + (" (planner CoT)" if args.cot == "planner" else "")
@@ -301,8 +309,52 @@ def _train_planner(args: argparse.Namespace) -> dict:
     return {k: v for k, v in report.items() if k != "history"}
 
 
+def _train_grpo(args: argparse.Namespace) -> dict:
+    """Fast-GRPO (or with --flow Flow-GRPO) of a model with the four reward heads; resumable."""
+    from trainer.grpo import GrpoConfig, train_grpo
+
+    cfg = GrpoConfig(
+        model=args.model,
+        out=str(args.out or ROOT / "runs" / "grpo"),
+        prompts=args.prompts,
+        clips=args.prompt_clips,
+        eval_prompts=args.eval_prompts,
+        eval_clips=args.eval_clips,
+        duration=args.duration,
+        iterations=args.iterations,
+        group=args.group,
+        steps=args.sample_steps,
+        window=args.sample_steps if args.flow else args.window,
+        weights=args.weights,
+        per_reward_norm=args.per_reward_norm,
+        kl=args.kl,
+        lr=args.lr or 1e-5,
+        minibatch=args.batch or 4,
+        lora_rank=args.lora_rank,
+        eval_every=args.eval_every,
+        seed=args.seed,
+        threads=args.threads,
+    )
+
+    def show(e: dict) -> None:
+        parts = [f"{k[7:]}={e[k]:.3f}" for k in e if k.startswith("reward_")]
+        if "kl" in e:
+            parts += [f"kl={e['kl']:.2e}", f"clip={e['clip_frac']:.3f}", f"nfe={e['policy_nfe_per_sample']:g}"]
+        parts += [f"eval={e['eval_weighted']:.3f}"] if "eval_weighted" in e else []
+        parts += [f"{e['seconds']:.1f}s"] if "seconds" in e else []
+        print(f"grpo {e['iteration']}/{cfg.iterations} " + " ".join(parts), file=sys.stderr, flush=True)
+
+    result = train_grpo(cfg, progress=show, resume=args.resume)
+    last = result["history"][-1] if result["history"] else {}
+    summary = {k: v for k, v in result.items() if k not in ("history", "policy", "window_starts")}
+    return summary | {"method": cfg.method, "last": last}
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     """Training subcommands."""
+    if args.what == "grpo":
+        print(json.dumps(_train_grpo(args)))
+        return 0
     if args.what == "planner":
         print(json.dumps(_train_planner(args)))
         return 0
@@ -327,26 +379,21 @@ def cmd_train(args: argparse.Namespace) -> int:
     raise CliError(f"unknown training command {args.what!r}")
 
 
-REWARD_DIMENSIONS = ("semantic", "temporal", "aesthetic", "spatial")  # the four --weights names, CoT order
-
-
 def _weights(text: str) -> dict[str, float]:
     """``semantic=1,temporal=0.6`` -> weights of the four reward dimensions (left out = 0), all >= 0."""
-    weights = dict.fromkeys(REWARD_DIMENSIONS, 0.0)
-    for item in filter(None, (s.strip() for s in text.split(","))):
-        name, sep, value = item.partition("=")
-        if not sep or name.strip() not in weights:
-            raise argparse.ArgumentTypeError(f"{item!r}: use NAME=NUMBER with NAME in {', '.join(REWARD_DIMENSIONS)}")
-        try:
-            number = float(value)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{item!r}: {value!r} is not a number") from None
-        if not number >= 0 or number == float("inf"):
-            raise argparse.ArgumentTypeError(f"{item!r}: weights must be finite and >= 0")
-        weights[name.strip()] = number
-    if not any(weights.values()):
-        raise argparse.ArgumentTypeError("at least one weight must be positive")
-    return weights
+    from engine.errors import UserInputError
+    from engine.rewards.weights import parse_weights
+
+    try:
+        return parse_weights(text)
+    except UserInputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _add_weights(parser, what: str) -> None:
+    """The --weights option (the four reward dimensions, PrismAudio's weights by default)."""
+    default = "semantic=1,temporal=0.6,aesthetic=0.1,spatial=0.4"
+    parser.add_argument("--weights", type=_weights, default=default, help=f"{what}, e.g. {default} (left out = 0)")
 
 
 def _guidance(text: str) -> float:
@@ -363,15 +410,13 @@ def _render_inputs(args: argparse.Namespace):
     """Validate everything before any output exists: -> (out folder, videos, CoT, CoT source, settings)."""
     import secrets
 
+    from engine.best_of_n import MAX_CANDIDATES
     from engine.cot import load_cot
     from engine.pipeline import FALLBACK_COT, RenderSettings
     from engine.planner import has_planner
 
-    if args.candidates > 1:
-        raise CliError(
-            f"--candidates {args.candidates} is not available yet: best-of-N needs the reward heads, which are "
-            "not built; use --candidates 1"
-        )
+    if args.candidates > MAX_CANDIDATES:
+        raise CliError(f"--candidates must be at most {MAX_CANDIDATES}, got {args.candidates}")
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise CliError(f"--out {out} exists and is not a folder")
@@ -435,7 +480,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     import time
 
     from engine.models import load_bundle
-    from engine.pipeline import prepare_video, render, render_plan
+    from engine.pipeline import prepare_video, render_plan
     from engine.planner import load_planner
 
     out, videos, given, source, settings = _render_inputs(args)
@@ -451,13 +496,94 @@ def cmd_render(args: argparse.Namespace) -> int:
     for video, prep in zip(videos, prepared):
         start = time.perf_counter()
         cot = planner.plan(video) if planner is not None else given  # each video gets its own plan
-        audio = render(prep, cot, bundle, settings, progress=_after_a_second(f"render {video.name}"))
+        audio, take = _take(args, prep, cot, bundle, settings, _after_a_second(f"render {video.name}"))
         paths = _write_take(out, video, audio, bundle.sample_rate, cot, args.mux)
-        line = {"video": str(video), **paths, "model": bundle.name, "seed": settings.seed, "steps": settings.steps}
+        line = {"video": str(video), **paths, "model": bundle.name, "seed": take.pop("seed"), "steps": settings.steps}
         line |= {"cfg": settings.cfg, "cot_source": source, "duration": prep.duration, "samples": len(audio)}
         line |= {"sample_rate": bundle.sample_rate, "windows": len(render_plan(prep, bundle, settings))}
-        line |= {"scores": None, "seconds": round(time.perf_counter() - start, 3)}
+        line |= take | {"seconds": round(time.perf_counter() - start, 3)}
         print(json.dumps(line), flush=True)
+    return 0
+
+
+def _take(args: argparse.Namespace, prep, cot, bundle, settings, progress):
+    """One render, or with ``--candidates N`` the best of N seeds by the weighted reward:
+    -> (audio (N, 2), {"seed", "scores", ...} for the JSON line)."""
+    from engine.pipeline import render
+
+    if args.candidates == 1:
+        return render(prep, cot, bundle, settings, progress=progress), {"seed": settings.seed, "scores": None}
+    from engine.best_of_n import best_of_n
+    from engine.rewards import load_reward_heads
+
+    ranked = best_of_n(prep, bundle, cot, settings, args.candidates, args.weights, load_reward_heads(), progress)
+    best = ranked[0].summary()
+    fields = {"seed": best["seed"], "scores": best["scores"], "total": best["total"], "weights": args.weights}
+    return ranked[0].audio, fields | {"candidates": [c.summary() for c in ranked]}
+
+
+def _read_take(path: Path):
+    """(audio (N, 2) float32, sample rate) of a sound file, or of a media file's audio track; mono is doubled."""
+    import numpy as np
+    import soundfile as sf
+
+    from engine.media import read_wav
+    from engine.video_io import load_audio_track
+
+    if not path.is_file():
+        raise CliError(f"audio not found: {path}")
+    try:
+        audio, sr = read_wav(path)
+    except (sf.LibsndfileError, RuntimeError, ValueError):
+        audio, sr = load_audio_track(path), 44100  # mp4, m4a...: raises UserInputError when unreadable
+        if audio is None:
+            raise CliError(f"{path.name} has no audio") from None
+    if len(audio) == 0:
+        raise CliError(f"{path.name} holds no samples")
+    if audio.shape[1] not in (1, 2):
+        raise CliError(f"{path.name} has {audio.shape[1]} channels; score a stereo (or mono) take")
+    return np.repeat(audio, 2, axis=1) if audio.shape[1] == 1 else audio, sr
+
+
+def _json_safe(obj):
+    """``obj`` with non-finite floats as None (JSON has no inf or NaN)."""
+    import math
+
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    return None if isinstance(obj, float) and not math.isfinite(obj) else obj
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    """The four reward scores of a take against its video and CoT, and their weighted total, as JSON."""
+    from engine.cot import load_cot
+    from engine.pipeline import FALLBACK_COT
+    from engine.planner import has_planner, load_planner
+    from engine.rewards import as_view, load_reward_heads, weighted_total
+
+    video = Path(args.video)
+    audio, sr = _read_take(Path(args.audio))
+    view = as_view(video)  # a bad video fails here, before anything loads
+    if args.cot:
+        cot, source = load_cot(args.cot), "file"
+    elif has_planner(args.model):
+        cot, source = load_planner(args.model).plan(video), "planner"
+        print(f"note: no --cot given; the CoT comes from the planner of model {args.model!r}", file=sys.stderr)
+    else:
+        cot, source = FALLBACK_COT, "fallback"
+        print(
+            f"note: no --cot given and model {args.model!r} has no planner; using the generic fallback CoT",
+            file=sys.stderr,
+        )
+    scores, info = load_reward_heads().score_take(audio, sr, view, cot)
+    line = {"video": str(video), "audio": str(args.audio), "cot_source": source, "weights": args.weights}
+    line |= {
+        "scores": {k: round(v, 4) for k, v in scores.items()},
+        "total": round(weighted_total(scores, args.weights), 4),
+    }
+    print(json.dumps(_json_safe(line | {"details": info})))
     return 0
 
 
@@ -504,6 +630,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--cot", default="truth", choices=["truth", "planner"], help="model row: ground-truth CoT or the planner's"
     )
     b.add_argument("--planner", action="store_true", help="the planner's accuracy instead of audio rows")
+    b.add_argument(
+        "--rewards",
+        action="store_true",
+        help="mean reward-head scores per row instead of the metrics (extra rows: late, mirrored)",
+    )
+    _add_weights(b, "--rewards: weights of the total")
     b.add_argument("--seed", type=_nonneg_int, default=0, help="model row: seed of clip k is seed + k")
     b.add_argument("--steps", type=_positive_int, default=24, help="model row / --speed: sampling steps")
     b.add_argument("--cfg", type=_guidance, default=3.5, help="model row / --speed: guidance scale")
@@ -521,11 +653,12 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="training commands")
     t.add_argument(
         "what",
-        choices=["metrics", "codec", "features", "pretrain", "planner"],
+        choices=["metrics", "codec", "features", "pretrain", "planner", "grpo"],
         help="metrics: the FoleyBench metric models; codec: the stereo audio codec (--steps, --batch, --codec "
         "for the output file); features: the generator's feature cache; "
         "pretrain: the generator and video encoder (builds missing features first); "
-        "planner: the default planner (--out FILE.safetensors)",
+        "planner: the default planner (--out FILE.safetensors); grpo: Fast-GRPO with the reward heads (--flow: "
+        "Flow-GRPO)",
     )
     t.add_argument(
         "--out", default=None, help="where the weights go (default assets/bench; pretrain: runs/pretrain_<cot mode>)"
@@ -547,6 +680,23 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True, help="pretrain: continue a run")
     t.add_argument("--mixed-precision", default=None, choices=["no", "bf16", "fp16"], help="pretrain (GPU): bf16")
     t.add_argument("--threads", type=_positive_int, default=None, help="pretrain: torch CPU threads")
+    g = t.add_argument_group("grpo")
+    g.add_argument("--model", default="default", help="grpo: start model (name under assets/models or folder)")
+    g.add_argument("--prompts", help="grpo: FoleyWorld split folder or folder of videos (default: FoleyWorld train)")
+    g.add_argument("--prompt-clips", type=_positive_int, default=64, help="grpo: prompts used (FoleyWorld clips)")
+    g.add_argument("--eval-prompts", help="grpo: held-out prompt folder (default: FoleyWorld val clips)")
+    g.add_argument("--eval-clips", type=_positive_int, default=8, help="grpo: held-out prompts")
+    g.add_argument("--duration", type=float, default=9.0, help="grpo: FoleyWorld clip seconds")
+    g.add_argument("--iterations", type=_positive_int, default=200, help="grpo: iterations")
+    g.add_argument("--group", type=_positive_int, default=8, help="grpo: takes per prompt")
+    g.add_argument("--sample-steps", type=_positive_int, default=24, help="grpo: sampling steps T")
+    g.add_argument("--window", type=_positive_int, default=2, help="grpo: SDE window width w (Fast-GRPO)")
+    g.add_argument("--flow", action="store_true", help="grpo: Flow-GRPO (the SDE on every step)")
+    _add_weights(g, "grpo: reward weights")
+    g.add_argument("--per-reward-norm", action="store_true", help="grpo: normalise each reward within the group")
+    g.add_argument("--kl", type=float, default=0.04, help="grpo: KL weight")
+    g.add_argument("--lora-rank", type=_nonneg_int, default=0, help="grpo: LoRA rank (0: full fine-tuning)")
+    g.add_argument("--eval-every", type=_nonneg_int, default=10, help="grpo: iterations between evaluations")
     t.set_defaults(func=cmd_train)
 
     pl = sub.add_parser("plan", help="write the four CoT blocks of a video (JSON on stdout)")
@@ -559,6 +709,14 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--mllm-model", help="--planner mllm: hub id or local folder (default Qwen2.5-VL-7B-Instruct)")
     pl.set_defaults(func=cmd_plan)
 
+    sc = sub.add_parser("score", help="reward scores of a take against its video (JSON on stdout)")
+    sc.add_argument("video", metavar="VIDEO", help="the video the take is for")
+    sc.add_argument("audio", metavar="AUDIO", help="the take: WAV/FLAC (or a media file with an audio track)")
+    sc.add_argument("--cot", help="CoT JSON file; default: the model's planner, else the generic fallback")
+    _add_weights(sc, "weights of the total")
+    sc.add_argument("--model", default="default", help="model whose planner writes the CoT when --cot is not given")
+    sc.set_defaults(func=cmd_score)
+
     r = sub.add_parser("render", help="render stereo foley for videos")
     r.add_argument("videos", nargs="+", metavar="VIDEO", help="video files; outputs are named after each stem")
     r.add_argument("--out", required=True, help="folder for <stem>.wav, <stem>.cot.json (and <stem>.mp4)")
@@ -569,13 +727,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=_nonneg_int, default=None, help="noise seed (default: random, printed)")
     r.add_argument("--steps", type=_positive_int, default=24, help="sampling steps")
     r.add_argument("--cfg", type=_guidance, default=3.5, help="classifier-free guidance scale")
-    r.add_argument("--candidates", type=_positive_int, default=1, help="best-of-N (needs the reward heads)")
     r.add_argument(
-        "--weights",
-        type=_weights,
-        default="semantic=1,temporal=0.6,aesthetic=0.1,spatial=0.4",
-        help="reward weights for best-of-N, e.g. semantic=1,temporal=0.6 (left out = 0)",
+        "--candidates",
+        type=_positive_int,
+        default=1,
+        help="best-of-N: render seeds seed .. seed + N - 1 and keep the best by the weighted reward",
     )
+    _add_weights(r, "reward weights of best-of-N")
     r.add_argument("--mux", action="store_true", help="also write <stem>.mp4: the video stream copied + the audio")
     r.add_argument("--model", default="default", help="model name under assets/models or a model folder")
     r.set_defaults(func=cmd_render)

@@ -263,7 +263,7 @@ def _bad_inputs(tmp: Path, clip: Path) -> dict[str, tuple[list, str]]:
         "bad cot": ([clip, "--cot", tmp / "bad.json"], "not valid JSON"),
         "negative weight": ([clip, "--weights", "semantic=1,spatial=-0.5"], ">= 0"),
         "unknown weight": ([clip, "--weights", "loudness=1"], "semantic, temporal"),
-        "candidates": ([clip, "--candidates", "4"], "not available yet"),
+        "candidates": ([clip, "--candidates", "0"], "positive"),
         "out is a file": ([clip, "--out", tmp / "afile"], "not a folder"),
         "unknown model": ([clip, "--model", "no-such-model"], "no model 'no-such-model'"),
     }

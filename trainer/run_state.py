@@ -40,14 +40,15 @@ def update_ema(ema: nn.Module, model: nn.Module, decay: float) -> None:
 
 def save_training_state(path: Path, state: dict) -> None:
     """``state`` = {model, ema, optim, gen, step, config (a dataclass)} in one safetensors file
-    (written to a temporary file, then renamed)."""
+    (written to a temporary file, then renamed); ``gen`` (a torch.Generator) may be None."""
     from safetensors.torch import save_file
 
     opt = state["optim"].state_dict()
     tensors = {f"model.{k}": v for k, v in state["model"].state_dict().items()}
     tensors |= {f"ema.{k}": v for k, v in state["ema"].state_dict().items()}
     tensors |= {f"optim.{i}.{name}": t for i, s in opt["state"].items() for name, t in s.items()}
-    tensors["rng"] = state["gen"].get_state()
+    if state.get("gen") is not None:  # loops whose randomness is a pure function of the step have none
+        tensors["rng"] = state["gen"].get_state()
     meta = {
         "step": str(state["step"]),
         "config": json.dumps(asdict(state["config"])),
@@ -81,5 +82,6 @@ def load_training_state(path: Path, state: dict, must_match: tuple[str, ...] = (
             opt_state.setdefault(int(idx), {})[name] = v
     groups = [{**g, "betas": tuple(g["betas"])} for g in json.loads(meta["param_groups"])]
     state["optim"].load_state_dict({"state": opt_state, "param_groups": groups})
-    state["gen"].set_state(tensors["rng"])
+    if state.get("gen") is not None:
+        state["gen"].set_state(tensors["rng"])
     return int(meta["step"])

@@ -54,12 +54,20 @@ def onset_envelope(audio: np.ndarray, sr: int = 44100, hop_s: float = 0.01) -> t
     return np.concatenate([[0.0], flux]), sr / hop
 
 
-def _adaptive_threshold(env: np.ndarray, rate: float) -> np.ndarray:
-    """Moving median + K * robust std (1.4826 * MAD) + DELTA, per frame (T,)."""
+def adaptive_threshold(env: np.ndarray, rate: float, delta: float = _THRESH_DELTA_DB) -> np.ndarray:
+    """Moving median (over 1 s) + K * robust std (1.4826 * MAD) + ``delta``, per frame (T,), of an
+    envelope sampled at ``rate`` Hz (``delta`` in the envelope's unit: dB per bin for `onset_envelope`)."""
     size = max(3, round(_MEDIAN_S * rate) | 1)
     med = ndimage.median_filter(env, size=size, mode="nearest")
     mad = ndimage.median_filter(np.abs(env - med), size=size, mode="nearest")
-    return med + _THRESH_K * 1.4826 * mad + _THRESH_DELTA_DB
+    return med + _THRESH_K * 1.4826 * mad + delta
+
+
+def onset_strength(audio: np.ndarray, sr: int = 44100) -> tuple[np.ndarray, float]:
+    """Significant onset strength of (N, 2) audio: (strength (T,), frame rate in Hz), `_onset_strength`
+    of the `onset_envelope` (what `desync_offset` correlates with the events)."""
+    env, rate = onset_envelope(audio, sr)
+    return _onset_strength(env, rate), rate
 
 
 def _onset_strength(env: np.ndarray, rate: float) -> np.ndarray:
@@ -68,7 +76,7 @@ def _onset_strength(env: np.ndarray, rate: float) -> np.ndarray:
     Only significant rises count, so steady textures add nothing; the log keeps one loud unlisted
     onset (a texture starting) from outweighing the many events in `desync_offset`.
     """
-    strength = np.log1p(np.maximum(env - _adaptive_threshold(env, rate), 0.0))
+    strength = np.log1p(np.maximum(env - adaptive_threshold(env, rate), 0.0))
     strength[: int(np.ceil(_SKIP_S * rate))] = 0.0
     return strength
 
@@ -87,7 +95,7 @@ def _pick_peaks(env: np.ndarray, thresh: np.ndarray, min_gap: int) -> np.ndarray
 def detect_onsets(audio: np.ndarray, sr: int = 44100) -> np.ndarray:
     """Onset times in seconds (sorted, (K,)) of (N, 2) audio; none in silence or the first 50 ms."""
     env, rate = onset_envelope(audio, sr)
-    peaks = _pick_peaks(env, _adaptive_threshold(env, rate), round(_MIN_GAP_S * rate))
+    peaks = _pick_peaks(env, adaptive_threshold(env, rate), round(_MIN_GAP_S * rate))
     times = peaks / rate
     return times[times >= _SKIP_S]
 

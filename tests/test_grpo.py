@@ -1,0 +1,235 @@
+"""Fast-GRPO and Flow-GRPO on a tiny model: the rollout's log-probabilities against a direct Gaussian
+density, advantages / surrogate / KL in exact cases, windows that move every iteration and differ between
+processes, w policy evaluations per sample, the LoRA reference as the base with adapters disabled, an
+exact resume, and two processes (torchrun + accelerate, gloo) that end one step with identical weights."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from engine.generator import Generator
+from engine.models import load_bundle, save_bundle
+from engine.sampling import sde_sigma
+from tests.bundles import tiny_bundle
+from trainer.foleyworld.scene import WorldConfig
+from trainer.foleyworld.splits import write_split
+from trainer.grpo import GrpoConfig, build_policy, collect_rollouts, guided_velocity, noise_generator, train_grpo
+from trainer.grpo_objective import clipped_surrogate, draw_window, gaussian_kl, group_advantages
+from trainer.grpo_prompts import load_prompts
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    return save_bundle(tiny_bundle(), tmp_path_factory.mktemp("model") / "tiny")
+
+
+@pytest.fixture(scope="module")
+def prompt_dir(tmp_path_factory) -> Path:
+    """Two 2 s FoleyWorld train clips (mp4 + ground-truth CoT)."""
+    folder = tmp_path_factory.mktemp("prompts")
+    write_split("train", folder, 2, WorldConfig(duration=2.0, width=48, height=48))
+    return folder
+
+
+def _config(model_dir: Path, prompt_dir: Path, out: Path, **kw) -> GrpoConfig:
+    base = dict(model=str(model_dir), out=str(out), prompts=str(prompt_dir), eval_prompts=str(prompt_dir))
+    base |= dict(clips=2, eval_clips=1, iterations=2, group=3, steps=4, window=2, minibatch=2, eval_every=0)
+    return GrpoConfig(**(base | dict(lr=1e-3, clip_range=0.2) | kw))
+
+
+# ------------------------------------------------------------------------------------ the objective
+
+
+def test_rollout_log_probs_are_the_gaussian_density_of_the_sde_step(model_dir, prompt_dir):
+    bundle = load_bundle(model_dir)
+    cfg = _config(model_dir, prompt_dir, Path("unused"), logprob_reduce="sum")
+    prompt = load_prompts(prompt_dir, bundle, 1)[0]
+    policy = build_policy(bundle, cfg)
+    group = collect_rollouts(
+        policy, bundle.codec, prompt, cfg, (1, 2), noise_generator(0, 0, 0, 0, torch.device("cpu"))
+    )
+    velocity = guided_velocity(policy.network(), prompt, cfg.group, cfg.cfg)
+    for step in group.steps:
+        t, t_next, x = float(step["t"]), float(step["t_next"]), step["x"]
+        with torch.no_grad():
+            v = velocity(x, torch.full((cfg.group,), t))
+        sigma, dt = float(sde_sigma(t, t_next, cfg.noise_level)), t_next - t
+        mean = x + (v + sigma**2 / (2 * t) * (x + (1 - t) * v)) * dt  # REFERENCE "The SDE", written out
+        direct = torch.distributions.Normal(mean, sigma * np.sqrt(-dt)).log_prob(step["x_next"]).flatten(1).sum(1)
+        torch.testing.assert_close(step["old_log_prob"], direct, rtol=1e-5, atol=1e-2)
+    assert [s["t"] for s in group.steps] == [group.steps[0]["t"], group.steps[1]["t"]] and len(group.steps) == 2
+    assert group.audio.shape == (cfg.group, prompt.prepared.n_samples, 2)
+
+
+def test_group_advantages_in_exact_cases():
+    adv, total = group_advantages({"semantic": torch.tensor([1.0, 0.0, 0.5, 0.5])}, {"semantic": 1.0})
+    torch.testing.assert_close(adv, torch.tensor([2**0.5, -(2**0.5), 0.0, 0.0]), atol=1e-5, rtol=0)
+    rewards = {"semantic": torch.tensor([0.0, 1.0, 0.0, 1.0]), "temporal": torch.tensor([0.0, 0.0, 0.1, 0.1])}
+    weights = {"semantic": 1.0, "temporal": 1.0}
+    plain, total = group_advantages(rewards, weights)
+    torch.testing.assert_close(total, torch.tensor([0.0, 0.5, 0.05, 0.55]))
+    normed, _ = group_advantages(rewards, weights, per_reward_norm=True)
+    assert float(plain[2] - plain[0]) < 0.3 < float(normed[2] - normed[0])  # the small-spread reward counts
+    torch.testing.assert_close(normed, torch.tensor([-1.0, 0.0, 0.0, 1.0]) * 2**0.5, atol=1e-4, rtol=0)
+    outlier, _ = group_advantages({"semantic": torch.tensor([1.0] + [0.0] * 99)}, {"semantic": 1.0}, clip=5.0)
+    assert float(outlier[0]) == 5.0
+    flat, _ = group_advantages({"semantic": torch.full((4,), 0.3)}, {"semantic": 1.0})
+    assert torch.equal(flat, torch.zeros(4))
+
+
+def test_clipped_surrogate_and_kl_in_exact_cases():
+    lp, old = torch.tensor([0.1, -0.1, 0.0]), torch.zeros(3)
+    adv = torch.tensor([1.0, 1.0, -2.0])
+    loss, frac, _ = clipped_surrogate(lp, old, adv, clip_range=0.05)
+    # r = e^0.1 clipped to 1.05 (A > 0); r = e^-0.1 kept (min with the clipped 0.95); r = 1: -2
+    assert float(loss) == pytest.approx(-(1.05 + np.exp(-0.1) - 2.0) / 3, abs=1e-6)  # float32
+    assert float(frac) == pytest.approx(2 / 3)
+    m, m_ref, std = torch.randn(2, 3, 4), torch.randn(2, 3, 4), torch.tensor([0.3, 0.7])
+    direct = torch.distributions.kl_divergence(
+        torch.distributions.Normal(m, std[:, None, None]), torch.distributions.Normal(m_ref, std[:, None, None])
+    )
+    torch.testing.assert_close(gaussian_kl(m, m_ref, std, "sum"), direct.flatten(1).sum(1))
+    torch.testing.assert_close(gaussian_kl(m, m_ref, std, "mean"), direct.flatten(1).mean(1))
+
+
+def test_windows_move_every_iteration_and_differ_between_processes():
+    starts = np.array([[draw_window(24, 2, 0, it, p)[0] for it in range(40)] for p in range(2)])  # (P, I)
+    assert starts.min() >= 0 and starts.max() <= 22 and len(np.unique(starts[0])) > 10
+    assert (starts[0] != starts[1]).mean() > 0.8
+    assert all(draw_window(24, 24, 0, it, p) == (0, 24) for it in range(5) for p in range(2))  # Flow-GRPO
+    assert draw_window(24, 2, 0, 7, 1) == draw_window(24, 2, 0, 7, 1)  # a pure function (resumable)
+
+
+# ---------------------------------------------------------------------------------------- training
+
+
+def _count_policy_evals(monkeypatch) -> list[int]:
+    """Rows of every generator evaluation made with gradients (the policy's, not the reference's)."""
+    counted: list[int] = []
+    original = Generator.velocity_pair
+
+    def counting(self, x, t, cond, uncond):
+        if torch.is_grad_enabled():
+            counted.append(x.shape[0])
+        return original(self, x, t, cond, uncond)
+
+    monkeypatch.setattr(Generator, "velocity_pair", counting)
+    return counted
+
+
+@pytest.mark.parametrize("window", [2, 4])  # Fast-GRPO (w = 2 of 4 steps), Flow-GRPO (every step)
+def test_policy_evaluations_per_sample_equal_the_window(model_dir, prompt_dir, tmp_path, monkeypatch, window):
+    counted = _count_policy_evals(monkeypatch)
+    cfg = _config(model_dir, prompt_dir, tmp_path / "run", iterations=1, window=window)
+    result = train_grpo(cfg, resume=False)
+    entry = result["history"][-1]
+    assert entry["policy_nfe_per_sample"] == window == sum(counted) / cfg.group
+    assert cfg.method == ("flow-grpo" if window == 4 else "fast-grpo")
+    for key in ("reward_semantic", "reward_temporal", "reward_aesthetic", "reward_spatial", "reward_weighted"):
+        assert 0.0 <= entry[key] <= 1.0
+    assert entry["kl"] >= 0.0 and 0.0 <= entry["clip_frac"] <= 1.0 and entry["seconds"] > 0
+    assert load_bundle(tmp_path / "run").generator.config == load_bundle(model_dir).generator.config
+
+
+def test_lora_reference_is_the_base_with_adapters_disabled(model_dir, prompt_dir):
+    bundle = load_bundle(model_dir)
+    prompt = load_prompts(prompt_dir, bundle, 1)[0]
+    policy = build_policy(bundle, _config(model_dir, prompt_dir, Path("unused"), lora_rank=4))
+    assert policy.lora and policy._reference == (None,)  # no second copy of the generator
+    trainable = {n for n, p in policy.named_parameters() if p.requires_grad}
+    assert trainable and all("lora_" in n for n in trainable)
+    with torch.no_grad():
+        for n, p in policy.named_parameters():
+            if "lora_B" in n:
+                p.normal_(0, 0.5)  # adapters that change the output (B starts at zero)
+        x, t = torch.randn(2, bundle.generator.config.latent_dim, prompt.n_latent), torch.full((2,), 0.6)
+        base = guided_velocity(bundle.generator, prompt, 2, 3.5)(x, t)
+        ref_velocity, context = policy.reference_velocity(prompt, 2)
+        with context():
+            ref = ref_velocity(x, t)
+        adapted = guided_velocity(policy.network(), prompt, 2, 3.5)(x, t)
+    torch.testing.assert_close(ref, base)
+    assert (adapted - base).abs().max() > 1e-3
+
+
+def test_resume_continues_exactly(model_dir, prompt_dir, tmp_path):
+    straight = train_grpo(_config(model_dir, prompt_dir, tmp_path / "a", lora_rank=4), resume=False)
+    first = train_grpo(_config(model_dir, prompt_dir, tmp_path / "b", lora_rank=4, stop_at=1), resume=False)
+    assert not first["finished"] and first["iterations"] == 1
+    resumed = train_grpo(_config(model_dir, prompt_dir, tmp_path / "b", lora_rank=4), resume=True)
+    assert resumed["resumed_from"] == 1 and resumed["finished"]
+    a, b = straight["policy"].state_dict(), resumed["policy"].state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    last_a, last_b = straight["history"][-1], resumed["history"][-1]
+    assert last_a["reward_weighted"] == last_b["reward_weighted"] and last_a["loss"] == last_b["loss"]
+    ga, gb = load_bundle(tmp_path / "a").generator.state_dict(), load_bundle(tmp_path / "b").generator.state_dict()
+    assert all(torch.equal(ga[k], gb[k]) for k in ga)  # the saved EMA models too
+    with pytest.raises(Exception, match="no-resume"):
+        train_grpo(_config(model_dir, prompt_dir, tmp_path / "b", lora_rank=4, group=4, iterations=3), resume=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow  # two fresh Python processes: ~20 s on 2 cores
+def test_two_processes_end_a_step_with_identical_weights(model_dir, prompt_dir, tmp_path):
+    env = os.environ | {"ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port())]
+    cmd += [str(ROOT / "tests" / "grpo_worker.py"), str(model_dir), str(prompt_dir), str(tmp_path)]
+    run = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    reports = [json.loads((tmp_path / f"process{p}.json").read_text()) for p in range(2)]
+    assert reports[0]["digest"] == reports[1]["digest"]
+    start = load_bundle(model_dir).generator.state_dict()
+    trained = load_bundle(tmp_path).generator.state_dict()
+    assert any(not torch.equal(start[k], trained[k]) for k in start)  # the step did change the weights
+    assert len(reports[0]["window_starts"]) == 2  # one window per process, gathered into the log
+
+
+def test_config_rejects_bad_values(model_dir, prompt_dir):
+    from engine.errors import UserInputError
+
+    for bad in (dict(group=1), dict(weights={"semantic": -1.0}), dict(logprob_reduce="max"), dict(window=0)):
+        with pytest.raises(UserInputError):
+            replace(_config(model_dir, prompt_dir, Path("x")), **bad)
+
+
+def test_train_grpo_command_and_a_plain_video_folder(model_dir, prompt_dir, tmp_path, capsys):
+    from engine.cot import Cot
+    from tests.test_pipeline import _cli
+    from trainer.grpo_prompts import load_prompts
+
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    for name in ("train_000000", "train_000001"):
+        (videos / f"{name}.mp4").write_bytes((prompt_dir / f"{name}.mp4").read_bytes())
+    side = Cot("a ball bounces on wood", "three hits", "dry", "left")
+    (videos / "train_000000.cot.json").write_text(json.dumps(side.to_dict()))
+    with pytest.warns(UserWarning, match="fallback"):
+        prompts = load_prompts(videos, load_bundle(model_dir))  # no planner in the tiny model
+    assert prompts[0].cot == side and "fallback" in prompts[1].cot.semantic
+    args = ["train", "grpo", "--model", model_dir, "--prompts", prompt_dir, "--eval-prompts", prompt_dir]
+    args += ["--prompt-clips", "2", "--eval-clips", "1", "--iterations", "1", "--group", "2", "--sample-steps", "3"]
+    rc, out, err = _cli(*args, "--window", "1", "--out", tmp_path / "run", "--threads", "1", capsys=capsys)
+    assert rc == 0, err
+    line = json.loads(out)
+    assert line["method"] == "fast-grpo" and line["finished"] and line["last"]["policy_nfe_per_sample"] == 1
+    assert "grpo 1/1" in err
+    rc, out, err = _cli(*args, "--group", "1", "--out", tmp_path / "bad", capsys=capsys)
+    assert rc == 2 and err.startswith("error:") and len(err.strip().splitlines()) == 1

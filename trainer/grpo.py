@@ -1,0 +1,504 @@
+"""Fast-GRPO and Flow-GRPO: reinforcement learning of the generator with the four reward heads.
+
+The method (PrismAudio section 3.3.2 and appendix B, REFERENCE "Fast-GRPO"): every iteration each process
+draws its own SDE window ``[l, l + w)`` of the T sampling steps afresh (`grpo_objective.draw_window`),
+samples a group of N takes per prompt with the hybrid sampler (`engine.sampling.sample_hybrid`: ODE steps
+outside the window, SDE steps with Gaussian log-probabilities inside), scores them with the reward heads,
+turns the weighted rewards into group-relative advantages, and takes policy steps on the clipped surrogate
+over the window steps only, minus ``beta`` times the KL to the reference policy. Policy network
+evaluations with gradients per sample: w (Fast-GRPO) instead of T (Flow-GRPO = the same code with
+``window >= steps``). The policy is the guided sampler: both branches of classifier-free guidance come
+from the trained network, as at render time.
+
+Log-probabilities and the KL are averaged over the latent elements (``logprob_reduce="mean"``, as the
+official code), which keeps ratios near 1 and explains its tiny clip range (1e-4). Full fine-tuning keeps a
+frozen copy of the start generator as the reference; LoRA (peft) keeps none: the reference is the same
+network with its adapters disabled. `accelerate` runs it on one CPU, one GPU or several processes
+(``torchrun --nproc_per_node N launch.py train grpo ...`` on CPUs, ``accelerate launch`` on GPUs): each
+process takes its own prompts and window, gradients are averaged, so every process keeps the same weights.
+
+The loop is named steps: collect rollouts, score, advantages, policy step, EMA, evaluate, save. All
+randomness of iteration i on process p (prompt choice, window, noise) is a pure function of (seed, i, p),
+and a checkpoint holds the policy, its EMA, AdamW's moments and the iteration, so a resumed run repeats the
+uninterrupted one exactly. At the end ``out/`` is a model folder (`engine.models.load_bundle`) holding the
+EMA generator (LoRA merged into it), the start model's codec, video encoder and planner.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from engine.errors import UserInputError
+from engine.generator import Conditions, Generator
+from engine.models import ModelBundle, load_bundle, resolve_model, save_bundle
+from engine.rewards import DEFAULT_WEIGHTS, RewardHeads, check_weights, load_reward_heads
+from engine.sampling import Velocity, gaussian_log_prob, guided, sample_hybrid, sample_ode, sde_step
+from trainer.grpo_objective import clipped_surrogate, draw_window, gaussian_kl, group_advantages
+from trainer.grpo_prompts import Prompt
+from trainer.run_state import ema_decay, load_training_state, save_training_state
+
+Progress = Callable[[dict], None]  # called with each iteration's log entry
+CHECKPOINT = "checkpoint.safetensors"  # inside out/: the whole training state
+LORA_TARGETS = r".*blocks\.\d+\.(attn\.(qkv|out)|cross\.(q|kv|out)|mlp\.(0|2))"  # attention and MLP linears
+
+
+@dataclass(frozen=True)
+class GrpoConfig:
+    """Everything that defines a GRPO run (defaults: the reference's Fast-GRPO, CPU-sized groups)."""
+
+    model: str = "default"  # start model: a name under assets/models or a model folder
+    out: str = "runs/grpo"  # output folder: checkpoint, train_log.jsonl, and at the end the trained model
+    prompts: str | None = None  # prompt folder (FoleyWorld split or videos); None: FoleyWorld train clips
+    clips: int = 64  # FoleyWorld train clips written to out/prompts when ``prompts`` is None
+    eval_prompts: str | None = None  # held-out prompt folder; None: FoleyWorld val clips
+    eval_clips: int = 8  # held-out prompts (FoleyWorld val clips written to out/eval_prompts)
+    duration: float = 9.0  # seconds of the FoleyWorld clips
+    iterations: int = 200  # GRPO iterations (each: rollouts, scores, policy steps)
+    prompts_per_iter: int = 1  # prompts per process per iteration
+    group: int = 8  # N: takes per prompt (the reference uses 16)
+    steps: int = 24  # T: sampling steps of a rollout
+    window: int = 2  # w: SDE steps per rollout (Fast-GRPO 2); >= steps is Flow-GRPO
+    noise_level: float = 0.7  # a in sigma_t = a sqrt(t / (1 - t))
+    cfg: float = 3.5  # guidance scale of the rollouts and of the policy (the render default)
+    shift: float = 1.0  # timestep shift of the sampling grid (`engine.sampling.timesteps`)
+    weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))  # reward weights
+    per_reward_norm: bool = False  # normalise each reward within the group before weighting
+    adv_clip: float = 5.0  # advantages are clipped to +-adv_clip
+    clip_range: float = 1e-4  # PPO ratio clip (the official code's value, with mean-reduced log-probs)
+    kl: float = 0.04  # beta: weight of the KL to the reference policy
+    lr: float = 1e-5  # AdamW learning rate (constant)
+    weight_decay: float = 0.0  # AdamW decoupled weight decay
+    grad_clip: float = 1.0  # max global gradient norm
+    minibatch: int = 4  # takes per optimiser step (a group gives ceil(group / minibatch) steps)
+    lora_rank: int = 0  # 0: full fine-tuning; > 0: LoRA of this rank on attention and MLP linears
+    lora_alpha: float | None = None  # LoRA scale numerator (default: the rank, i.e. scale 1)
+    ema_decay: float = 0.99  # EMA of the trained weights (warmed up), used for evaluation and the output
+    logprob_reduce: str = "mean"  # "mean" (official code) or "sum" (the true density) over latent elements
+    eval_every: int = 10  # iterations between held-out evaluations (0: only at the end)
+    eval_seed: int = 1234  # noise seed of held-out prompt k is eval_seed + k (the same every evaluation)
+    ckpt_every: int = 10  # iterations between checkpoints
+    seed: int = 0  # seeds prompt order, windows and noise
+    threads: int | None = None  # torch CPU threads (None: leave as is)
+    cpu: bool = False  # stay on the CPU even when a GPU is there
+    stop_at: int | None = None  # stop (checkpoint, no final model) after this iteration; resume later
+
+    def __post_init__(self) -> None:
+        check_weights(self.weights)
+        if min(self.iterations, self.prompts_per_iter, self.group, self.steps, self.window, self.minibatch) < 1:
+            raise UserInputError(f"iterations, prompts_per_iter, group, steps, window, minibatch must be >= 1: {self}")
+        if self.group < 2:
+            raise UserInputError("a GRPO group needs at least 2 takes (advantages are relative to the group)")
+        if self.lora_rank < 0 or self.ckpt_every < 1 or self.eval_every < 0 or self.kl < 0 or self.lr <= 0:
+            raise UserInputError(f"need lora_rank >= 0, ckpt_every >= 1, eval_every >= 0, kl >= 0, lr > 0: {self}")
+        if self.logprob_reduce not in ("mean", "sum"):
+            raise UserInputError(f"logprob_reduce must be 'mean' or 'sum', got {self.logprob_reduce!r}")
+
+    @property
+    def width(self) -> int:
+        """The window width actually used (at most the number of steps)."""
+        return min(self.window, self.steps)
+
+    @property
+    def method(self) -> str:
+        """'flow-grpo' when the window covers every step, else 'fast-grpo'."""
+        return "flow-grpo" if self.width == self.steps else "fast-grpo"
+
+
+# ---------------------------------------------------------------------------------------- policy
+
+
+def guided_velocity(gen: Generator, prompt: Prompt, batch: int, cfg_scale: float) -> Velocity:
+    """The guided velocity ``v_u + s (v_c - v_u)`` of ``gen`` for ``batch`` takes of ``prompt`` (both
+    branches in one network pass), conditions built as `engine.pipeline.render` builds them."""
+    cond1 = gen.prepare_conditions(prompt.video_tokens, None, prompt.sync, prompt.text, prompt.n_latent)  # B = 1
+    cond: Conditions = cond1.repeat(batch)
+    uncond = gen.null_like(cond1, prompt.negative).repeat(batch)
+    return guided(lambda x, t: gen.velocity_pair(x, t, cond, uncond), cfg_scale)
+
+
+class PolicyObjective(nn.Module):
+    """The trained generator as a Gaussian policy over SDE steps; ``forward`` is the GRPO loss of one window
+    step of a minibatch (one module, so that DDP averages its gradients)."""
+
+    def __init__(self, *, generator: nn.Module, reference: Generator | None, config: GrpoConfig) -> None:
+        super().__init__()
+        self.generator = generator  # Generator (full fine-tuning) or a peft model around one (LoRA)
+        self._reference = (reference,)  # frozen start generator, or None with LoRA; a tuple: DDP must not see it
+        self.config = config
+
+    @property
+    def lora(self) -> bool:
+        """Whether the policy is a LoRA (peft) model."""
+        return self._reference[0] is None
+
+    def network(self) -> Generator:
+        """The Generator the policy evaluates (with LoRA: the base model with the adapters injected)."""
+        return self.generator.get_base_model() if self.lora else self.generator
+
+    def reference_velocity(self, prompt: Prompt, batch: int) -> tuple[Velocity, object]:
+        """(velocity of the reference policy, context to evaluate it in): adapters disabled with LoRA."""
+        import contextlib
+
+        if self.lora:
+            return guided_velocity(self.network(), prompt, batch, self.config.cfg), self.generator.disable_adapter
+        return guided_velocity(self._reference[0], prompt, batch, self.config.cfg), contextlib.nullcontext
+
+    def forward(self, prompt: Prompt, step: dict) -> dict:
+        """Loss and statistics of one window step for a minibatch: ``step`` holds x (M, C, T), x_next
+        (M, C, T), t, t_next (scalars), old_log_prob (M,), advantages (M,)."""
+        cfg, m = self.config, step["x"].shape[0]
+        t = torch.full((m,), float(step["t"]), device=step["x"].device)
+        v = guided_velocity(self.network(), prompt, m, cfg.cfg)(step["x"], t)  # (M, C, T), with gradients
+        out = sde_step(step["x"], t, step["t_next"], v, None, cfg.noise_level, cfg.logprob_reduce)
+        log_prob = gaussian_log_prob(step["x_next"], out.mean, out.std, cfg.logprob_reduce)  # (M,)
+        ref_velocity, context = self.reference_velocity(prompt, m)
+        with torch.no_grad(), context():
+            v_ref = ref_velocity(step["x"], t)
+            mean_ref = sde_step(step["x"], t, step["t_next"], v_ref, None, cfg.noise_level).mean
+        old, adv = step["old_log_prob"], step["advantages"]
+        surrogate, clip_frac, ratio = clipped_surrogate(log_prob, old, adv, cfg.clip_range)
+        kl = gaussian_kl(out.mean, mean_ref, out.std, cfg.logprob_reduce).mean()
+        return {"loss": surrogate + cfg.kl * kl, "kl": kl.detach(), "clip_frac": clip_frac, "ratio": ratio, "evals": m}
+
+
+def build_policy(bundle: ModelBundle, cfg: GrpoConfig) -> PolicyObjective:
+    """A trainable copy of the bundle's generator (the bundle is shared and never modified): full fine-tuning
+    with a frozen reference copy, or LoRA adapters on the attention and MLP linears with none."""
+    gen = copy.deepcopy(bundle.generator).float().train()
+    if cfg.lora_rank == 0:
+        reference = copy.deepcopy(bundle.generator).float().eval().requires_grad_(False)
+        return PolicyObjective(generator=gen.requires_grad_(True), reference=reference, config=cfg)
+    from peft import LoraConfig, get_peft_model
+
+    lora = LoraConfig(
+        r=cfg.lora_rank, lora_alpha=cfg.lora_alpha or cfg.lora_rank, target_modules=LORA_TARGETS, lora_dropout=0.0
+    )
+    return PolicyObjective(generator=get_peft_model(gen, lora), reference=None, config=cfg)
+
+
+class ParamEma:
+    """Exponential moving average of the trainable parameters only (with LoRA: the adapters), by name."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.shadow = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+    @torch.no_grad()
+    def update(self, model: nn.Module, decay: float) -> None:
+        for n, p in model.named_parameters():
+            if n in self.shadow:
+                self.shadow[n].lerp_(p.detach(), 1.0 - decay)
+
+    @torch.no_grad()
+    def copy_to(self, model: nn.Module) -> dict[str, torch.Tensor]:
+        """Put the EMA weights into ``model``; returns the weights it had (for `restore`)."""
+        params = dict(model.named_parameters())
+        saved = {n: params[n].detach().clone() for n in self.shadow}
+        for n, v in self.shadow.items():
+            params[n].copy_(v)
+        return saved
+
+    @torch.no_grad()
+    def restore(self, model: nn.Module, saved: dict[str, torch.Tensor]) -> None:
+        params = dict(model.named_parameters())
+        for n, v in saved.items():
+            params[n].copy_(v)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return dict(self.shadow)
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        if set(state) != set(self.shadow):
+            raise ValueError("EMA checkpoint holds other parameters than this policy (full vs LoRA, rank?)")
+        for n, v in state.items():
+            self.shadow[n].copy_(v)
+
+
+# ------------------------------------------------------------------------------------------- setup
+
+
+MUST_MATCH = ("model", "prompts", "clips", "duration", "group", "steps", "window", "lora_rank", "seed", "weights")
+
+
+def _device_bundle(bundle: ModelBundle, device: torch.device) -> ModelBundle:
+    """The shared bundle itself on the CPU; copies of its parts on another device."""
+    if device.type == "cpu":
+        return bundle
+    parts = (copy.deepcopy(p).to(device) for p in (bundle.codec, bundle.generator, bundle.video_encoder))
+    return ModelBundle(*parts, bundle.cot_mode, bundle.name)
+
+
+def _prompt_sets(cfg: GrpoConfig, bundle: ModelBundle, acc) -> tuple[list[Prompt], list[Prompt]]:
+    """Training and held-out prompts; FoleyWorld clips are written by the main process first."""
+    from engine.planner import has_planner, load_planner
+    from trainer.grpo_prompts import foleyworld_prompts, load_prompts
+
+    planner = load_planner(cfg.model).plan if has_planner(cfg.model) else None
+    out = Path(cfg.out)
+    with acc.main_process_first():
+        if cfg.prompts:
+            train = load_prompts(cfg.prompts, bundle, cfg.clips, planner)
+        else:
+            train = foleyworld_prompts(out / "prompts", "train", cfg.clips, cfg.duration, bundle)
+        if cfg.eval_prompts:
+            held = load_prompts(cfg.eval_prompts, bundle, cfg.eval_clips, planner)
+        else:
+            held = foleyworld_prompts(out / "eval_prompts", "val", cfg.eval_clips, cfg.duration, bundle)
+    return train, held
+
+
+def _setup(cfg: GrpoConfig, resume: bool, heads: RewardHeads | None) -> dict:
+    """Accelerator, bundle, prompts, policy, AdamW, EMA; restored from ``out/checkpoint.safetensors``."""
+    from accelerate import Accelerator
+
+    acc = Accelerator(cpu=cfg.cpu)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    bundle = _device_bundle(load_bundle(cfg.model), acc.device)
+    train, held = _prompt_sets(cfg, bundle, acc)
+    torch.manual_seed(cfg.seed)  # LoRA's random initialisation (DDP then broadcasts process 0's weights)
+    policy = build_policy(bundle, cfg).to(acc.device)
+    trainable = [p for p in policy.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    model, optimizer = acc.prepare(policy, optimizer)
+    ema = ParamEma(policy)  # after prepare: the weights every process now shares
+    state = {"model": policy, "ema": ema, "optim": optimizer, "gen": None, "step": 0, "config": cfg}
+    start, ckpt = 0, out / CHECKPOINT
+    if not resume and acc.is_main_process:
+        ckpt.unlink(missing_ok=True)
+        (out / "train_log.jsonl").unlink(missing_ok=True)
+    acc.wait_for_everyone()
+    if resume and ckpt.is_file():
+        try:
+            start = load_training_state(ckpt, state, must_match=MUST_MATCH)
+        except ValueError as exc:
+            raise UserInputError(f"{exc}; use --no-resume or another --out") from None
+    heads = heads or load_reward_heads()
+    s = {"acc": acc, "bundle": bundle, "train": train, "held": held, "model": model, "policy": policy}
+    return s | {"optimizer": optimizer, "ema": ema, "state": state, "start": start, "heads": heads}
+
+
+# ------------------------------------------------------------------------------------- iteration
+
+
+def pick_prompts(n_prompts: int, per_process: int, seed: int, iteration: int, process: int, n_proc: int) -> list[int]:
+    """Prompt indices of one process in one iteration: the processes share one seeded order and take
+    consecutive, disjoint slices of it (repeating the prompt set when it is too small)."""
+    rng = np.random.default_rng([seed, iteration, 0xB0])
+    need = per_process * n_proc
+    order = np.concatenate([rng.permutation(n_prompts) for _ in range(-(-need // n_prompts))])
+    return [int(i) for i in order[process * per_process : (process + 1) * per_process]]
+
+
+def noise_generator(seed: int, iteration: int, process: int, k: int, device: torch.device) -> torch.Generator:
+    """The generator of the noise of rollout group k: a pure function of (seed, iteration, process, k)."""
+    value = int(np.random.SeedSequence([seed, iteration, process, k, 0x401]).generate_state(1, np.uint64)[0]) >> 1
+    return torch.Generator(device=device).manual_seed(value)
+
+
+@dataclass(eq=False)
+class Group:
+    """The N takes of one prompt in one iteration."""
+
+    prompt: Prompt  # the condition
+    steps: list[dict]  # per window step: t, t_next, x (N, C, T), x_next (N, C, T), old_log_prob (N,)
+    audio: np.ndarray  # (N, samples, 2) decoded takes
+    rewards: dict[str, torch.Tensor] = field(default_factory=dict)  # dimension -> (N,) scores
+    total: torch.Tensor | None = None  # (N,) weighted rewards
+    advantages: torch.Tensor | None = None  # (N,) group-relative advantages
+
+
+@torch.no_grad()
+def collect_rollouts(policy: PolicyObjective, codec, prompt: Prompt, cfg: GrpoConfig, window, rng) -> Group:
+    """N hybrid ODE/SDE rollouts of ``prompt`` (SDE steps in ``window`` only) and their decoded audio."""
+    net = policy.network()
+    device = next(net.parameters()).device
+    velocity = guided_velocity(net, prompt, cfg.group, cfg.cfg)
+    x1 = torch.randn((cfg.group, net.config.latent_dim, prompt.n_latent), generator=rng, device=device)  # (N, C, T)
+    traj = sample_hybrid(velocity, x1, cfg.steps, window, cfg.noise_level, rng, cfg.shift, cfg.logprob_reduce)
+    steps = [
+        {"t": traj.ts[j], "t_next": traj.ts[j + 1], "x": traj.states[j], "x_next": traj.states[j + 1]}
+        | {"old_log_prob": traj.log_probs[j]}
+        for j in traj.sde_steps
+    ]
+    audio = codec.decode(traj.states[-1], prompt.prepared.n_samples)  # (N, 2, samples)
+    return Group(prompt, steps, audio.transpose(1, 2).float().cpu().numpy())
+
+
+def score_group(group: Group, heads: RewardHeads, sample_rate: int) -> None:
+    """Every take's reward per dimension, in place (the video side of the rewards is the prompt's view)."""
+    scores, _ = heads.score_batch(group.audio, sample_rate, group.prompt.view, group.prompt.cot)
+    group.rewards = {d: torch.tensor([s[d] for s in scores]) for d in heads.dimensions}
+
+
+def set_advantages(group: Group, cfg: GrpoConfig) -> None:
+    """Group-relative advantages of the weighted rewards, in place."""
+    group.advantages, group.total = group_advantages(group.rewards, cfg.weights, cfg.per_reward_norm, cfg.adv_clip)
+
+
+def policy_step(s: dict, cfg: GrpoConfig, groups: list[Group]) -> dict:
+    """Optimiser steps over minibatches of each group; within one, the window steps' gradients add up
+    (synchronised across processes once per optimiser step). Returns the averaged statistics."""
+    import contextlib
+
+    acc, model, optimizer = s["acc"], s["model"], s["optimizer"]
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    stats, evals, norms = [], 0, []
+    for group in groups:
+        adv = group.advantages.to(acc.device)
+        for lo in range(0, cfg.group, cfg.minibatch):
+            rows = slice(lo, lo + cfg.minibatch)
+            for n, step in enumerate(group.steps):
+                batch = {k: (v[rows] if torch.is_tensor(v) and v.ndim else v) for k, v in step.items()}
+                sync = contextlib.nullcontext() if n == len(group.steps) - 1 else acc.no_sync(model)
+                with sync:
+                    out = model(group.prompt, batch | {"advantages": adv[rows]})
+                    acc.backward(out["loss"] / len(group.steps))
+                stats.append({k: float(out[k].detach()) for k in ("loss", "kl", "clip_frac", "ratio")})
+                evals += out["evals"]
+            norms.append(float(acc.clip_grad_norm_(trainable, cfg.grad_clip)))
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+    mean = {k: float(np.mean([st[k] for st in stats])) for k in stats[0]}
+    return mean | {"grad_norm": float(np.mean(norms)), "policy_nfe_per_sample": evals / (cfg.group * len(groups))}
+
+
+def iteration(s: dict, cfg: GrpoConfig, it: int) -> dict:
+    """One GRPO iteration (collect rollouts, score, advantages, policy step, EMA) -> its log entry."""
+    acc, policy, t0 = s["acc"], s["policy"], time.perf_counter()
+    window = draw_window(cfg.steps, cfg.width, cfg.seed, it, acc.process_index)
+    picks = pick_prompts(len(s["train"]), cfg.prompts_per_iter, cfg.seed, it, acc.process_index, acc.num_processes)
+    rngs = [noise_generator(cfg.seed, it, acc.process_index, k, acc.device) for k in range(len(picks))]
+    groups = [collect_rollouts(policy, s["bundle"].codec, s["train"][i], cfg, window, r) for i, r in zip(picks, rngs)]
+    t_roll = time.perf_counter()
+    for g in groups:
+        score_group(g, s["heads"], s["bundle"].sample_rate)
+        set_advantages(g, cfg)
+    t_score = time.perf_counter()
+    stats = policy_step(s, cfg, groups)
+    s["ema"].update(policy, ema_decay(it, cfg.ema_decay))
+    rewards = {d: float(torch.cat([g.rewards[d] for g in groups]).mean()) for d in s["heads"].dimensions}
+    weighted = float(torch.cat([g.total for g in groups]).mean())
+    local = torch.tensor([*rewards.values(), weighted, *stats.values()], dtype=torch.float64, device=acc.device)
+    local = acc.reduce(local, "mean").cpu().tolist()  # averaged over the processes
+    names = [f"reward_{d}" for d in rewards] + ["reward_weighted", *stats]
+    starts = acc.gather(torch.tensor([window[0]], device=acc.device)).cpu().tolist()
+    timing = {"rollout_s": t_roll - t0, "score_s": t_score - t_roll, "policy_s": time.perf_counter() - t_score}
+    return {"iteration": it + 1, **dict(zip(names, local)), "window_starts": starts, "window": window[1]} | timing
+
+
+@torch.no_grad()
+def evaluate(s: dict, cfg: GrpoConfig) -> dict:
+    """Mean held-out rewards of the EMA policy: ODE renders (seed eval_seed + k) scored by the heads."""
+    from engine.rewards import weighted_total
+
+    policy, codec = s["policy"], s["bundle"].codec
+    saved = s["ema"].copy_to(policy)
+    try:
+        net, rows = policy.network(), []
+        for k, prompt in enumerate(s["held"]):
+            rng = torch.Generator().manual_seed(cfg.eval_seed + k)
+            x1 = torch.randn((1, net.config.latent_dim, prompt.n_latent), generator=rng).to(s["acc"].device)
+            z = sample_ode(guided_velocity(net, prompt, 1, cfg.cfg), x1, cfg.steps, cfg.shift)
+            audio = codec.decode(z, prompt.prepared.n_samples).transpose(1, 2).float().cpu().numpy()  # (1, n, 2)
+            scores, _ = s["heads"].score_batch(audio, s["bundle"].sample_rate, prompt.view, prompt.cot)
+            rows.append(scores[0] | {"weighted": weighted_total(scores[0], cfg.weights)})
+    finally:
+        s["ema"].restore(policy, saved)
+    return {f"eval_{k}": float(np.mean([r[k] for r in rows])) for k in rows[0]}
+
+
+# ------------------------------------------------------------------------------------------- save
+
+
+def save_checkpoint(s: dict, cfg: GrpoConfig, it: int) -> None:
+    """The whole training state after ``it`` iterations (main process; the others wait)."""
+    s["acc"].wait_for_everyone()
+    if s["acc"].is_main_process:
+        save_training_state(Path(cfg.out) / CHECKPOINT, s["state"] | {"step": it})
+    s["acc"].wait_for_everyone()
+
+
+def save_model(s: dict, cfg: GrpoConfig, it: int) -> Path:
+    """``out/`` as a model folder: the EMA generator (LoRA merged), the start model's other parts."""
+    policy, bundle = s["policy"], s["bundle"]
+    saved = s["ema"].copy_to(policy)
+    try:
+        gen = copy.deepcopy(policy.generator)
+        gen = gen.merge_and_unload() if policy.lora else gen
+    finally:
+        s["ema"].restore(policy, saved)
+    gen = gen.eval().requires_grad_(False)
+    trained = ModelBundle(bundle.codec, gen, bundle.video_encoder, bundle.cot_mode, Path(cfg.out).name)
+    from engine.planner import PLANNER_FILE
+
+    planner = resolve_model(cfg.model) / PLANNER_FILE
+    if planner.is_file():
+        shutil.copyfile(planner, Path(cfg.out) / PLANNER_FILE)
+    return save_bundle(trained, cfg.out, extra={"grpo": asdict(cfg), "iterations": it, "start_model": cfg.model})
+
+
+# -------------------------------------------------------------------------------------------- loop
+
+
+def _log(s: dict, cfg: GrpoConfig, entry: dict, progress: Progress | None, history: list) -> None:
+    history.append(entry)
+    if s["acc"].is_main_process:
+        with open(Path(cfg.out) / "train_log.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps(entry) + "\n")
+        if progress:
+            progress(entry)
+
+
+def _train_seconds(cfg: GrpoConfig) -> float:
+    """Training wall time logged so far (a resumed run continues the count)."""
+    log = Path(cfg.out) / "train_log.jsonl"
+    lines = log.read_text(encoding="utf-8").splitlines() if log.is_file() else []
+    return float(json.loads(lines[-1]).get("train_seconds", 0.0)) if lines else 0.0
+
+
+def train_grpo(
+    cfg: GrpoConfig, progress: Progress | None = None, resume: bool = True, heads: RewardHeads | None = None
+) -> dict:
+    """Run (or resume) GRPO as ``cfg`` says; returns ``{"out", "finished", "iterations", "resumed_from",
+    "history", "sec_per_iteration", "policy"}`` (``policy``: the trained `PolicyObjective` of this process,
+    its live weights, not the EMA). ``heads`` replaces the default reward heads."""
+    old_threads = torch.get_num_threads()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    try:
+        s = _setup(cfg, resume, heads)
+        start, history = s["start"], []
+        end = min(cfg.iterations, cfg.stop_at) if cfg.stop_at is not None else cfg.iterations
+        train_s = _train_seconds(cfg)
+        if start == 0 and cfg.eval_every and s["acc"].is_main_process:
+            _log(s, cfg, {"iteration": 0, "train_seconds": 0.0} | evaluate(s, cfg), progress, history)
+        for it in range(start, end):
+            t0 = time.perf_counter()
+            entry = iteration(s, cfg, it)
+            train_s += time.perf_counter() - t0
+            entry |= {"seconds": time.perf_counter() - t0, "train_seconds": train_s}
+            if s["acc"].is_main_process and ((cfg.eval_every and (it + 1) % cfg.eval_every == 0) or it + 1 == end):
+                entry |= evaluate(s, cfg)
+            _log(s, cfg, entry, progress, history)
+            if (it + 1) % cfg.ckpt_every == 0 or it + 1 == end:
+                save_checkpoint(s, cfg, it + 1)
+        finished = end >= cfg.iterations
+        if finished and s["acc"].is_main_process:
+            save_model(s, cfg, end)
+        s["acc"].wait_for_everyone()
+        done = [h["seconds"] for h in history if "seconds" in h]
+        result = {"out": cfg.out if finished else None, "finished": finished, "iterations": end, "resumed_from": start}
+        result |= {"history": history, "sec_per_iteration": float(np.mean(done)) if done else None}
+        return result | {"policy": s["policy"], "window_starts": [h.get("window_starts") for h in history]}
+    finally:
+        torch.set_num_threads(old_threads)
