@@ -188,7 +188,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
         bundle = load_bundle(args.model)
         planner = _planner(args.model) if args.cot == "planner" else None
-        settings = RenderSettings(seed=args.seed, steps=args.steps, cfg=args.cfg)
+        settings = RenderSettings(seed=args.seed, steps=args.steps, cfg=args.cfg, rescale=args.rescale)
         extra["model"] = render_row(bundle, data, settings, planner)
     if args.rewards:  # the reward heads instead of the FoleyBench metrics
         from engine.bench.rewards import reward_markdown, reward_table
@@ -639,6 +639,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--seed", type=_nonneg_int, default=0, help="model row: seed of clip k is seed + k")
     b.add_argument("--steps", type=_positive_int, default=24, help="model row / --speed: sampling steps")
     b.add_argument("--cfg", type=_guidance, default=3.5, help="model row / --speed: guidance scale")
+    b.add_argument("--rescale", type=float, default=0.0, help="model row: guidance rescale in 0 .. 1")
     b.add_argument(
         "--speed",
         type=_positive_int,

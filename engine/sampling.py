@@ -162,13 +162,28 @@ def sample_hybrid(
 
 
 def guided(
-    velocity_cu: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]], scale: float
+    velocity_cu: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
+    scale: float,
+    rescale: float = 0.0,
 ) -> Velocity:
-    """Classifier-free guidance ``v_u + s (v_c - v_u)`` from a callable that returns both branches
-    (ideally evaluated as one batch of 2B, see the generator's ``velocity_pair``)."""
+    """Classifier-free guidance ``v = v_u + s (v_c - v_u)`` from a callable that returns both branches
+    (ideally evaluated as one batch of 2B, see the generator's ``velocity_pair``).
+
+    ``rescale`` (phi in [0, 1]) blends ``v`` with itself rescaled to the standard deviation of ``v_c``
+    per sample: ``phi v std(v_c) / std(v) + (1 - phi) v`` (guidance rescale, Lin et al. 2024, "Common
+    diffusion noise schedules and sample steps are flawed", section 3.4), which keeps strong guidance
+    from inflating the level of the result.
+    """
+    if not 0.0 <= rescale <= 1.0:
+        raise ValueError(f"rescale must be in [0, 1], got {rescale=}")
 
     def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         v_c, v_u = velocity_cu(x, t)
-        return v_u + scale * (v_c - v_u)
+        v = v_u + scale * (v_c - v_u)
+        if rescale > 0.0:
+            dims = tuple(range(1, v.ndim))  # every axis but the batch
+            ratio = v_c.std(dim=dims, keepdim=True) / v.std(dim=dims, keepdim=True).clamp_min(1e-12)
+            v = rescale * (v * ratio) + (1.0 - rescale) * v
+        return v
 
     return velocity

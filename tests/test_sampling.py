@@ -6,7 +6,16 @@ import math
 
 import torch
 
-from engine.sampling import euler_step, gaussian_log_prob, sample_hybrid, sample_ode, sde_sigma, sde_step, timesteps
+from engine.sampling import (
+    euler_step,
+    gaussian_log_prob,
+    guided,
+    sample_hybrid,
+    sample_ode,
+    sde_sigma,
+    sde_step,
+    timesteps,
+)
 
 
 def test_timesteps_run_from_one_to_zero():
@@ -92,3 +101,17 @@ def test_hybrid_window_confines_the_noise_and_records_log_probs():
     for i in range(3):  # identical before the window
         torch.testing.assert_close(traj.states[i + 1], ode.states[i + 1])
     assert not torch.allclose(traj.states[5], ode.states[5])
+
+
+def test_guidance_and_its_rescale_exact_cases():
+    g = torch.Generator().manual_seed(3)
+    v_c, v_u = torch.randn(2, 4, 6, generator=g), torch.randn(2, 4, 6, generator=g)
+    x, t = torch.zeros(2, 4, 6), torch.full((2,), 0.5)
+    plain = guided(lambda x, t: (v_c, v_u), 3.0)(x, t)
+    torch.testing.assert_close(plain, v_u + 3.0 * (v_c - v_u))
+    torch.testing.assert_close(guided(lambda x, t: (v_c, v_u), 1.0)(x, t), v_c)  # scale 1: conditional only
+    full = guided(lambda x, t: (v_c, v_u), 3.0, rescale=1.0)(x, t)
+    torch.testing.assert_close(full.std(dim=(1, 2)), v_c.std(dim=(1, 2)))  # per sample: the conditional spread
+    torch.testing.assert_close(full / plain, (full / plain)[:, :1, :1].expand_as(full))  # only a per-sample gain
+    half = guided(lambda x, t: (v_c, v_u), 3.0, rescale=0.5)(x, t)
+    torch.testing.assert_close(half, 0.5 * (full + plain))
