@@ -68,12 +68,15 @@ class StudioPage:
         self.page.click("#render")
         return self.expect_message(f"Rendered take {number}:", timeout=SLOW)
 
-    def takes(self) -> list[list[str]]:
-        """The rows of the takes table (cells as shown)."""
+    def takes(self, count: int | None = None) -> list[list[str]]:
+        """The rows of the takes table (cells as shown), after waiting for ``count`` rows if given (the grid
+        draws its rows a moment after the page has the data)."""
         rows = self.page.locator("#takes-table div[role=row][data-index]")  # the grid's rows (not the header)
+        if count is not None:
+            expect(rows).to_have_count(count)
         return [
             [c.strip() for c in rows.nth(i).locator("[role=gridcell]").all_inner_texts()] for i in range(rows.count())
         ]
 
-    def take_numbers(self) -> list[int]:
-        return [int(re.sub(r"\D", "", r[0])) for r in self.takes() if r and r[0].startswith("Take")]
+    def take_numbers(self, count: int | None = None) -> list[int]:
+        return [int(re.sub(r"\D", "", r[0])) for r in self.takes(count) if r and r[0].startswith("Take")]
