@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import tempfile
 import threading
 from pathlib import Path
@@ -446,8 +447,14 @@ def _warm_up(actions: StudioActions) -> None:
 
 def launch_studio(settings: StudioSettings | None = None) -> int:
     """Serve the studio (127.0.0.1:7860 unless FOLEY_HOST / FOLEY_PORT say otherwise)."""
+    from engine.errors import UserInputError
+
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # offline first: no calls home
-    settings = settings or StudioSettings.from_env()
+    try:
+        settings = settings or StudioSettings.from_env()
+    except UserInputError as exc:  # a bad FOLEY_* value: one line, as every command of launch.py
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     world_dir = tempfile.mkdtemp(prefix="foley-world-")
     actions = StudioActions(settings)
     demo = build_app(world_dir, actions=actions)

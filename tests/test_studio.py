@@ -37,3 +37,28 @@ def test_app_builds(tmp_path):
 
     demo = build_app(str(tmp_path / "world"), settings=StudioSettings(projects_dir=tmp_path / "projects"))
     assert demo is not None and (tmp_path / "projects" / "studio.db").is_file()
+
+
+def test_settings_come_from_the_environment_with_safe_defaults(tmp_path):
+    from app.settings import StudioSettings
+
+    default = StudioSettings.from_env({})
+    assert (default.host, default.port, default.password, default.max_upload_mb) == ("127.0.0.1", 7860, "", 500.0)
+    assert default.upload_types == (".mp4", ".mov", ".webm", ".mkv") and default.db_url.endswith("projects/studio.db")
+    env = {
+        "FOLEY_PORT": "8000",
+        "FOLEY_PROJECTS": str(tmp_path),
+        "FOLEY_DB_URL": "sqlite:////elsewhere/x.db",
+        "FOLEY_PASSWORD": "pw",
+        "FOLEY_MAX_UPLOAD_MB": "20",
+        "FOLEY_UPLOAD_TYPES": "MP4, .mkv",
+        "FOLEY_RENDERS": "3",
+    }
+    s = StudioSettings.from_env(env)
+    assert (s.port, s.projects_dir, s.db_url, s.password, s.render_concurrency) == (
+        8000, tmp_path, "sqlite:////elsewhere/x.db", "pw", 3
+    )  # fmt: skip
+    assert s.upload_types == (".mp4", ".mkv") and s.max_upload_bytes == 20 * 1024 * 1024
+    for bad in ({"FOLEY_PORT": "x"}, {"FOLEY_PORT": "70000"}, {"FOLEY_UPLOAD_TYPES": ".avi"}, {"FOLEY_RENDERS": "0"}):
+        with pytest.raises(UserInputError):
+            StudioSettings.from_env(bad)
