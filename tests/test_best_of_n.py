@@ -85,8 +85,11 @@ def test_score_command_reports_scores_and_total(tmp_path, clang, capsys):
     assert take["total"] == pytest.approx(weighted_total(take["scores"], DEFAULT_WEIGHTS), abs=1e-3)
     assert take["scores"]["spatial"] > mirrored["scores"]["spatial"] + 0.3
     rc, out, err = _cli("score", video, tmp_path / "take.wav", "--weights", "temporal=1", capsys=capsys)
-    assert rc == 0 and "fallback" in err and json.loads(out)["cot_source"] == "fallback"
+    assert rc == 0 and "planner" in err and json.loads(out)["cot_source"] == "planner"  # the default ships one
     assert json.loads(out)["total"] == json.loads(out)["scores"]["temporal"]
+    save_bundle(tiny_bundle(), tmp_path / "no-planner")
+    rc, out, err = _cli("score", video, tmp_path / "take.wav", "--model", tmp_path / "no-planner", capsys=capsys)
+    assert rc == 0 and "fallback" in err and json.loads(out)["cot_source"] == "fallback"
 
 
 def test_score_bad_input_gives_one_line(tmp_path, clang, capsys):
