@@ -300,6 +300,9 @@ def _train_planner(args: argparse.Namespace) -> dict:
         lr=args.lr or 2e-3,
         warmup=args.warmup or 100,
         seed=args.seed,
+        device=args.device,
+        workers=args.workers,
+        init=args.init,
     )
 
     def show(step: int, total: int, parts: dict) -> None:
@@ -680,6 +683,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True, help="pretrain: continue a run")
     t.add_argument("--mixed-precision", default=None, choices=["no", "bf16", "fp16"], help="pretrain (GPU): bf16")
     t.add_argument("--threads", type=_positive_int, default=None, help="pretrain: torch CPU threads")
+    t.add_argument("--device", default="cpu", help="planner: where the network trains (cpu, cuda)")
+    t.add_argument("--workers", type=_positive_int, default=1, help="planner: processes rendering training clips")
+    t.add_argument("--init", default=None, help="planner: start from this planner file's weights")
     g = t.add_argument_group("grpo")
     g.add_argument("--model", default="default", help="grpo: start model (name under assets/models or folder)")
     g.add_argument("--prompts", help="grpo: FoleyWorld split folder or folder of videos (default: FoleyWorld train)")

@@ -302,3 +302,22 @@ def test_plan_with_a_missing_llm_is_one_line(tmp_path, world_clip, capsys):
         "plan", world_clip, "--planner", "mllm", "--mllm-model", tmp_path / "no-such-model", capsys=capsys
     )
     assert rc == 2 and out == "" and len(err.strip().splitlines()) == 1 and "no-such-model" in err
+
+
+def test_pool_workers_render_the_same_clips_and_init_starts_from_a_file(tmp_path):
+    from trainer.train_planner import ScenePool, new_training_state
+
+    cfg = dict(steps=2, batch=1, crop_frames=16, pool_size=2, via_mp4=False)
+    one = ScenePool(config=PlannerTrainConfig(**cfg), classes=planner_classes())
+    two = ScenePool(config=PlannerTrainConfig(**cfg, workers=2), classes=planner_classes())
+    one.update(0)
+    two.update(0)
+    assert sorted(one.clips) == sorted(two.clips) == [0, 1]
+    for i in one.clips:
+        for key, value in one.clips[i].items():
+            np.testing.assert_array_equal(two.clips[i][key], value, err_msg=key)
+    start = new_training_state(PlannerTrainConfig(**cfg, seed=7))["model"]
+    save_planner(start, tmp_path / "start.safetensors")
+    warm = new_training_state(PlannerTrainConfig(**cfg, init=str(tmp_path / "start.safetensors")))["model"]
+    for (k, a), b in zip(start.state_dict().items(), warm.state_dict().values()):
+        torch.testing.assert_close(b, a.half().float(), msg=k)  # the file holds float16 weights

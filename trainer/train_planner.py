@@ -11,6 +11,7 @@ current, draw a batch of crops, one optimiser step, EMA, log, checkpoint (resuma
 from __future__ import annotations
 
 import copy
+import multiprocessing
 import tempfile
 import time
 from collections.abc import Callable
@@ -23,7 +24,7 @@ from torch.nn import functional as fn
 
 from engine.media import write_mp4
 from engine.planner import activate
-from engine.planner_net import ClassInfo, PlannerConfig, PlannerNet, save_planner
+from engine.planner_net import ClassInfo, PlannerConfig, PlannerNet, load_planner_net, save_planner
 from engine.video_encoder import frames_for_encoder
 from engine.video_io import load_video
 from trainer.foleyworld.classes import CLASSES
@@ -60,6 +61,9 @@ class PlannerTrainConfig:
     ckpt_every: int = 250  # steps between checkpoints
     seed: int = 0  # seeds the initial weights and the crop RNG
     stop_at: int | None = None  # stop (checkpoint, no final model) at this step; resume later
+    device: str = "cpu"  # where the network trains ("cuda" on a GPU machine); clips render on the CPU
+    workers: int = 1  # processes rendering the pool's clips (each clip is a function of its index alone)
+    init: str | None = None  # start from this planner file's weights instead of a fresh initialisation
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch < 1 or self.crop_frames < 8 or self.pool_size < 1:
@@ -126,6 +130,12 @@ def clip_example(scene: Scene, config: PlannerTrainConfig, classes: tuple[ClassI
     return {"frames": frames, **clip_targets(scene, len(frames), config.rate, classes)}
 
 
+def _render_example(job: tuple[int, PlannerTrainConfig, tuple[ClassInfo, ...]]) -> dict[str, np.ndarray]:
+    """`clip_example` of train scene ``index`` (a pool worker's job)."""
+    index, config, classes = job
+    return clip_example(train_scene(index), config, classes)
+
+
 class ScenePool:
     """A sliding window of rendered train clips, a pure function of the training step."""
 
@@ -143,9 +153,14 @@ class ScenePool:
         """Render the clips that entered the window at ``step``; forget those that left."""
         want = self.window(step)
         self.clips = {i: v for i, v in self.clips.items() if i in want}
-        for i in want:
-            if i not in self.clips:
-                self.clips[i] = clip_example(train_scene(i), self.config, self.classes)
+        new = [i for i in want if i not in self.clips]
+        if self.config.workers > 1 and len(new) > 1:
+            ctx = multiprocessing.get_context("spawn")  # fork would copy torch's thread pools and locks
+            with ctx.Pool(min(self.config.workers, len(new))) as pool:
+                done = pool.map(_render_example, [(i, self.config, self.classes) for i in new])
+        else:
+            done = [_render_example((i, self.config, self.classes)) for i in new]
+        self.clips |= dict(zip(new, done))
 
     def batch(self, gen: torch.Generator) -> dict[str, torch.Tensor]:
         """Random crops of ``crop_frames`` frames: frames (B, F, S, S, 3) uint8, targets (B, F, C)."""
@@ -162,10 +177,12 @@ def planner_loss(out: torch.Tensor, batch: dict[str, torch.Tensor], pos_weight: 
     """Sum of the head losses for outputs (B, F, C, H): BCE for visibility and events, L1 for position,
     size and level where they are defined; returns (loss, parts as floats)."""
     h = activate(out)
-    vis = batch["present"]
+    vis, pos = batch["present"], torch.tensor(pos_weight, device=out.device)
     parts = {
         "present": fn.binary_cross_entropy_with_logits(h["present"], vis),
-        "event": fn.binary_cross_entropy_with_logits(h["event"], batch["event"], pos_weight=torch.tensor(pos_weight)),
+        "event": fn.binary_cross_entropy_with_logits(
+            h["event"], batch["event"], pos_weight=torch.tensor(pos_weight, device=h["event"].device)
+        ),
         "x": ((h["x"] - batch["x"]).abs() * vis).sum() / vis.sum().clamp(min=1.0),
         "size": ((h["size"] - batch["size"]).abs() * vis).sum() / vis.sum().clamp(min=1.0),
         "level": ((h["level"] - batch["level"]).abs() * batch["level_mask"]).sum()
@@ -179,6 +196,12 @@ def new_training_state(config: PlannerTrainConfig) -> dict:
     """Freshly initialised planner, EMA copy, AdamW and crop RNG (seeded by ``config.seed``)."""
     torch.manual_seed(config.seed)
     model = PlannerNet(config=PlannerConfig(classes=planner_classes(), rate=config.rate, size=config.size))
+    if config.init:
+        start = load_planner_net(config.init)
+        if start.config != model.config:
+            raise ValueError(f"planner {config.init} has another configuration than this run")
+        model.load_state_dict(start.state_dict())
+    model.to(config.device)
     optim = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, foreach=False)
     return {
         "config": config,
@@ -195,6 +218,7 @@ def train_step(state: dict, batch: dict[str, torch.Tensor], step: int) -> dict[s
     for group in optim.param_groups:
         group["lr"] = cosine_lr(step, c.lr, c.warmup, c.steps, c.min_lr_ratio)
     model.train()
+    batch = {k: v.to(c.device) for k, v in batch.items()}
     loss, parts = planner_loss(model(batch["frames"]), batch, c.event_pos_weight)
     optim.zero_grad(set_to_none=True)
     loss.backward()
@@ -231,7 +255,7 @@ def train_planner(
             save_training_state(ckpt, {**state, "step": step})
     finished = step >= c.steps
     if finished:
-        save_planner(state["ema"], out_path)
+        save_planner(state["ema"].cpu(), out_path)
     return {
         "path": str(out_path) if finished else None,
         "finished": finished,
