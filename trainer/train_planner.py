@@ -180,9 +180,7 @@ def planner_loss(out: torch.Tensor, batch: dict[str, torch.Tensor], pos_weight: 
     vis, pos = batch["present"], torch.tensor(pos_weight, device=out.device)
     parts = {
         "present": fn.binary_cross_entropy_with_logits(h["present"], vis),
-        "event": fn.binary_cross_entropy_with_logits(
-            h["event"], batch["event"], pos_weight=torch.tensor(pos_weight, device=h["event"].device)
-        ),
+        "event": fn.binary_cross_entropy_with_logits(h["event"], batch["event"], pos_weight=pos),
         "x": ((h["x"] - batch["x"]).abs() * vis).sum() / vis.sum().clamp(min=1.0),
         "size": ((h["size"] - batch["size"]).abs() * vis).sum() / vis.sum().clamp(min=1.0),
         "level": ((h["level"] - batch["level"]).abs() * batch["level_mask"]).sum()
