@@ -9,13 +9,14 @@ import torch
 from engine.codec import CODEC_PRESETS, Codec
 from engine.generator import GENERATOR_PRESETS, build_generator
 from engine.models import ModelBundle
-from engine.motion import SYNC_DIM
+from engine.planner_net import PlannerNet
+from engine.sync import sync_dim
 from engine.video_encoder import build_video_encoder
 
 
-def tiny_bundle() -> ModelBundle:
+def tiny_bundle(planner: PlannerNet | None = None) -> ModelBundle:
     """Tiny codec, generator (max 256 latent frames = 11.9 s) and video encoder, weights perturbed so the
-    zero-initialised output layers produce sound."""
+    zero-initialised output layers produce sound; with ``planner`` the generator reads its cues too."""
     torch.manual_seed(0)
     codec = Codec(config=CODEC_PRESETS["tiny"])
     encoder = build_video_encoder("tiny")
@@ -23,11 +24,13 @@ def tiny_bundle() -> ModelBundle:
         GENERATOR_PRESETS["tiny"],
         latent_dim=codec.config.latent_dim,
         video_dim=encoder.config.width,
-        sync_dim=SYNC_DIM,
+        sync_dim=sync_dim(planner),
         max_frames=256,
     )
     generator = build_generator(cfg)
     with torch.no_grad():
         for p in [*generator.parameters(), *codec.parameters()]:
             p.add_(torch.randn_like(p) * 0.1)
-    return ModelBundle(codec, generator, encoder, name="tiny-test")
+    if planner is None:
+        return ModelBundle(codec, generator, encoder, name="tiny-test")
+    return ModelBundle(codec, generator, encoder, name="cues-test", planner=planner, sync_cues=True)

@@ -4,7 +4,6 @@ trained model folder."""
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -12,7 +11,6 @@ import torch
 
 from engine.codec import CODEC_PRESETS, Codec, save_codec
 from engine.errors import UserInputError
-from engine.generator import GENERATOR_PRESETS, build_generator
 from engine.media import write_mp4
 from engine.models import ModelBundle, load_bundle, save_bundle
 from engine.motion import SYNC_DIM, motion_features
@@ -20,7 +18,7 @@ from engine.pipeline import RenderSettings, prepare_video, render
 from engine.planner import PLANNER_FILE
 from engine.planner_net import PlannerConfig, PlannerNet, save_planner
 from engine.sync import CUES_PER_CLASS, cue_dim, cues_at_latent_rate, frame_cues, sync_dim, sync_features
-from engine.video_encoder import build_video_encoder
+from tests.bundles import tiny_bundle
 from trainer.features import FeatureConfig, FeatureDataset, build_features, file_sha256
 from trainer.foleyworld.scene import WorldConfig, sample_scene
 from trainer.foleyworld.video import render_frames
@@ -34,25 +32,6 @@ LATENT_RATE = 44100 / 2048
 def _planner(seed: int = 0) -> PlannerNet:
     torch.manual_seed(seed)
     return PlannerNet(config=PlannerConfig(classes=planner_classes(), channels=(8, 8, 16), width=16)).eval()
-
-
-def _cue_bundle(planner: PlannerNet) -> ModelBundle:
-    """A tiny bundle whose generator reads motion + planner cues, weights perturbed so it makes sound."""
-    torch.manual_seed(0)
-    codec = Codec(config=CODEC_PRESETS["tiny"])
-    encoder = build_video_encoder("tiny")
-    cfg = replace(
-        GENERATOR_PRESETS["tiny"],
-        latent_dim=codec.config.latent_dim,
-        video_dim=encoder.config.width,
-        sync_dim=sync_dim(planner),
-        max_frames=256,
-    )
-    generator = build_generator(cfg)
-    with torch.no_grad():
-        for p in [*generator.parameters(), *codec.parameters()]:
-            p.add_(torch.randn_like(p) * 0.1)
-    return ModelBundle(codec, generator, encoder, name="cues-test", planner=planner, sync_cues=True)
 
 
 def test_event_cue_survives_resampling_by_the_interval_maximum():
@@ -90,7 +69,7 @@ def test_sync_features_are_motion_then_cues():
 
 
 def test_bundle_with_cues_renders_and_round_trips(tmp_path):
-    bundle = _cue_bundle(_planner())
+    bundle = tiny_bundle(_planner())
     scene = sample_scene(3, WorldConfig(duration=2.0))
     video = tmp_path / "clip.mp4"
     write_mp4(video, render_frames(scene), scene.config.fps)
@@ -113,7 +92,7 @@ def test_bundle_with_cues_renders_and_round_trips(tmp_path):
 
 
 def test_bundle_refuses_parts_that_disagree_on_the_cues():
-    bundle = _cue_bundle(_planner())
+    bundle = tiny_bundle(_planner())
     with pytest.raises(ValueError, match=f"sync_dim {sync_dim(bundle.planner)} != motion features {SYNC_DIM}"):
         ModelBundle(bundle.codec, bundle.generator, bundle.video_encoder, planner=bundle.planner, sync_cues=False)
     with pytest.raises(ValueError, match="needs the bundle's planner"):
