@@ -189,7 +189,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         bundle = load_bundle(args.model)
         planner = _planner(args.model) if args.cot == "planner" else None
         settings = RenderSettings(seed=args.seed, steps=args.steps, cfg=args.cfg, rescale=args.rescale)
-        extra["model"] = render_row(bundle, data, settings, planner)
+        extra["model"] = render_row(bundle, data, settings, planner, args.candidates, args.weights)
     if args.rewards:  # the reward heads instead of the FoleyBench metrics
         from engine.bench.rewards import reward_markdown, reward_table
 
@@ -200,6 +200,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     result = bench_split(data, rows=rows, limit=args.limit, extra_rows=extra, progress=_progress(f"bench {args.split}"))
     if "model" in result["rows"]:  # name the row after the model and where its CoT came from
         name = f"model {args.model}" + (" (planner CoT)" if args.cot == "planner" else "")
+        name += f" (best of {args.candidates})" if args.candidates > 1 else ""
         result["rows"] = {(name if k == "model" else k): v for k, v in result["rows"].items()}
     print(json.dumps(result))
     print(markdown_table(result), file=sys.stderr)
@@ -643,6 +644,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--steps", type=_positive_int, default=24, help="model row / --speed: sampling steps")
     b.add_argument("--cfg", type=_guidance, default=3.5, help="model row / --speed: guidance scale")
     b.add_argument("--rescale", type=float, default=0.0, help="model row: guidance rescale in 0 .. 1")
+    b.add_argument(
+        "--candidates", type=_positive_int, default=1, help="model row: best of N seeds by the weighted reward"
+    )
     b.add_argument(
         "--speed",
         type=_positive_int,

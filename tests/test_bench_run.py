@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from engine.bench.run import bench_split, load_metric_models, markdown_table
@@ -69,3 +70,28 @@ def test_model_row_and_render_speed_through_the_command(tmp_path, capsys):
     speed = json.loads(capsys.readouterr().out)
     assert speed["runs"] == 2 and len(speed["times_s"]) == 2 and speed["video_seconds"] == 9.0
     assert 0.0 < speed["median_s"] and speed["peak_mb"] > 100.0
+
+
+def test_best_of_n_row_keeps_the_best_of_its_own_seeds(tmp_path, one_thread):
+    from dataclasses import replace
+
+    from engine.bench.run import load_clips, render_row
+    from engine.best_of_n import best_of_n
+    from engine.pipeline import RenderSettings, prepare_video
+    from engine.rewards import DEFAULT_WEIGHTS, load_reward_heads
+    from tests.bundles import tiny_bundle
+
+    folder = tmp_path / "split"
+    write_split("test-single", folder, 2, WorldConfig(duration=2.0), video=True)
+    metas, gts, sr = load_clips(folder)
+    bundle, settings = tiny_bundle(), RenderSettings(seed=10, steps=2)
+    row = render_row(bundle, folder, settings, candidates=3)
+    meta = metas[1]  # clip index 1: seeds 10 + 3 .. 10 + 5
+    got = row(meta, gts[1], sr)
+    prepared = prepare_video(folder / f"{meta['name']}.mp4", bundle)
+    ranked = best_of_n(
+        prepared, bundle, meta["cot"], replace(settings, seed=13), 3, DEFAULT_WEIGHTS, load_reward_heads()
+    )
+    assert sorted(c.seed for c in ranked) == [13, 14, 15]
+    n = min(len(got), len(ranked[0].audio))
+    np.testing.assert_array_equal(got[:n], ranked[0].audio[:n])

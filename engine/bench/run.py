@@ -163,14 +163,24 @@ def codec_row(codec: torch.nn.Module) -> AudioFn:
     return fn
 
 
-def render_row(bundle, folder: Path, settings, planner=None) -> AudioFn:
+def render_row(
+    bundle, folder: Path, settings, planner=None, candidates: int = 1, weights: dict | None = None
+) -> AudioFn:
     """Row of a model: each clip's video ``<folder>/<name>.mp4`` rendered by ``bundle`` with the clip's
     ground-truth CoT, or with the CoT ``planner.plan(video)`` writes from the silent video when a planner
-    is given; seed ``settings.seed + clip index`` (one fixed seed per clip)."""
+    is given; seed ``settings.seed + clip index`` (one fixed seed per clip). With ``candidates`` N > 1 the
+    row is best-of-N (`engine.best_of_n`, ranked by the reward heads with ``weights``): clip k renders
+    seeds ``settings.seed + N k .. + N k + N - 1`` and keeps the best take."""
     from dataclasses import replace
 
     from engine.errors import UserInputError
     from engine.pipeline import prepare_video, render
+
+    heads = None
+    if candidates > 1:
+        from engine.rewards import DEFAULT_WEIGHTS, load_reward_heads
+
+        heads, weights = load_reward_heads(), weights or DEFAULT_WEIGHTS
 
     def fn(meta: dict, gt: np.ndarray, sr: int) -> np.ndarray:
         if sr != bundle.sample_rate:
@@ -179,7 +189,14 @@ def render_row(bundle, folder: Path, settings, planner=None) -> AudioFn:
         if not video.is_file():
             raise UserInputError(f"no video {video.name} in {folder}; write the split without --no-video")
         cot = planner.plan(video) if planner is not None else meta["cot"]
-        audio = render(prepare_video(video, bundle), cot, bundle, replace(settings, seed=settings.seed + meta["index"]))
+        prepared = prepare_video(video, bundle)
+        if heads is None:
+            audio = render(prepared, cot, bundle, replace(settings, seed=settings.seed + meta["index"]))
+        else:
+            from engine.best_of_n import best_of_n
+
+            first = replace(settings, seed=settings.seed + candidates * meta["index"])
+            audio = best_of_n(prepared, bundle, cot, first, candidates, weights, heads)[0].audio
         out = np.zeros_like(gt)  # the picture's length (to the sample) vs the clip's audio length: crop or pad
         n = min(len(out), len(audio))
         out[:n] = audio[:n]
