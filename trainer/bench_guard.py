@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from engine.errors import UserInputError
 from engine.models import ModelBundle
 
 GUARDED = ("class_acc", "clap", "onset_f1_100")  # semantic (class, text agreement) and temporal metrics
@@ -25,7 +26,7 @@ GUARDED = ("class_acc", "clap", "onset_f1_100")  # semantic (class, text agreeme
 class BenchCheck:
     """How the start model and the tuned model are compared."""
 
-    clips: int = 16  # FoleyWorld test-single clips rendered by both (0: no check; the result is then unchecked)
+    clips: int = 16  # FoleyWorld test-single clips rendered by both, 2 or more (0: no check; the result is unchecked)
     duration: float = 4.0  # seconds per clip
     steps: int = 12  # sampler steps of every render
     cfg: float = 3.5  # guidance scale (the render default)
@@ -34,8 +35,8 @@ class BenchCheck:
     floor: float = 0.05  # relative drops are taken against max(|base|, floor)
 
     def __post_init__(self) -> None:
-        if self.clips < 0 or self.steps < 1 or not 0 <= self.tolerance < 1 or self.floor <= 0:
-            raise ValueError(f"need clips >= 0, steps >= 1, 0 <= tolerance < 1, floor > 0: {self}")
+        if self.clips < 0 or self.clips == 1 or self.steps < 1 or not 0 <= self.tolerance < 1 or self.floor <= 0:
+            raise UserInputError(f"need 0 or >= 2 bench clips (FD needs two), steps >= 1, 0 <= tolerance < 1: {self}")
 
 
 def compare(base: dict, tuned: dict, tolerance: float, floor: float, metrics=GUARDED) -> dict:

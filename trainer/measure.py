@@ -60,7 +60,8 @@ def house_metrics(audios: list[np.ndarray], truth: list[np.ndarray], metas: list
 
     got = [embed(a) for a in audios]
     ref = np.stack([embed(a)[0] for a in truth])
-    clap = np.array([float(e @ models.contrastive.text_embed(t[None])[0]) for (_, e), t in zip(got, text)])
+    with torch.no_grad():
+        clap = np.array([float(e @ models.contrastive.text_embed(t[None])[0]) for (_, e), t in zip(got, text)])
     emb = np.stack([g for g, _ in got])
     out = {"fd": float(frechet_distance(emb, ref)), "clap": float(clap.mean()), "per_class": {}}
     for cls in sorted({m["classes"][0] for m in metas}):
