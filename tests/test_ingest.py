@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -172,3 +173,19 @@ def test_train_ingest_command(setup, tmp_path, capsys):
     assert "skipped broken.wav" in err
     rc, out, err = _cli("train", "ingest", "--videos", tmp_path / "nowhere", "--out", tmp_path / "e", capsys=capsys)
     assert rc == 2 and err.startswith("error:") and len(err.strip().splitlines()) == 1
+
+
+def test_fast_grpo_runs_on_the_datasets_video_windows(setup, tmp_path):
+    from trainer.dataset import dataset_prompts
+    from trainer.grpo import GrpoConfig, train_grpo
+
+    bundle = load_bundle(setup["model"])
+    train, held = dataset_prompts(setup["report"].folder, bundle, 0.5, seed=0)
+    assert len(train) == len(held) == 2  # the two video sources, two windows each; sounds are left out
+    assert {p.name.split("@")[0] for p in train}.isdisjoint({p.name.split("@")[0] for p in held})
+    assert train[0].sync.shape == (1, train[0].n_latent, bundle.generator.config.sync_dim)
+    cfg = GrpoConfig(model=str(setup["model"]), out=str(tmp_path / "rl"), dataset=str(setup["report"].folder))
+    cfg = replace(cfg, held_out=0.5, iterations=1, group=2, steps=2, window=1, minibatch=2, eval_every=0, clips=2)
+    result = train_grpo(cfg, resume=False)
+    assert result["finished"] and "eval_weighted" in result["history"][-1]
+    assert load_bundle(tmp_path / "rl").generator.config == bundle.generator.config

@@ -202,11 +202,12 @@ def _prompt(data: TrainDataset, i: int, bundle):
     duration = n_latent * cfg.hop / cfg.sample_rate
     info = VideoInfo(data.sources[j]["file"], duration, enc.rate, enc.size, enc.size, 0, len(frames), 0, 0)
     sync = item["motion"].astype(np.float32)  # (T, Ds)
-    frames.flags.writeable = sync.flags.writeable = False
+    tokens = bundle.video_encoder(torch.from_numpy(np.ascontiguousarray(frames))[None].to(bundle.device))
+    sync_t = torch.from_numpy(sync.copy())[None].to(bundle.device)  # (1, T, Ds)
+    frames.flags.writeable = sync.flags.writeable = False  # a PreparedVideo is read-only
     prepared = PreparedVideo(info, duration, cfg.sample_rate, n_latent * cfg.hop, frames, enc.rate, sync, cfg.hop)
     cot = data.cots[j]
     text, negative = _encode_text(cot, bundle)
-    tokens = bundle.video_encoder(torch.from_numpy(np.ascontiguousarray(frames))[None].to(bundle.device))
     view = VideoView(duration, cfg.sample_rate / cfg.hop, np.ascontiguousarray(sync[:, :SYNC_DIM]))
     name = f"{data.sources[j]['id']}@{w['start']:g}s"
-    return Prompt(name, cot, prepared, view, tokens, torch.from_numpy(sync)[None].to(bundle.device), text, negative)
+    return Prompt(name, cot, prepared, view, tokens, sync_t, text, negative)
