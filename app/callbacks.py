@@ -205,6 +205,7 @@ class StudioActions:
 
     def confirm_delete(self, project_id: int | None) -> dict:
         project = self.store.get_project(_need_project(project_id))
+        self.train.check_idle(project.id)
         self.store.delete_project(project.id)
         view = self.project_view(None)
         view["project_pick"] = _choices_update(self.project_choices(), None)

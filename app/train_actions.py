@@ -38,7 +38,8 @@ class TrainActions:
         """The whole Train page for a project (and the render-model picker of the Studio page)."""
         if project_id is None:
             empty = {"train_summary": "Open a project to train on its clips, sounds and ratings.", "sounds_table": []}
-            return empty | {"runs_table": [], "train_run": _choices([], None), "train_progress": "", "train_plot": None}
+            empty |= {"runs_table": [], "train_run": _choices([], None), "train_progress": "", "train_plot": None}
+            return empty | {"model_pick": _choices([], None), "train_seen": "none"}
         runs = self.store.list_runs(project_id)
         if run_id not in {r.id for r in runs}:
             run_id = runs[0].id if runs else None
@@ -180,6 +181,13 @@ class TrainActions:
         if self._seen(run) == seen:
             return {}
         return self.view(project_id, run_id)
+
+    def check_idle(self, project_id: int) -> None:
+        """`UserInputError` while a run of the project is going on (its folder must not go away under it)."""
+        for run in self.store.list_runs(project_id):
+            live = self.manager.live(run.id)
+            if live is not None and live.thread is not None and live.thread.is_alive():
+                raise UserInputError(f"{run.label} is training in this project; cancel it first")
 
     def choose_model(self, project_id: int | None, value: str | None) -> dict:
         """Keep the Studio page's render-model choice in the project."""

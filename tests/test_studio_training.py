@@ -87,6 +87,7 @@ def test_cancel_then_resume_finishes_the_run(studio, media, tmp_path):
     assert run.status == "stopped" and run.result["step"] < 20
     with pytest.raises(UserInputError, match="no training run"):
         actions.train.cancel(project, run_id)
+    assert actions.train.view(None)["model_pick"]["choices"] == []
     seen = actions.train.view(project, run_id)["train_seen"]
     assert actions.train.poll(project, run_id, seen) == {}  # nothing moved: nothing to redraw
     actions.train.resume(project, run_id)
@@ -94,6 +95,18 @@ def test_cancel_then_resume_finishes_the_run(studio, media, tmp_path):
     assert actions.store.get_run(run_id).status == "finished" and actions.train.poll(project, run_id, seen)
     with pytest.raises(UserInputError, match="has finished"):
         actions.train.resume(project, run_id)
+
+
+def test_fast_grpo_from_the_page_uses_the_projects_weights(studio, media, tmp_path):
+    actions, project = studio
+    add_data(actions, project, media, tmp_path)
+    actions.save_settings(project, *settings_values(weights=(1.0, 0.0, 0.0, 0.5)))
+    run_id = actions.train.start(project, "grpo", *values(steps=1))["train_run"]["value"]
+    assert actions.train.manager.wait(run_id, 120)
+    run = actions.store.get_run(run_id)
+    assert run.status == "finished" and run.offered, run.result
+    assert run.config["weights"] == {"semantic": 1.0, "temporal": 0.0, "aesthetic": 0.0, "spatial": 0.5}
+    assert any("reward_weighted" in h for h in actions.train.manager.history(run))
 
 
 def test_ratings_become_preference_pairs_and_train_flow_dpo(studio, media, tmp_path):
