@@ -140,6 +140,7 @@ def preference_pairs(
 
     root, bundle, heads = Path(out), load_bundle(model), load_reward_heads()
     metas = write_split("train", root / "clips", clips, WorldConfig(duration=duration))
+    (root / "takes").mkdir(parents=True, exist_ok=True)
     pairs = []
     for k, meta in enumerate(metas):
         video = root / "clips" / f"{meta['name']}.mp4"
