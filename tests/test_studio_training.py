@@ -134,6 +134,30 @@ def test_ratings_become_preference_pairs_and_train_flow_dpo(studio, media, tmp_p
     assert run.status == "finished" and run.result["data"] == {"pairs": 2} and run.offered
 
 
+def test_train_dpo_command_reads_a_projects_ratings(studio, media, tmp_path, monkeypatch, capsys):
+    import json
+
+    from tests.test_pipeline import _cli
+
+    actions, project = studio
+    clip = actions.store.get_clip(actions.import_video(project, upload(tmp_path, media["videos"][1]))["clip"])
+    cot = ("a ball knocks on wood", "two knocks", "dry", "left", "")
+    for seed in (1, 2):
+        actions.render_take(project, clip.id, *cot, *settings_values(seed=seed, steps=2))
+    first, second = sorted(actions.store.list_takes(clip.id), key=lambda t: t.number)
+    actions.store.rate_take(first.id, 1)
+    actions.store.rate_take(second.id, -1)
+    monkeypatch.setenv("FOLEY_PROJECTS", str(actions.settings.projects_dir))
+    args = ["train", "dpo", "--model", media["model"], "--steps", "1", "--batch", "1", "--bench-clips", "0"]
+    rc, out, err = _cli(*args, "--project", "train me", "--out", tmp_path / "dpo", capsys=capsys)
+    assert rc == 0, err
+    assert json.loads(out)["method"] == "flow-dpo" and (tmp_path / "dpo" / "model.json").is_file()
+    pairs = json.loads((tmp_path / "dpo" / "pairs_source.json").read_text())["pairs"]
+    assert [(p["winner"], p["loser"]) for p in pairs] == [(str(first.path), str(second.path))]
+    rc, out, err = _cli(*args, "--project", "nobody", "--out", tmp_path / "x", capsys=capsys)
+    assert rc == 2 and "no project named 'nobody'" in err
+
+
 def test_an_interrupted_run_is_resumable_after_a_restart_and_bad_settings_are_refused(studio, media, tmp_path):
     actions, project = studio
     run = actions.store.create_run(project, "finetune", checked_config("finetune", SMALL))
