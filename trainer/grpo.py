@@ -231,8 +231,7 @@ class ParamEma:
 MUST_MATCH = (
     "model",
     "prompts",
-    "dataset",
-    "held_out",
+    "dataset",  # an older checkpoint has no such field: None, as a run without a dataset
     "clips",
     "duration",
     "group",
