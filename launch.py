@@ -6,7 +6,8 @@
     python launch.py score VIDEO AUDIO   reward scores of a take (semantic, temporal, aesthetic, spatial) as JSON
     python launch.py world ...       write a FoleyWorld split (mp4 + wav + json per clip), or time the generator
     python launch.py bench ...       FoleyBench on a split: table as JSON on stdout and markdown on stderr
-    python launch.py train ...       training commands (metrics, codec, features, pretrain, planner, grpo)
+    python launch.py train ...       training commands (metrics, codec, features, pretrain, planner, grpo, ingest,
+                                     finetune, dpo, house, measure, measure-dpo)
 
 Bad input ends with a one-line error on stderr and exit code 2; set FOLEY_DEBUG=1 to see tracebacks.
 """
@@ -321,6 +322,8 @@ def _train_grpo(args: argparse.Namespace) -> dict:
         model=args.model,
         out=str(args.out or ROOT / "runs" / "grpo"),
         prompts=args.prompts,
+        dataset=args.dataset,
+        held_out=args.held_out,
         clips=args.prompt_clips,
         eval_prompts=args.eval_prompts,
         eval_clips=args.eval_clips,
@@ -334,8 +337,8 @@ def _train_grpo(args: argparse.Namespace) -> dict:
         kl=args.kl,
         lr=args.lr or 1e-5,
         minibatch=args.batch or 4,
-        lora_rank=args.lora_rank,
-        eval_every=args.eval_every,
+        lora_rank=args.lora_rank or 0,
+        eval_every=10 if args.eval_every is None else args.eval_every,
         seed=args.seed,
         threads=args.threads,
     )
@@ -354,8 +357,26 @@ def _train_grpo(args: argparse.Namespace) -> dict:
     return summary | {"method": cfg.method, "last": last}
 
 
+def _project_pairs(args: argparse.Namespace) -> None:
+    """``train dpo --project NAME``: the project's starred and rejected takes as a pairs file in --out."""
+    from app.training import write_project_pairs
+
+    from app.settings import StudioSettings
+
+    settings = StudioSettings.from_env()
+    out = Path(args.out or ROOT / "runs" / "dpo")
+    args.pairs = str(write_project_pairs(settings, args.project, out / "pairs_source.json"))
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     """Training subcommands."""
+    from trainer.commands import COMMANDS, run
+
+    if args.what in COMMANDS:
+        if args.what == "dpo" and args.project:
+            _project_pairs(args)
+        print(json.dumps(_json_safe(run(args))))
+        return 0
     if args.what == "grpo":
         print(json.dumps(_train_grpo(args)))
         return 0
@@ -601,6 +622,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from trainer.commands import COMMANDS as TRAIN_COMMANDS
+    from trainer.commands import add_arguments as add_train_arguments
+
     p = OneLineParser(prog="launch.py", description="Foley authoring studio.")
     sub = p.add_subparsers(dest="command", parser_class=OneLineParser)
 
@@ -660,12 +684,14 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="training commands")
     t.add_argument(
         "what",
-        choices=["metrics", "codec", "features", "pretrain", "planner", "grpo"],
+        choices=["metrics", "codec", "features", "pretrain", "planner", "grpo", *TRAIN_COMMANDS],
         help="metrics: the FoleyBench metric models; codec: the stereo audio codec (--steps, --batch, --codec "
         "for the output file); features: the generator's feature cache; "
         "pretrain: the generator and video encoder (builds missing features first); "
         "planner: the default planner (--out FILE.safetensors); grpo: Fast-GRPO with the reward heads (--flow: "
-        "Flow-GRPO)",
+        "Flow-GRPO; --dataset: on ingested videos); ingest: videos and tagged sounds -> dataset (--out); finetune: "
+        "LoRA fine-tune on a dataset; dpo: Flow-DPO on preference pairs; house: the house library; measure: house "
+        "FD / CLAP~ and FoleyBench of a tuned model; measure-dpo: pairs, DPO and the held-out reward",
     )
     t.add_argument(
         "--out", default=None, help="where the weights go (default assets/bench; pretrain: runs/pretrain_<cot mode>)"
@@ -705,8 +731,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_weights(g, "grpo: reward weights")
     g.add_argument("--per-reward-norm", action="store_true", help="grpo: normalise each reward within the group")
     g.add_argument("--kl", type=float, default=0.04, help="grpo: KL weight")
-    g.add_argument("--lora-rank", type=_nonneg_int, default=0, help="grpo: LoRA rank (0: full fine-tuning)")
-    g.add_argument("--eval-every", type=_nonneg_int, default=10, help="grpo: iterations between evaluations")
+    g.add_argument(
+        "--lora-rank",
+        type=_nonneg_int,
+        default=None,
+        help="grpo: LoRA rank (default 0: full fine-tuning); finetune/dpo: 16",
+    )
+    g.add_argument(
+        "--eval-every",
+        type=_nonneg_int,
+        default=None,
+        help="grpo: iterations between evaluations (10); finetune/dpo: steps (50)",
+    )
+    add_train_arguments(t)
     t.set_defaults(func=cmd_train)
 
     pl = sub.add_parser("plan", help="write the four CoT blocks of a video (JSON on stdout)")

@@ -75,6 +75,9 @@ class StudioActions:
         self._cancel_lock = threading.Lock()
         self._load_lock = threading.Lock()
         self._objects: dict | None = None
+        from .train_actions import TrainActions
+
+        self.train = TrainActions(self)  # the Train page's actions and the training runs of this store
 
     # ----------------------------------------------------------------------- shared engine objects
 
@@ -130,7 +133,7 @@ class StudioActions:
         if project_id is None:
             view = {"project": None, "project_pick": None, "clip_pick": _choices_update([], None)}
             view |= {"project_name": ""}
-            return view | self._empty_clip_view()
+            return view | self._empty_clip_view() | self.train.view(None)
         project = self.store.get_project(project_id)
         clips = self.store.list_clips(project_id)
         if clip_id not in {c.id for c in clips}:
@@ -138,7 +141,7 @@ class StudioActions:
         view = {"project": project.id, "project_name": project.name}
         view["project_pick"] = _choices_update(self.project_choices(), project.id)
         view["clip_pick"] = _choices_update([(c.name, c.id) for c in clips], clip_id)
-        view |= self._settings_view(project)
+        view |= self._settings_view(project) | self.train.view(project_id)
         return view | (self.clip_view(clip_id) if clip_id is not None else self._empty_clip_view())
 
     def clip_view(self, clip_id: int, take_id: int | None = None) -> dict:
@@ -202,6 +205,7 @@ class StudioActions:
 
     def confirm_delete(self, project_id: int | None) -> dict:
         project = self.store.get_project(_need_project(project_id))
+        self.train.check_idle(project.id)
         self.store.delete_project(project.id)
         view = self.project_view(None)
         view["project_pick"] = _choices_update(self.project_choices(), None)
@@ -336,7 +340,7 @@ class StudioActions:
         if progress:
             progress(0.0, "loading the model")
         eng = self._engine
-        bundle = eng["bundle"]
+        bundle, model = self.render_model(clip.project_id)
         prepared = prepare_video(clip.source, bundle)
         rs = RenderSettings(seed=settings["seed"], steps=settings["steps"], cfg=settings["guidance"])
         n, start = settings["candidates"], time.perf_counter()
@@ -349,14 +353,26 @@ class StudioActions:
             best.audio,
             bundle.sample_rate,
             cot=cot,
-            settings={k: settings[k] for k in ("steps", "guidance", "candidates", "weights")} | {"model": bundle.name},
+            settings={k: settings[k] for k in ("steps", "guidance", "candidates", "weights")} | {"model": model},
             seed=best.seed,
             scores=best.scores,
             total=best.total,
-            info={"seconds": round(seconds, 3), "candidates": [c.summary() for c in ranked], "model": bundle.name},
+            info={"seconds": round(seconds, 3), "candidates": [c.summary() for c in ranked], "model": model},
         )
         view = self._takes_view(self.store.get_clip(clip.id), take.id) | {"seed": settings["seed"]}
         return view | {"message": _msg_ok(f"Rendered take {take.number}: total {take.total:.3f} in {seconds:.1f} s.")}
+
+    def render_model(self, project_id: int):
+        """(bundle, name) a take of the project renders with: the project's chosen trained model when it is
+        still offered, else the studio's model (shared, read-only, like every loaded bundle)."""
+        from engine.models import load_bundle
+
+        choice = (self.store.get_project(project_id).settings or {}).get("render_model", "studio")
+        for run in self.store.list_runs(project_id) if choice != "studio" else []:
+            if f"run-{run.id}" == choice and run.offered:
+                return load_bundle(run.folder), run.label
+        bundle = self._engine["bundle"]
+        return bundle, bundle.name
 
     def _start(self, session: str) -> _Run:
         run = _Run()

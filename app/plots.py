@@ -92,3 +92,54 @@ def stereo_position(items: list[tuple[str, np.ndarray, int]], duration: float, r
     ax.set_title("stereo position", fontsize=10)
     ax.legend(loc="upper right", fontsize=8)
     return fig
+
+
+REWARD_KEYS = ("semantic", "temporal", "aesthetic", "spatial", "weighted")  # GRPO's logged reward dimensions
+
+
+def training_curves(history: list[dict], title: str = ""):
+    """Loss and reward curves of a training run from its log entries (`trainer.lora_train`, `trainer.grpo`).
+
+    Left: the training loss per logged step and, where the run evaluates, the held-out loss. Right, when the
+    run logs them: GRPO's mean rewards per iteration (and the held-out weighted reward), or DPO's preference
+    margin and accuracy (training and held-out). None when there is nothing to draw yet.
+    """
+    train = [h for h in history if "loss" in h and h.get("phase", "train") == "train"]
+    held = [h for h in history if "held_out_loss" in h]
+    rewards = {k: [(h["step"], h[f"reward_{k}"]) for h in history if f"reward_{k}" in h] for k in REWARD_KEYS}
+    rewards = {k: v for k, v in rewards.items() if v}
+    prefs = [h for h in history if "margin" in h]
+    if not (train or held or rewards):
+        return None
+    right = bool(rewards or prefs)
+    fig = Figure(figsize=(9.5 if right else 6.0, 3.0), layout="constrained")
+    axes = fig.subplots(1, 2 if right else 1, squeeze=False)[0]
+    ax = axes[0]
+    if train:
+        ax.plot([h["step"] for h in train], [h["loss"] for h in train], lw=1.2, label="training loss")
+    if held:
+        ax.plot(
+            [h["step"] for h in held], [h["held_out_loss"] for h in held], marker="o", lw=1.2, label="held-out loss"
+        )
+    ax.set_xlabel("step")
+    ax.set_title(title or "loss", fontsize=10)
+    ax.legend(fontsize=8)
+    if right:
+        _reward_panel(axes[1], rewards, prefs, history)
+    return fig
+
+
+def _reward_panel(ax, rewards: dict, prefs: list[dict], history: list[dict]) -> None:
+    for k, points in rewards.items():
+        ax.plot(*zip(*points), lw=1.6 if k == "weighted" else 1.0, label=k)
+    evals = [(h["step"], h["eval_weighted"]) for h in history if "eval_weighted" in h]
+    if evals:
+        ax.plot(*zip(*evals), marker="o", lw=1.2, label="held-out weighted")
+    for phase, style in (("train", "-"), ("eval", "o-")):
+        rows = [h for h in prefs if h.get("phase") == phase]
+        if rows:
+            ax.plot([h["step"] for h in rows], [h["accuracy"] for h in rows], style, lw=1.0, label=f"{phase} accuracy")
+            ax.plot([h["step"] for h in rows], [h["margin"] for h in rows], style, lw=1.0, label=f"{phase} margin")
+    ax.set_xlabel("step")
+    ax.set_title("rewards" if rewards else "preference", fontsize=10)
+    ax.legend(fontsize=7, ncol=2)

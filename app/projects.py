@@ -9,6 +9,8 @@ File layout under the store's root (names are generated; no user text ever becom
     <project uid>/clips/<clip uid>/original.wav      the video's own audio (float, 44.1 kHz), if it had any
     <project uid>/clips/<clip uid>/takes/<uid>.wav   one file per take (float); never rewritten
     <project uid>/clips/<clip uid>/exports/<name>/   one folder per export
+    <project uid>/sounds/<uid>.<ext>                 the sound library: tagged audio files, byte for byte
+    <project uid>/training/<uid>/                    one training run: its dataset, checkpoint, log and model
 
 Every write is write-then-rename: a clip or an export is assembled in a hidden ``.staging-*`` folder and
 renamed into place; single files go through a hidden temporary name; database rows are written in one
@@ -44,6 +46,9 @@ from engine.media import write_wav
 MAX_NAME_CHARS = 80  # project names
 MAX_CLIP_NAME_CHARS = 120  # clip names (from the uploaded file's name)
 RATINGS = {-1: "rejected", 0: "", 1: "starred"}  # a take's rating, kept for preference learning
+MAX_TAGS_CHARS = 600  # a sound's tags become its Semantic block (engine.cot.MAX_BLOCK_CHARS)
+SOUND_TYPES = (".wav", ".flac", ".ogg", ".mp3", ".aif", ".aiff", ".m4a")  # the sound library's file types
+RUN_STATUSES = ("running", "stopped", "finished", "failed")  # a training run's life; stopped runs resume
 STAGING, TRASH = ".staging-", ".trash-"  # prefixes of hidden folders of unfinished writes and deletions
 
 
@@ -72,6 +77,8 @@ class ProjectRow(Base):
     updated: Mapped[dt.datetime] = mapped_column(DateTime, default=_now)
     settings: Mapped[dict] = mapped_column(JSON, default=dict)  # last weights and render settings
     clips: Mapped[list[ClipRow]] = relationship(back_populates="project", cascade="all, delete-orphan")
+    sounds: Mapped[list[SoundRow]] = relationship(cascade="all, delete-orphan")
+    runs: Mapped[list[RunRow]] = relationship(cascade="all, delete-orphan")
 
 
 class ClipRow(Base):
@@ -110,6 +117,32 @@ class TakeRow(Base):
     rating: Mapped[int] = mapped_column(Integer, default=0)  # see RATINGS
     created: Mapped[dt.datetime] = mapped_column(DateTime, default=_now)
     clip: Mapped[ClipRow] = relationship(back_populates="takes")
+
+
+class SoundRow(Base):
+    __tablename__ = "sounds"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    uid: Mapped[str] = mapped_column(String(32), unique=True)
+    name: Mapped[str] = mapped_column(String(MAX_CLIP_NAME_CHARS))  # the uploaded file's name, cleaned
+    file: Mapped[str] = mapped_column(String(64))  # file name inside the project's sounds/ folder
+    tags: Mapped[str] = mapped_column(String(MAX_TAGS_CHARS))  # the Semantic block of this text-audio pair
+    duration: Mapped[float] = mapped_column(Float)
+    created: Mapped[dt.datetime] = mapped_column(DateTime, default=_now)
+
+
+class RunRow(Base):
+    __tablename__ = "runs"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    uid: Mapped[str] = mapped_column(String(32), unique=True)  # the run's folder under training/
+    number: Mapped[int] = mapped_column(Integer)  # 1, 2, ... per project
+    method: Mapped[str] = mapped_column(String(32))  # finetune, grpo or dpo
+    status: Mapped[str] = mapped_column(String(16))  # see RUN_STATUSES
+    config: Mapped[dict] = mapped_column(JSON)  # the settings it was started with (what a resume reuses)
+    result: Mapped[dict] = mapped_column(JSON, default=dict)  # summary, FoleyBench verdict, error
+    created: Mapped[dt.datetime] = mapped_column(DateTime, default=_now)
+    updated: Mapped[dt.datetime] = mapped_column(DateTime, default=_now)
 
 
 # --------------------------------------------------------------------------------------- snapshots
@@ -165,6 +198,44 @@ class Take:
         """'Take 3', with a star or a cross for rated takes."""
         mark = {1: " ★", -1: " ✗"}.get(self.rating, "")
         return f"Take {self.number}{mark}"
+
+
+@dataclass(frozen=True)
+class Sound:
+    id: int
+    project_id: int
+    name: str
+    path: Path  # the audio file
+    tags: str
+    duration: float
+
+
+@dataclass(frozen=True)
+class Run:
+    id: int
+    project_id: int
+    number: int
+    method: str
+    status: str
+    folder: Path  # <project>/training/<uid>: dataset, checkpoint, log and, when finished, the model
+    config: dict
+    result: dict
+    created: dt.datetime
+    updated: dt.datetime
+
+    @property
+    def label(self) -> str:
+        """'LoRA fine-tune 2' (the method's name and the run's number in the project)."""
+        return f"{METHOD_LABELS.get(self.method, self.method)} {self.number}"
+
+    @property
+    def offered(self) -> bool:
+        """A finished run whose model passed (or skipped) the FoleyBench check: selectable for rendering."""
+        passed = (self.result.get("bench_check") or {}).get("passed")
+        return self.status == "finished" and passed is not False and (self.folder / "model.json").is_file()
+
+
+METHOD_LABELS = {"finetune": "LoRA fine-tune", "grpo": "Fast-GRPO", "dpo": "Flow-DPO"}
 
 
 @dataclass
@@ -263,6 +334,8 @@ class ProjectStore:
             for p in self.root.glob(pattern):
                 shutil.rmtree(p, ignore_errors=True)
         for p in self.root.glob("*/clips/*/takes/.*"):  # temporary names of take files (engine.media)
+            p.unlink(missing_ok=True)
+        for p in self.root.glob("*/sounds/.*"):  # temporary names of library sounds
             p.unlink(missing_ok=True)
 
     # ------------------------------------------------------------------------------- projects
@@ -555,6 +628,127 @@ class ProjectStore:
             row.rating = rating
             return self._take(row)
 
+    def preference_pairs(self, project_id: int) -> list[tuple[Clip, Take, Take]]:
+        """(clip, starred take, rejected take) for every starred and rejected take of the same clip that were
+        rendered from the same CoT (the same condition: what a preference pair needs), by clip and number."""
+        out = []
+        for clip in self.list_clips(project_id):
+            takes = sorted(self.list_takes(clip.id), key=lambda t: t.number)
+            starred, rejected = [t for t in takes if t.rating == 1], [t for t in takes if t.rating == -1]
+            out += [(clip, w, lo) for w in starred for lo in rejected if _same_cot(w.cot, lo.cot)]
+        return out
+
+    # --------------------------------------------------------------------------------- sounds
+
+    def _sound(self, row: SoundRow, project_uid: str) -> Sound:
+        path = self._folder(project_uid) / "sounds" / row.file
+        return Sound(row.id, row.project_id, row.name, path, row.tags, row.duration)
+
+    def add_sound(
+        self, project_id: int, upload: str | os.PathLike, name: str, tags: str, duration: float, max_bytes: int
+    ) -> Sound:
+        """Copy an uploaded sound into the project's library (a hidden temporary name, then renamed) with its
+        tags (the Semantic block it trains as) and duration (measured by the caller)."""
+        shown = clean_file_name(name)
+        ext = _extension_of(shown)
+        if ext not in SOUND_TYPES:
+            raise UserInputError(f"{shown}: not a sound file the library takes; use {', '.join(SOUND_TYPES)}")
+        size = Path(upload).stat().st_size if Path(upload).is_file() else 0
+        if not 0 < size <= max_bytes:
+            raise UserInputError(f"{shown} is empty or larger than {_mb(max_bytes)}")
+        tags = clean_tags(tags)
+        project = self.get_project(project_id)
+        folder = project.folder / "sounds"
+        folder.mkdir(parents=True, exist_ok=True)
+        uid = uuid.uuid4().hex
+        tmp, final = folder / f".{uid}{ext}", folder / f"{uid}{ext}"
+        shutil.copyfile(upload, tmp)
+        os.replace(tmp, final)
+        try:
+            with self._write() as s:
+                self._project_row(s, project_id)
+                row = SoundRow(
+                    project_id=project_id, uid=uid, name=shown, file=final.name, tags=tags, duration=duration
+                )
+                s.add(row)
+                s.flush()
+                return self._sound(row, project.folder.name)
+        except BaseException:
+            final.unlink(missing_ok=True)
+            raise
+
+    def list_sounds(self, project_id: int) -> list[Sound]:
+        """The project's library sounds in the order they were added."""
+        with self._session() as s:
+            uid = self._project_row(s, project_id).uid
+            rows = s.scalars(sql_select(SoundRow).where(SoundRow.project_id == project_id).order_by(SoundRow.id))
+            return [self._sound(r, uid) for r in rows.all()]
+
+    def set_sound_tags(self, sound_id: int, tags: str) -> Sound:
+        tags = clean_tags(tags)
+        with self._write() as s:
+            row = s.get(SoundRow, sound_id) if isinstance(sound_id, int) else None
+            if row is None:
+                raise ProjectNotFound("that sound does not exist any more")
+            row.tags = tags
+            return self._sound(row, self._project_row(s, row.project_id).uid)
+
+    # ----------------------------------------------------------------------------------- runs
+
+    def _run(self, row: RunRow, project_uid: str) -> Run:
+        folder = self._folder(project_uid) / "training" / row.uid
+        config, result = dict(row.config or {}), dict(row.result or {})
+        return Run(
+            row.id, row.project_id, row.number, row.method, row.status, folder, config, result, row.created, row.updated
+        )
+
+    def create_run(self, project_id: int, method: str, config: dict) -> Run:
+        """A new training run (status "running") with its own empty folder under the project's training/."""
+        with self._write() as s:
+            project = self._project_row(s, project_id)
+            number = (s.scalar(sql_select(func.max(RunRow.number)).where(RunRow.project_id == project_id)) or 0) + 1
+            row = RunRow(project_id=project_id, uid=uuid.uuid4().hex, number=number, method=method, status="running")
+            row.config, row.result = dict(config), {}
+            (self._folder(project.uid) / "training" / row.uid).mkdir(parents=True)
+            s.add(row)
+            s.flush()
+            return self._run(row, project.uid)
+
+    def update_run(self, run_id: int, status: str | None = None, result: dict | None = None) -> Run:
+        """Set a run's status (one of RUN_STATUSES) and merge ``result`` (JSON-able) into its result."""
+        if status is not None and status not in RUN_STATUSES:
+            raise ValueError(f"a run status is one of {RUN_STATUSES}, got {status!r}")
+        with self._write() as s:
+            row = self._run_row(s, run_id)
+            row.status = status or row.status
+            row.result = {**(row.result or {}), **(result or {})}
+            row.updated = _now()
+            return self._run(row, self._project_row(s, row.project_id).uid)
+
+    def _run_row(self, s: Session, run_id: int) -> RunRow:
+        row = s.get(RunRow, run_id) if isinstance(run_id, int) else None
+        if row is None:
+            raise ProjectNotFound("that training run does not exist any more")
+        return row
+
+    def get_run(self, run_id: int) -> Run:
+        with self._session() as s:
+            row = self._run_row(s, run_id)
+            return self._run(row, self._project_row(s, row.project_id).uid)
+
+    def list_runs(self, project_id: int) -> list[Run]:
+        """The project's training runs, newest first."""
+        with self._session() as s:
+            uid = self._project_row(s, project_id).uid
+            rows = s.scalars(sql_select(RunRow).where(RunRow.project_id == project_id).order_by(RunRow.number.desc()))
+            return [self._run(r, uid) for r in rows.all()]
+
+    def runs_with_status(self, status: str) -> list[Run]:
+        """Every run of every project with ``status`` (the server marks interrupted runs at start)."""
+        with self._session() as s:
+            rows = s.scalars(sql_select(RunRow).where(RunRow.status == status)).all()
+            return [self._run(r, self._project_row(s, r.project_id).uid) for r in rows]
+
     # -------------------------------------------------------------------------------- exports
 
     def write_export(self, take: Take, stem: str, write: Callable[[Path], dict]) -> tuple[Path, dict]:
@@ -577,6 +771,26 @@ class ProjectStore:
             return final, result
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+
+
+def clean_tags(text: object) -> str:
+    """Tags as stored: whitespace collapsed, no control characters, 1..MAX_TAGS_CHARS long."""
+    if not isinstance(text, str):
+        raise UserInputError("tags must be text")
+    tags = " ".join("".join(c for c in text if unicodedata.category(c)[0] != "C" or c.isspace()).split())
+    if not tags:
+        raise UserInputError(
+            "give the sound its tags (what it is: e.g. 'metal door slam'); they train as its Semantic block"
+        )
+    if len(tags) > MAX_TAGS_CHARS:
+        raise UserInputError(f"tags have at most {MAX_TAGS_CHARS} characters; these have {len(tags)}")
+    return tags
+
+
+def _same_cot(a: dict, b: dict) -> bool:
+    """Whether two takes' CoTs are the same condition (the four blocks and the negative prompt)."""
+    keys = ("semantic", "temporal", "aesthetic", "spatial", "negative")
+    return all((a.get(k) or "") == (b.get(k) or "") for k in keys)
 
 
 def _media_dict(m: ClipMedia) -> dict:

@@ -1,8 +1,10 @@
 """The studio app (Gradio), started by ``python launch.py``.
 
 Pages (tabs): **Studio**, the authoring page (projects, import, plan and edit, weights and settings,
-takes, compare, export; every control calls one method of `app.callbacks.StudioActions`), and
-**FoleyWorld** (draw a procedural clip with its ground truth and score it with FoleyBench).
+takes, compare, export; every control calls one method of `app.callbacks.StudioActions`), **Train**
+(the project's dataset, LoRA fine-tune / Fast-GRPO / Flow-DPO runs with live progress and curves, the
+resulting models; `app.train_actions.TrainActions`) and **FoleyWorld** (draw a procedural clip with its
+ground truth and score it with FoleyBench).
 
 The page layout lives here and nothing else: components are registered under names, and an action's
 result (a dict from names to values) is mapped back onto them, leaving unnamed outputs untouched.
@@ -20,7 +22,9 @@ from pathlib import Path
 import gradio as gr
 
 from .callbacks import EXPORT_FORMATS, FIELDS, LIMITS, MAX_SEED, TAKE_HEADERS, StudioActions
+from .projects import SOUND_TYPES
 from .settings import StudioSettings
+from .train_actions import METHOD_CHOICES, RUN_HEADERS, SOUND_HEADERS, TRAIN_FIELDS
 
 log = logging.getLogger("foley.studio")
 SPLITS = ["test-single", "test-multi", "val", "train"]
@@ -196,8 +200,11 @@ def _settings_section(page: Page) -> None:
         lo, hi = LIMITS["guidance"]
         a("guidance", gr.Slider(lo, hi, value=3.5, step=0.1, label="guidance", elem_id="guidance"))
     with gr.Row():
-        a("render_btn", gr.Button("Render take", variant="primary", elem_id="render"))
-        a("cancel_btn", gr.Button("Cancel render", variant="stop", elem_id="cancel"))
+        model = gr.Dropdown([], value=None, label="model (trained models of the project: Train page)", scale=2)
+        a("model_pick", model)
+        model.elem_id = "render-model"
+        a("render_btn", gr.Button("Render take", variant="primary", elem_id="render", scale=1))
+        a("cancel_btn", gr.Button("Cancel render", variant="stop", elem_id="cancel", scale=1))
 
 
 def _takes_section(page: Page) -> None:
@@ -232,6 +239,16 @@ def _export_section(page: Page) -> None:
     a("export_files", gr.File(label="Exported files", file_count="multiple", interactive=False, elem_id="exports"))
 
 
+TRAIN_VIEW = [  # the Train page as a project shows it, and the Studio page's render-model picker
+    "model_pick",
+    "train_summary",
+    "sounds_table",
+    "runs_table",
+    "train_run",
+    "train_progress",
+    "train_plot",
+    "train_seen",
+]
 PROJECT_VIEW = [
     "project",
     "project_pick",
@@ -258,10 +275,11 @@ PROJECT_VIEW = [
     "positions",
     "export_files",
     "message",
+    *TRAIN_VIEW,
 ]
 SETTINGS = [*(f"w_{d}" for d in DIMENSIONS), "candidates", "seed", "seed_locked", "steps", "guidance"]
 COT = [f"cot_{f}" for f in FIELDS]
-CLIP_VIEW = [n for n in PROJECT_VIEW if n not in ("project", "project_pick", "project_name", "clip_pick")]
+CLIP_VIEW = [n for n in PROJECT_VIEW if n not in ("project", "project_pick", "project_name", "clip_pick", *TRAIN_VIEW)]
 TAKES_VIEW = [
     "takes_table",
     "take_pick",
@@ -282,6 +300,7 @@ def _wire(page: Page, demo: gr.Blocks, concurrency: int) -> None:
     _wire_projects(page)
     _wire_plan_and_settings(page, concurrency)
     _wire_takes(page, concurrency)
+    _wire_train(page)
 
 
 def _wire_projects(page: Page) -> None:
@@ -360,6 +379,82 @@ def _wire_takes(page: Page, concurrency: int) -> None:
     c["takes_table"].select(on_row, [c["clip"]], [c[n] for n in ["take_pick", *TAKE_VIEW]])
 
 
+def _train_page(page: Page) -> None:
+    """The Train page: the project's dataset, the method and its settings, the runs and their curves."""
+    a = page.add
+    a("train_seen", gr.State("none"))
+    a("train_summary", gr.Markdown(elem_id="train-summary"))
+    types = list(page.actions.settings.upload_types)
+    with gr.Row(equal_height=False):
+        label = "Add videos with their own audio (clips to train on)"
+        a(
+            "train_videos",
+            gr.File(label=label, file_count="multiple", file_types=types, height=110, elem_id="train-videos"),
+        )
+        label = "Add library sounds (tags from the file names or a CSV)"
+        kinds = list(SOUND_TYPES)
+        a(
+            "train_sounds",
+            gr.File(label=label, file_count="multiple", file_types=kinds, height=110, elem_id="train-sounds"),
+        )
+        label = "Tags CSV (columns file, tags)"
+        a("train_tags", gr.File(label=label, file_types=[".csv"], height=110, elem_id="train-tags"))
+    a("sounds_table", gr.Dataframe(headers=SOUND_HEADERS, interactive=False, elem_id="sounds-table", max_height=200))
+    gr.Markdown(
+        "### Method\nLoRA adapters on the generator; a held-out part of the data is evaluated during training with "
+        "early stopping, and FoleyBench on the original classes is checked against the start model before a "
+        "result is offered. Fast-GRPO uses the Studio page's reward weights."
+    )
+    a("train_method", gr.Radio(METHOD_CHOICES, value="finetune", label="method", elem_id="train-method"))
+    _train_fields(page)
+    with gr.Row():
+        a("train_start", gr.Button("Start training", variant="primary", elem_id="train-start"))
+        a("train_cancel", gr.Button("Cancel", variant="stop", elem_id="train-cancel"))
+        a("train_resume", gr.Button("Resume", elem_id="train-resume"))
+    gr.Markdown("### Runs and their models")
+    a("train_run", gr.Dropdown([], value=None, label="run", elem_id="train-run"))
+    a("train_progress", gr.Markdown(elem_id="train-progress"))
+    a("train_plot", gr.Plot(show_label=False, elem_id="train-plot"))
+    a("runs_table", gr.Dataframe(headers=RUN_HEADERS, interactive=False, elem_id="runs-table"))
+    a("train_timer", gr.Timer(1.0))
+
+
+def _train_fields(page: Page) -> None:
+    from .training import DEFAULTS
+
+    a, d = page.add, DEFAULTS["finetune"] | {"group": 4, "beta": 2000.0}
+    labels = {
+        "steps": "steps (GRPO: iterations)",
+        "lr": "learning rate",
+        "lora_rank": "LoRA rank",
+        "held_out": "held-out fraction",
+        "bench_clips": "FoleyBench clips (0: no check)",
+        "batch": "batch (fine-tune)",
+        "group": "group (GRPO)",
+        "beta": "beta (DPO)",
+    }
+    with gr.Row():
+        for k in TRAIN_FIELDS:
+            a(f"t_{k}", gr.Number(d[k], label=labels[k], elem_id=f"t-{k.replace('_', '-')}", min_width=110))
+
+
+def _wire_train(page: Page) -> None:
+    act, c, bind = page.actions.train, page.c, page.bind
+    fields = [f"t_{k}" for k in TRAIN_FIELDS]
+    view = ["train_summary", "sounds_table", "runs_table", "train_run", "train_progress", "train_plot", "train_seen"]
+    bind(c["train_videos"].upload, act.add_videos, ["project", "train_videos"], [*PROJECT_VIEW, "train_videos"])
+    sounds = ["project", "train_sounds", "train_tags"]
+    bind(c["train_sounds"].upload, act.add_sounds, sounds, [*view, "train_sounds", "train_tags", "message"])
+    bind(c["train_method"].input, act.method_defaults, ["train_method"], fields)
+    bind(c["train_start"].click, act.start, ["project", "train_method", *fields], [*view, "model_pick", "message"])
+    for name, action in (("train_cancel", act.cancel), ("train_resume", act.resume)):
+        bind(c[name].click, action, ["project", "train_run"], [*view, "model_pick", "message"])
+    bind(c["train_run"].input, act.pick_run, ["project", "train_run"], ["train_progress", "train_plot", "train_seen"])
+    poll = ["project", "train_run", "train_seen"]
+    bind(c["train_timer"].tick, act.poll, poll, [*view, "model_pick"], show_progress="hidden", queue=False)
+    bind(c["model_pick"].input, act.choose_model, ["project", "model_pick"], ["message"])
+
+
 def _studio_page(actions: StudioActions) -> Page:
     settings = actions.settings
     page = Page(actions)
@@ -419,6 +514,8 @@ def build_app(
         with gr.Tabs():
             with gr.Tab("Studio", id="studio"):
                 page = _studio_page(actions)
+            with gr.Tab("Train", id="train"):
+                _train_page(page)
             with gr.Tab("FoleyWorld", id="world"):
                 _world_page(out_dir)
         _wire(page, demo, settings.render_concurrency)

@@ -1,6 +1,9 @@
 """Training side of the studio.
 
-Owns: data (the procedural FoleyWorld, footage ingestion), losses, pretraining, fine-tuning, reinforcement
-learning with the reward heads (``grpo``: Fast-GRPO / Flow-GRPO, ``grpo_objective``, ``grpo_prompts``) and
-the training of the FoleyBench metric models. May import ``engine``; never ``app``.
+Owns: data (the procedural FoleyWorld, footage ingestion: ``ingest``, ``dataset``), losses, pretraining,
+fine-tuning (``lora``, ``lora_train``, ``finetune``, ``dpo``: LoRA flow matching and Flow-DPO, with the
+``bench_guard`` FoleyBench check), reinforcement learning with the reward heads (``grpo``: Fast-GRPO /
+Flow-GRPO, ``grpo_objective``, ``grpo_prompts``), the training of the FoleyBench metric models, the house
+library (``house``) and the measurements of fine-tuning (``measure``); ``commands`` holds their
+``launch.py train`` subcommands. May import ``engine``; never ``app``.
 """

@@ -59,6 +59,8 @@ class GrpoConfig:
     model: str = "default"  # start model: a name under assets/models or a model folder
     out: str = "runs/grpo"  # output folder: checkpoint, train_log.jsonl, and at the end the trained model
     prompts: str | None = None  # prompt folder (FoleyWorld split or videos); None: FoleyWorld train clips
+    dataset: str | None = None  # an ingested dataset (trainer.ingest): its video windows are the prompts
+    held_out: float = 0.15  # with ``dataset``: fraction of its sources held out as evaluation prompts
     clips: int = 64  # FoleyWorld train clips written to out/prompts when ``prompts`` is None
     eval_prompts: str | None = None  # held-out prompt folder; None: FoleyWorld val clips
     eval_clips: int = 8  # held-out prompts (FoleyWorld val clips written to out/eval_prompts)
@@ -226,7 +228,19 @@ class ParamEma:
 # ------------------------------------------------------------------------------------------- setup
 
 
-MUST_MATCH = ("model", "prompts", "clips", "duration", "group", "steps", "window", "lora_rank", "seed", "weights")
+MUST_MATCH = (
+    "model",
+    "prompts",
+    "dataset",  # an older checkpoint has no such field: None, as a run without a dataset
+    "clips",
+    "duration",
+    "group",
+    "steps",
+    "window",
+    "lora_rank",
+    "seed",
+    "weights",
+)
 
 
 def _device_bundle(bundle: ModelBundle, device: torch.device) -> ModelBundle:
@@ -242,6 +256,10 @@ def _prompt_sets(cfg: GrpoConfig, bundle: ModelBundle, acc) -> tuple[list[Prompt
     from engine.planner import has_planner, load_planner
     from trainer.grpo_prompts import foleyworld_prompts, load_prompts
 
+    if cfg.dataset:
+        from trainer.dataset import dataset_prompts
+
+        return dataset_prompts(cfg.dataset, bundle, cfg.held_out, cfg.seed, cfg.clips)
     planner = load_planner(cfg.model).plan if has_planner(cfg.model) else None
     out = Path(cfg.out)
     with acc.main_process_first():
@@ -467,11 +485,16 @@ def _train_seconds(cfg: GrpoConfig) -> float:
 
 
 def train_grpo(
-    cfg: GrpoConfig, progress: Progress | None = None, resume: bool = True, heads: RewardHeads | None = None
+    cfg: GrpoConfig,
+    progress: Progress | None = None,
+    resume: bool = True,
+    heads: RewardHeads | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> dict:
     """Run (or resume) GRPO as ``cfg`` says; returns ``{"out", "finished", "iterations", "resumed_from",
     "history", "sec_per_iteration", "policy"}`` (``policy``: the trained `PolicyObjective` of this process,
-    its live weights, not the EMA). ``heads`` replaces the default reward heads."""
+    its live weights, not the EMA). ``heads`` replaces the default reward heads; ``stop()`` returning True
+    (checked before every iteration, single process) ends the run with a checkpoint, to be resumed."""
     old_threads = torch.get_num_threads()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -483,6 +506,10 @@ def train_grpo(
         if start == 0 and cfg.eval_every and s["acc"].is_main_process:
             _log(s, cfg, {"iteration": 0, "train_seconds": 0.0} | evaluate(s, cfg), progress, history)
         for it in range(start, end):
+            if stop is not None and stop():
+                save_checkpoint(s, cfg, it)
+                end = it
+                break
             t0 = time.perf_counter()
             entry = iteration(s, cfg, it)
             train_s += time.perf_counter() - t0
@@ -492,7 +519,7 @@ def train_grpo(
             _log(s, cfg, entry, progress, history)
             if (it + 1) % cfg.ckpt_every == 0 or it + 1 == end:
                 save_checkpoint(s, cfg, it + 1)
-        finished = end >= cfg.iterations
+        finished = end >= cfg.iterations  # False after a stop: ``end`` is where it stopped
         if finished and s["acc"].is_main_process:
             save_model(s, cfg, end)
         s["acc"].wait_for_everyone()

@@ -2,6 +2,7 @@
 
 - `codec_feature_loss`: the stereo codec's reconstruction loss on its time-frequency features.
 - `logit_normal_times`, `flow_matching_loss`: the generator's rectified-flow objective.
+- `flow_dpo_loss`: Flow-DPO on preference pairs against a frozen reference.
 """
 
 from __future__ import annotations
@@ -68,3 +69,24 @@ def flow_matching_loss(
     err = (velocity(x_t, t).float() - (x1 - x0).float()).square()  # (B, ...)
     per_sample = err.flatten(1).mean(1)  # (B,)
     return per_sample.mean() if reduction == "mean" else per_sample
+
+
+def flow_dpo_loss(
+    err_w: torch.Tensor, err_l: torch.Tensor, ref_err_w: torch.Tensor, ref_err_l: torch.Tensor, beta: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Flow-DPO (REFERENCE "Preference post-training", ReasonAudio; Diffusion-DPO, Wallace et al. 2024, eq. 14
+    in its flow form): per pair (B,) the flow-matching errors ``||v* - v_theta||^2`` of the winner and the
+    loser under the policy (``err_w``, ``err_l``) and the frozen reference (``ref_err_*``), every pair noised
+    with one t and one noise for both takes. With ``Delta = err - ref_err``:
+
+        loss = -log sigmoid(-(beta / 2) (Delta_w - Delta_l))        (mean over the pairs)
+
+    Returns (loss, margin (B,)) with ``margin = -(Delta_w - Delta_l)``: positive when the policy, relative
+    to the reference, fits the winner better than the loser. Equal takes or policy == reference give
+    margin 0 and loss log 2.
+    """
+    if not err_w.shape == err_l.shape == ref_err_w.shape == ref_err_l.shape or err_w.ndim != 1:
+        raise ValueError(f"need four (B,) errors, got {err_w.shape=} {err_l.shape=} {ref_err_w.shape=}")
+    margin = -((err_w - ref_err_w) - (err_l - ref_err_l))  # (B,)
+    loss = -torch.nn.functional.logsigmoid(0.5 * beta * margin).mean()
+    return loss, margin.detach()

@@ -39,8 +39,9 @@ def update_ema(ema: nn.Module, model: nn.Module, decay: float) -> None:
 
 
 def save_training_state(path: Path, state: dict) -> None:
-    """``state`` = {model, ema, optim, gen, step, config (a dataclass)} in one safetensors file
-    (written to a temporary file, then renamed); ``gen`` (a torch.Generator) may be None."""
+    """``state`` = {model, ema, optim, gen, step, config (a dataclass), optional extra (JSON-able: a loop's
+    own bookkeeping, e.g. its evaluation history)} in one safetensors file (written to a temporary file,
+    then renamed); ``gen`` (a torch.Generator) may be None."""
     from safetensors.torch import save_file
 
     opt = state["optim"].state_dict()
@@ -53,6 +54,7 @@ def save_training_state(path: Path, state: dict) -> None:
         "step": str(state["step"]),
         "config": json.dumps(asdict(state["config"])),
         "param_groups": json.dumps(opt["param_groups"]),
+        "extra": json.dumps(state.get("extra") or {}),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
@@ -61,8 +63,9 @@ def save_training_state(path: Path, state: dict) -> None:
 
 
 def load_training_state(path: Path, state: dict, must_match: tuple[str, ...] = ()) -> int:
-    """Restore ``state`` (model, ema, optim, gen) in place from `save_training_state`'s file; returns
-    the step. Raises ValueError when a config field named in ``must_match`` differs from the saved run."""
+    """Restore ``state`` (model, ema, optim, gen, and ``extra`` when the file has it) in place from
+    `save_training_state`'s file; returns the step. Raises ValueError when a config field named in
+    ``must_match`` differs from the saved run."""
     from safetensors import safe_open
     from safetensors.torch import load_file
 
@@ -84,4 +87,5 @@ def load_training_state(path: Path, state: dict, must_match: tuple[str, ...] = (
     state["optim"].load_state_dict({"state": opt_state, "param_groups": groups})
     if state.get("gen") is not None:
         state["gen"].set_state(tensors["rng"])
+    state["extra"] = json.loads(meta.get("extra", "{}"))
     return int(meta["step"])

@@ -1,0 +1,149 @@
+"""LoRA flow-matching fine-tuning on a tiny model and dataset: the loss falls, early stopping triggers and
+keeps the best adapters, a killed run resumes with the same data order and ends exactly as a straight run,
+the FoleyBench check's verdict, and the result is a model folder that renders."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from engine.models import load_bundle
+from engine.pipeline import RenderSettings, prepare_video, render
+from tests import train_data
+from trainer.bench_guard import BenchCheck, check_against_base, compare
+from trainer.finetune import FinetuneConfig, FlowObjective, finetune
+from trainer.ingest import IngestConfig, ingest, sound_folder, video_folder
+from trainer.lora import lora_generator
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+NO_BENCH = BenchCheck(clips=0)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("finetune")
+    model = train_data.model_folder(root)
+    metas = train_data.videos(root / "videos", 3)
+    train_data.sounds(root / "sounds")
+    taken: set[str] = set()
+    sources = video_folder(root / "videos", taken) + sound_folder(root / "sounds", taken=taken)
+    ingest(root / "data", load_bundle(model), sources, IngestConfig(window=1.0))
+    return {"root": root, "model": model, "dataset": root / "data", "metas": metas}
+
+
+def _cfg(data, out, **kw) -> FinetuneConfig:
+    base = dict(model=str(data["model"]), out=str(out), dataset=str(data["dataset"]), steps=6, batch=2, lr=1e-2)
+    base |= dict(warmup=1, eval_every=2, ckpt_every=2, log_every=1, held_out=0.3, lora_rank=4, bench=NO_BENCH)
+    return FinetuneConfig(**(base | kw))
+
+
+def test_fine_tuning_lowers_the_loss_on_the_training_windows(data, tmp_path):
+    cfg = _cfg(data, tmp_path / "run", steps=20, eval_every=10, lr=3e-2)
+    bundle = load_bundle(cfg.model)
+    on_train = FlowObjective(bundle, cfg)
+    on_train.held_ids = on_train.train_ids  # evaluate the training windows with the fixed noise and times
+    torch.manual_seed(cfg.seed)
+    with torch.no_grad():
+        before = on_train.evaluate(lora_generator(bundle.generator, cfg.lora_rank))["held_out_loss"]
+    result = finetune(cfg, resume=False)
+    with torch.no_grad():
+        after = on_train.evaluate(result["policy"].eval())["held_out_loss"]
+    assert after < 0.9 * before, (before, after)
+    evals = [h for h in result["history"] if h["phase"] == "eval"]
+    assert [e["step"] for e in evals] == [10, 20] and all(np.isfinite(e["held_out_loss"]) for e in evals)
+    trainable = {n for n, p in result["policy"].named_parameters() if p.requires_grad}
+    assert trainable and all("lora_" in n for n in trainable)  # only the adapters trained
+    start = load_bundle(cfg.model).generator.state_dict()
+    assert all(not p.requires_grad for p in load_bundle(cfg.model).generator.parameters())  # shared bundle untouched
+    tuned = load_bundle(tmp_path / "run").generator.state_dict()
+    assert start.keys() == tuned.keys() and any(not torch.equal(start[k], tuned[k]) for k in start)
+
+
+def test_early_stopping_ends_the_run_and_keeps_the_best_adapters(data, tmp_path):
+    cfg = _cfg(data, tmp_path / "run", steps=20, patience=1, min_delta=10.0)  # no later evaluation can count
+    result = finetune(cfg, resume=False)
+    assert result["finished"] and result["step"] == 4 and result["stopped"].startswith("early stop")
+    assert result["best_step"] == 2
+    manifest = json.loads((tmp_path / "run" / "model.json").read_text())
+    assert manifest["extra"]["result"]["best_step"] == 2 and manifest["extra"]["method"] == "lora-finetune"
+
+
+def test_a_killed_run_resumes_from_its_checkpoint_with_the_same_data_order(data, tmp_path, monkeypatch):
+    seen: list[tuple[int, ...]] = []
+    original = FlowObjective.loss
+    monkeypatch.setattr(
+        FlowObjective, "loss", lambda self, p, ids, rng: seen.append(tuple(ids)) or original(self, p, ids, rng)
+    )
+    straight = finetune(_cfg(data, tmp_path / "a"), resume=False)
+    order, seen[:] = list(seen), []
+
+    def crash(entry: dict) -> None:
+        if entry.get("phase") == "train" and entry["step"] == 5:  # after step 5; the last checkpoint is step 4
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        finetune(_cfg(data, tmp_path / "b"), progress=crash, resume=False)
+    assert not (tmp_path / "b" / "model.json").exists()
+    resumed = finetune(_cfg(data, tmp_path / "b"), resume=True)
+    assert resumed["resumed_from"] == 4 and resumed["finished"]
+    assert seen == order[:5] + order[4:]  # step 5 ran twice: before the kill and after the resume
+    a, b = straight["policy"].state_dict(), resumed["policy"].state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    evals = lambda r: [(h["step"], h["held_out_loss"]) for h in r["history"] if h["phase"] == "eval"]  # noqa: E731
+    assert evals(straight) == evals(resumed)
+    ga, gb = (load_bundle(tmp_path / x).generator.state_dict() for x in "ab")
+    assert all(torch.equal(ga[k], gb[k]) for k in ga)
+    with pytest.raises(Exception, match="no-resume"):
+        finetune(_cfg(data, tmp_path / "b", batch=3), resume=True)
+
+
+def test_a_cancelled_run_checkpoints_and_resumes(data, tmp_path):
+    calls = iter(range(100))
+    result = finetune(_cfg(data, tmp_path / "c", ckpt_every=100), stop=lambda: next(calls) >= 3, resume=False)
+    assert not result["finished"] and result["step"] == 3 and result["out"] is None
+    resumed = finetune(_cfg(data, tmp_path / "c", ckpt_every=100), resume=True)
+    assert resumed["resumed_from"] == 3 and resumed["finished"]
+
+
+def test_the_tuned_model_is_a_model_folder_that_renders(data, tmp_path):
+    finetune(_cfg(data, tmp_path / "run", steps=2), resume=False)
+    bundle = load_bundle(tmp_path / "run")
+    assert bundle.name == "run" and bundle.generator.config == load_bundle(data["model"]).generator.config
+    video = data["root"] / "videos" / f"{data['metas'][0]['name']}.mp4"
+    prepared = prepare_video(video, bundle)
+    audio = render(prepared, data["metas"][0]["cot"], bundle, RenderSettings(seed=1, steps=2))
+    assert audio.shape == (prepared.n_samples, 2) and np.isfinite(audio).all() and np.abs(audio).max() > 0
+
+
+def test_the_bench_check_compares_relative_drops_with_a_floor():
+    base = {"class_acc": 0.8, "clap": 0.5, "onset_f1_100": 0.02}
+    ok = compare(base, {"class_acc": 0.76, "clap": 0.55, "onset_f1_100": 0.02}, 0.10, 0.05)
+    assert (
+        ok["passed"] and ok["drops"]["class_acc"] == pytest.approx(0.05) and ok["drops"]["clap"] == pytest.approx(-0.1)
+    )
+    bad = compare(base, {"class_acc": 0.8, "clap": 0.5, "onset_f1_100": 0.0}, 0.10, 0.05)
+    assert not bad["passed"] and bad["worst"] == "onset_f1_100" and bad["drops"]["onset_f1_100"] == pytest.approx(0.4)
+
+
+def test_the_bench_check_of_a_model_against_itself_passes(data, tmp_path):
+    bundle = load_bundle(data["model"])
+    verdict = check_against_base(bundle, bundle, BenchCheck(clips=2, duration=2.0, steps=2), tmp_path / "bench")
+    assert verdict["passed"] is True and all(d == 0 for d in verdict["drops"].values())
+    assert verdict["base"] == verdict["tuned"] and (tmp_path / "bench" / "index.json").is_file()
+
+
+def test_train_finetune_command(data, tmp_path, capsys):
+    from tests.test_pipeline import _cli
+
+    args = ["train", "finetune", "--dataset", data["dataset"], "--model", data["model"], "--steps", "2"]
+    args += ["--batch", "2", "--lora-rank", "2", "--eval-every", "1", "--bench-clips", "0", "--threads", "1"]
+    rc, out, err = _cli(*args, "--out", tmp_path / "run", capsys=capsys)
+    assert rc == 0, err
+    line = json.loads(out)
+    assert line["finished"] and line["method"] == "lora-finetune" and line["step"] == 2 and line["offered"]
+    assert "held-out loss" in err and (tmp_path / "run" / "model.json").is_file()
+    rc, out, err = _cli(*args[:-2], "--held-out", "1.5", "--out", tmp_path / "bad", capsys=capsys)
+    assert rc == 2 and err.startswith("error:") and len(err.strip().splitlines()) == 1

@@ -1,0 +1,131 @@
+"""LoRA flow-matching fine-tuning of a model on an ingested dataset (a studio's footage and sound library).
+
+The objective is pretraining's (`trainer.pretrain`, REFERENCE "Flow matching"): ``|| v_theta(x_t, t, c) -
+(x1 - x0) ||^2`` with the dataset's codec latents ``x0``, noise ``x1``, logit-normal ``t`` and the
+generator's own classifier-free-guidance dropout of (video + sync) and text. Text-audio pairs have no
+picture: their rows get the null video and sync (the branch CFG dropout trains), so the pairs teach the
+generator what the new words sound like without teaching it a wrong picture. Only the adapters train;
+the video encoder, the codec and the input projections stay frozen, which is the point of LoRA on a
+small studio dataset.
+
+Held out: a seeded part of the sources (`trainer.dataset.held_out_split`); its loss is measured at
+``eval_times`` fixed times (quantiles of the training time distribution) with fixed noise per window,
+without dropout. The loop, early stopping, checkpoints and the FoleyBench check are `trainer.lora_train`'s.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+
+from engine.errors import UserInputError
+from engine.generator import Conditions, Generator
+from engine.models import ModelBundle
+from trainer.dataset import TrainDataset, check_binding, collate_for, held_out_split
+from trainer.lora import network
+from trainer.lora_train import LoraTrainConfig, train_lora
+from trainer.losses import flow_matching_loss, logit_normal_times
+
+
+@dataclass(frozen=True)
+class FinetuneConfig(LoraTrainConfig):
+    """A LoRA fine-tune: the shared settings plus the dataset and the flow-matching times."""
+
+    dataset: str = ""  # dataset folder written by `trainer.ingest`
+    t_mean: float = 0.0  # logit-normal mean of the training times (pretraining's)
+    t_std: float = 1.0  # logit-normal std of the training times
+    eval_times: int = 4  # fixed times per held-out window (quantiles of the same logit-normal)
+    eval_batch: int = 8  # held-out windows per evaluation batch
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.dataset:
+            raise UserInputError("a fine-tune needs a dataset folder (python launch.py train ingest ...)")
+        if self.eval_times < 1 or self.eval_batch < 1 or self.t_std <= 0:
+            raise UserInputError(f"need eval_times >= 1, eval_batch >= 1, t_std > 0: {self}")
+
+
+def null_video_rows(gen: Generator, cond: Conditions, rows: torch.Tensor) -> Conditions:
+    """``cond`` with the null video and sync on the rows where ``rows`` (B,) is True (text-audio pairs)."""
+    null = gen.null_like(cond)
+    r = rows.to(cond.video.device)[:, None]  # (B, 1)
+    return replace(
+        cond,
+        video_mask=torch.where(r, null.video_mask, cond.video_mask),
+        video_seq=torch.where(r[..., None], null.video_seq, cond.video_seq),
+        sync=torch.where(r[..., None], null.sync, cond.sync),
+    )
+
+
+def batch_conditions(gen: Generator, bundle: ModelBundle, batch: dict) -> Conditions:
+    """Conditions of a collated batch (`trainer.dataset.WindowCollate`): frozen video tokens (B, F, Dv),
+    motion (B, T, Ds), four text blocks; text-audio rows get the null video and sync."""
+    with torch.no_grad():
+        tokens = bundle.video_encoder(batch["frames"], batch["frame_mask"])  # (B, F, Dv)
+    cond = gen.prepare_conditions(tokens, batch["frame_mask"], batch["motion"], batch["text"], batch["z"].shape[2])
+    return null_video_rows(gen, cond, ~batch["has_video"])
+
+
+def eval_times(k: int, mean: float, std: float) -> torch.Tensor:
+    """(k,) fixed evaluation times: the (j + 0.5) / k quantiles of the logit-normal training times."""
+    q = torch.special.ndtri((torch.arange(k, dtype=torch.float64) + 0.5) / k)
+    return torch.sigmoid(mean + std * q).float()
+
+
+class FlowObjective:
+    """The flow-matching loss on a dataset's training windows and its held-out loss."""
+
+    def __init__(self, bundle: ModelBundle, cfg: FinetuneConfig) -> None:
+        self.bundle, self.cfg = bundle, cfg
+        self.data = TrainDataset(cfg.dataset, bundle.cot_mode)
+        check_binding(self.data.manifest, bundle, cfg.dataset)
+        self.train_ids, self.held_ids = held_out_split(self.data.groups(), cfg.held_out, cfg.seed)
+        if not self.train_ids:
+            raise UserInputError(f"dataset {cfg.dataset} has no training windows")
+        self.lengths = self.data.lengths()[self.train_ids]  # (N_train,)
+        self.collate = collate_for(self.data)
+        self._fingerprint = f"{self.data.fingerprint()}/{len(self.held_ids)}"
+
+    def fingerprint(self) -> str:
+        return self._fingerprint
+
+    def loss(self, policy: torch.nn.Module, ids: list[int], rng: torch.Generator) -> tuple[torch.Tensor, dict]:
+        """Flow-matching loss of training windows ``ids`` (positions in the training part)."""
+        gen = network(policy)
+        batch = self.collate([self.data[self.train_ids[i]] for i in ids])
+        z = batch["z"]  # (B, C, T)
+        noise = torch.randn(z.shape, generator=rng)  # (B, C, T), drawn first: its stream fixes the rest
+        t = logit_normal_times(z.shape[0], self.cfg.t_mean, self.cfg.t_std, generator=rng)  # (B,)
+        cond = gen.drop_conditions(batch_conditions(gen, self.bundle, batch), rng)
+        loss = flow_matching_loss(lambda x, tt: gen.velocity(x, tt, cond), z, noise, t)
+        return loss, {"video_rows": float(batch["has_video"].float().mean())}
+
+    def evaluate(self, policy: torch.nn.Module) -> dict | None:
+        """Mean held-out loss over windows x fixed times, no dropout (None without held-out windows)."""
+        if not self.held_ids:
+            return None
+        gen, cfg = network(policy), self.cfg
+        times = eval_times(cfg.eval_times, cfg.t_mean, cfg.t_std)  # (K,)
+        losses = []
+        for lo in range(0, len(self.held_ids), cfg.eval_batch):
+            ids = self.held_ids[lo : lo + cfg.eval_batch]
+            batch = self.collate([self.data[i] for i in ids])
+            cond, z = batch_conditions(gen, self.bundle, batch), batch["z"]
+            velocity = lambda x, s, c=cond: gen.velocity(x, s, c)  # noqa: E731
+            for k, t in enumerate(times):
+                noise = torch.stack([_eval_noise(cfg.seed, i, k, z.shape[1:]) for i in ids])  # (B, C, T)
+                losses += flow_matching_loss(velocity, z, noise, t.expand(len(ids)), reduction="none").tolist()
+        return {"held_out_loss": float(np.mean(losses)), "held_out_windows": len(self.held_ids)}
+
+
+def _eval_noise(seed: int, item: int, k: int, shape) -> torch.Tensor:
+    """The fixed noise of held-out window ``item`` at evaluation time ``k`` (cropped windows share a prefix)."""
+    g = torch.Generator().manual_seed((seed * 1_000_003 + item) * 101 + k + 7)
+    return torch.randn(tuple(shape), generator=g)
+
+
+def finetune(cfg: FinetuneConfig, progress=None, resume: bool = True, stop=None) -> dict:
+    """Run (or resume) a LoRA fine-tune as ``cfg`` says (see `trainer.lora_train.train_lora`)."""
+    return train_lora(cfg, FlowObjective, "lora-finetune", progress, resume, stop)

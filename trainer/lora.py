@@ -1,0 +1,56 @@
+"""LoRA adapters (peft) on a copy of a bundle's generator, and the merged result as a new model folder.
+
+The adapters go on the attention and MLP linears of every DiT block (`trainer.grpo.LORA_TARGETS`); the
+input projections, the gates and the null embeddings stay as they were. The reference policy of DPO and
+GRPO is the same network with its adapters disabled (no second copy of the weights). The shared bundle is
+never touched: the generator is deep-copied first. For rendering the adapters are merged into the weights
+(``W + (alpha / r) B A``), so a tuned model is an ordinary bundle that `engine.models.load_bundle` reads.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+from torch import nn
+
+from engine.generator import Generator
+from engine.models import ModelBundle, save_bundle
+from trainer.grpo import LORA_TARGETS
+
+
+def lora_generator(generator: Generator, rank: int, alpha: float | None = None) -> nn.Module:
+    """A peft model around a float32 deep copy of ``generator`` with rank-``rank`` adapters (scale
+    ``alpha / rank``, default 1); only the adapters are trainable (B starts at zero: the copy starts as
+    the original)."""
+    from peft import LoraConfig, get_peft_model
+
+    if rank < 1:
+        raise ValueError(f"LoRA rank must be >= 1, got {rank}")
+    base = copy.deepcopy(generator).float().train()
+    config = LoraConfig(r=rank, lora_alpha=alpha or rank, target_modules=LORA_TARGETS, lora_dropout=0.0)
+    return get_peft_model(base, config)
+
+
+def network(policy: nn.Module) -> Generator:
+    """The Generator a peft model evaluates (the base with the adapters injected)."""
+    return policy.get_base_model()
+
+
+def merged_generator(policy: nn.Module) -> Generator:
+    """A plain Generator with the adapters merged into its weights (the policy is left as it is)."""
+    return copy.deepcopy(policy).merge_and_unload().eval().requires_grad_(False)
+
+
+def tuned_bundle(bundle: ModelBundle, generator: Generator, name: str) -> ModelBundle:
+    """``bundle`` with ``generator`` in place of its own (codec, video encoder and planner shared)."""
+    return ModelBundle(
+        bundle.codec, generator, bundle.video_encoder, bundle.cot_mode, name, bundle.planner, bundle.sync_cues
+    )
+
+
+def save_tuned(bundle: ModelBundle, generator: Generator, out: str | Path, extra: dict) -> Path:
+    """Write ``out/`` as a model folder (manifest last): the merged generator with the start model's codec,
+    video encoder and planner."""
+    out = Path(out)
+    return save_bundle(tuned_bundle(bundle, generator, out.name), out, extra=extra)

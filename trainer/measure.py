@@ -1,0 +1,205 @@
+"""The measurements of issue 7: does a fine-tune move renders toward the house library, and does Flow-DPO
+on preference pairs raise the preferred dimension's reward on held-out clips?
+
+- `measure_house`: the start and the tuned model render the held-out house clips (`trainer.house`, their
+  CoTs, seed ``seed + clip``); FoleyBench's embedding gives the Frechet distance of each model's renders
+  to the house audio of the same clips, and its contrastive model the score of each render against its
+  Semantic block (the new tags); FoleyBench on the original classes (`trainer.bench_guard`) says what the
+  tune cost there. Relative changes: ``fd_drop = 1 - FD_tuned / FD_base`` (the issue asks >= 0.30),
+  ``clap_gain = CLAP_tuned - CLAP_base`` (> 0), and the bench check's relative drops (<= 0.10).
+- `preference_pairs`: N takes of each of a set of FoleyWorld clips, scored by the reward heads; on the
+  chosen dimension the best take is "starred" and the worst "rejected" (a designer who cares about that
+  dimension), written as a pairs file for `trainer.dpo`.
+- `measure_dpo`: pairs, Flow-DPO on them, then the chosen dimension's mean reward of both models on
+  held-out FoleyWorld clips (other clips, other seeds).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from engine.models import ModelBundle, load_bundle
+from engine.pipeline import RenderSettings
+from trainer.bench_guard import BenchCheck, check_against_base
+
+Progress = Callable[[int, int], None]
+
+
+def _renders(bundle: ModelBundle, folder: Path, metas: list[dict], gts: list[np.ndarray], settings, progress):
+    """Each clip of a split folder rendered from its own CoT (seed settings.seed + clip position)."""
+    from engine.bench.run import render_row
+
+    row, out = render_row(bundle, folder, settings), []
+    for k, (meta, gt) in enumerate(zip(metas, gts)):
+        out.append(row(meta | {"index": k}, gt, bundle.sample_rate))
+        if progress:
+            progress(k + 1, len(metas))
+    return out
+
+
+def house_metrics(audios: list[np.ndarray], truth: list[np.ndarray], metas: list[dict], sr: int, models) -> dict:
+    """FD of ``audios`` to the ``truth`` set (FoleyBench embeddings) and mean CLAP~ against each clip's
+    Semantic block, overall and per class."""
+    import torch
+
+    from engine.bench.distribution import frechet_distance
+    from engine.bench.features import log_mel
+    from engine.text_encoder import encode_sentences
+
+    text = encode_sentences([m["cot"]["semantic"] for m in metas])
+
+    @torch.no_grad()
+    def embed(audio):
+        mel = torch.from_numpy(log_mel(audio, sr))[None]
+        return models.classifier(mel)[0][0].numpy(), models.contrastive.audio_embed(mel)[0]
+
+    got = [embed(a) for a in audios]
+    ref = np.stack([embed(a)[0] for a in truth])
+    with torch.no_grad():
+        clap = np.array([float(e @ models.contrastive.text_embed(t[None])[0]) for (_, e), t in zip(got, text)])
+    emb = np.stack([g for g, _ in got])
+    out = {"fd": float(frechet_distance(emb, ref)), "clap": float(clap.mean()), "per_class": {}}
+    for cls in sorted({m["classes"][0] for m in metas}):
+        rows = [k for k, m in enumerate(metas) if m["classes"][0] == cls]
+        out["per_class"][cls] = {"fd": float(frechet_distance(emb[rows], ref[rows])), "clap": float(clap[rows].mean())}
+    return out
+
+
+def measure_house(
+    test: str | Path,
+    base_model: str,
+    tuned_model: str,
+    settings: RenderSettings,
+    bench: BenchCheck,
+    work: str | Path,
+    progress: Progress | None = None,
+) -> dict:
+    """Both models on the held-out house clips and on FoleyBench's original classes (see the module doc)."""
+    from engine.bench.run import load_clips, load_metric_models
+
+    metas, truth, sr = load_clips(Path(test))
+    models = load_metric_models()
+    base, tuned = load_bundle(base_model), load_bundle(tuned_model)
+    rows = {}
+    for name, bundle in (("base", base), ("tuned", tuned)):
+        rows[name] = house_metrics(
+            _renders(bundle, Path(test), metas, truth, settings, progress), truth, metas, sr, models
+        )
+    verdict = check_against_base(base, tuned, bench, Path(work) / "bench", progress)
+    fd_drop = 1.0 - rows["tuned"]["fd"] / rows["base"]["fd"] if rows["base"]["fd"] > 0 else float("nan")
+    result = {"house_clips": len(metas), "house": rows, "fd_drop": fd_drop}
+    return result | {"clap_gain": rows["tuned"]["clap"] - rows["base"]["clap"], "foleybench": verdict}
+
+
+def house_markdown(result: dict) -> str:
+    """The measurement as markdown tables (house library, then FoleyBench on the original classes)."""
+    lines = [f"House library ({result['house_clips']} held-out clips)", "", "| model | FD | CLAP~ |", "|---|---|---|"]
+    lines += [f"| {n} | {r['fd']:.2f} | {r['clap']:.3f} |" for n, r in result["house"].items()]
+    lines += ["", f"FD drop {result['fd_drop']:.1%}, CLAP~ gain {result['clap_gain']:+.3f}", ""]
+    fb = result["foleybench"]
+    if fb.get("passed") is not None:
+        lines += ["| FoleyBench | base | tuned | relative drop |", "|---|---|---|---|"]
+        lines += [f"| {m} | {fb['base'][m]:.3f} | {fb['tuned'][m]:.3f} | {d:.1%} |" for m, d in fb["drops"].items()]
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------------- DPO
+
+
+def _score(bundle, heads, video: Path, cot, settings: RenderSettings) -> tuple[np.ndarray, dict]:
+    from engine.pipeline import prepare_video, render
+
+    prepared = prepare_video(video, bundle)
+    audio = render(prepared, cot, bundle, settings)
+    scores, _ = heads.score_take(audio, bundle.sample_rate, prepared, cot)
+    return audio, scores
+
+
+def preference_pairs(
+    model: str,
+    out: str | Path,
+    dimension: str,
+    clips: int,
+    takes: int,
+    settings: RenderSettings,
+    duration: float,
+    progress: Progress | None = None,
+) -> Path:
+    """``clips`` FoleyWorld train clips, ``takes`` renders each (seeds settings.seed + j); per clip the take
+    best on ``dimension`` against the worst (clips whose takes tie are left out). -> the pairs file."""
+    from engine.media import write_wav
+    from engine.rewards import load_reward_heads
+    from trainer.dpo import PreferencePair, write_pairs
+    from trainer.foleyworld.scene import WorldConfig
+    from trainer.foleyworld.splits import write_split
+
+    root, bundle, heads = Path(out), load_bundle(model), load_reward_heads()
+    metas = write_split("train", root / "clips", clips, WorldConfig(duration=duration))
+    (root / "takes").mkdir(parents=True, exist_ok=True)
+    pairs = []
+    for k, meta in enumerate(metas):
+        video = root / "clips" / f"{meta['name']}.mp4"
+        scored = [
+            _score(bundle, heads, video, meta["cot"], replace(settings, seed=settings.seed + j)) for j in range(takes)
+        ]
+        values = [s[dimension] for _, s in scored]
+        best, worst = int(np.argmax(values)), int(np.argmin(values))
+        if values[best] > values[worst]:
+            files = [root / "takes" / f"{meta['name']}_{j}.wav" for j in (best, worst)]
+            for f, j in zip(files, (best, worst)):
+                write_wav(f, scored[j][0], bundle.sample_rate, subtype="FLOAT")
+            pairs.append(PreferencePair(str(video), meta["cot"], str(files[0]), str(files[1]), meta["name"]))
+        if progress:
+            progress(k + 1, len(metas))
+    return write_pairs(root / "pairs.json", pairs)
+
+
+def held_out_reward(model: str, folder: Path, dimension: str, settings: RenderSettings) -> dict:
+    """Mean reward of ``dimension`` (and the weighted total) of ``model``'s renders of a split folder's clips."""
+    from engine.rewards import load_reward_heads
+
+    bundle, heads = load_bundle(model), load_reward_heads()
+    names = json.loads((folder / "index.json").read_text())["clips"]
+    values = []
+    for k, name in enumerate(names):
+        meta = json.loads((folder / f"{name}.json").read_text())
+        values.append(
+            _score(bundle, heads, folder / f"{name}.mp4", meta["cot"], replace(settings, seed=settings.seed + k))[1]
+        )
+    return {d: float(np.mean([v[d] for v in values])) for d in values[0]} | {"clips": len(values)}
+
+
+def measure_dpo(
+    dpo_cfg,
+    dimension: str,
+    clips: int,
+    takes: int,
+    held_out: int,
+    settings: RenderSettings,
+    duration: float,
+    progress=None,
+) -> dict:
+    """Pairs from ``clips`` clips, Flow-DPO (``dpo_cfg``, its ``pairs`` replaced), and the chosen dimension's
+    held-out reward before and after on ``held_out`` FoleyWorld val clips."""
+    from trainer.dpo import train_dpo
+    from trainer.foleyworld.scene import WorldConfig
+    from trainer.foleyworld.splits import write_split
+
+    root = Path(dpo_cfg.out).parent / f"{Path(dpo_cfg.out).name}-data"
+    pairs = preference_pairs(dpo_cfg.model, root, dimension, clips, takes, settings, duration, progress)
+    n_pairs = len(json.loads(pairs.read_text())["pairs"])
+    result = train_dpo(replace(dpo_cfg, pairs=str(pairs)), resume=False)
+    val = root / "held_out"
+    write_split("val", val, held_out, WorldConfig(duration=duration))
+    before = held_out_reward(dpo_cfg.model, val, dimension, settings)
+    after = held_out_reward(dpo_cfg.out, val, dimension, settings)
+    out = {"dimension": dimension, "pairs": n_pairs, "held_out_clips": held_out, "before": before, "after": after}
+    return out | {
+        "gain": after[dimension] - before[dimension],
+        "dpo": {k: result[k] for k in ("step", "stopped", "bench_check")},
+    }
