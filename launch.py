@@ -236,7 +236,7 @@ def _train_pretrain(args: argparse.Namespace) -> dict:
     """Pretrain the generator and video encoder on the cache (built first when it lacks --clips clips)."""
     from engine.video_encoder import VIDEO_ENCODER_PRESETS
     from trainer.features import load_index
-    from trainer.pretrain import PretrainConfig, pretrain
+    from trainer.pretrain import PretrainConfig, export_checkpoint, pretrain
 
     cache = Path(args.cache)
     if not (cache / "index.json").is_file() or len(load_index(cache)["clips"]) < args.clips:
@@ -256,7 +256,10 @@ def _train_pretrain(args: argparse.Namespace) -> dict:
         clips=args.clips,
         mixed_precision=args.mixed_precision,
         threads=args.threads,
+        stop_at=args.stop_at,
     )
+    if args.snapshot:
+        return {"snapshot": str(export_checkpoint(cfg, args.snapshot))}
     result = pretrain(cfg, progress=_pretrain_progress, resume=args.resume)
     last = result["history"][-1] if result["history"] else {}
     return {k: v for k, v in result.items() if k != "history"} | {"loss": last.get("loss")}
@@ -713,6 +716,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True, help="pretrain: continue a run")
     t.add_argument("--mixed-precision", default=None, choices=["no", "bf16", "fp16"], help="pretrain (GPU): bf16")
     t.add_argument("--threads", type=_positive_int, default=None, help="pretrain: torch CPU threads")
+    t.add_argument("--stop-at", type=_positive_int, default=None, help="pretrain: stop (checkpointed) at this step")
+    t.add_argument(
+        "--snapshot", default=None, help="pretrain: write the newest checkpoint's EMA models to this folder, no training"
+    )
     t.add_argument("--device", default="cpu", help="planner: where the network trains (cpu, cuda)")
     t.add_argument("--workers", type=_positive_int, default=1, help="planner: processes rendering training clips")
     t.add_argument("--init", default=None, help="planner: start from this planner file's weights")

@@ -12,6 +12,7 @@ import torch
 from safetensors.torch import load_file
 
 from engine.codec import CODEC_PRESETS, Codec, save_codec
+from engine.errors import UserInputError
 from engine.generator import GENERATOR_PRESETS, cot_text_blocks
 from engine.media import write_mp4
 from engine.motion import SYNC_DIM, motion_features
@@ -35,7 +36,7 @@ from trainer.features import (
 from trainer.foleyworld.splits import make_clip
 from trainer.foleyworld.video import frame_times, render_frames
 from trainer.losses import flow_matching_loss, logit_normal_times
-from trainer.pretrain import BatchOrder, PretrainConfig, build_model, load_pretrained, pretrain
+from trainer.pretrain import BatchOrder, PretrainConfig, build_model, export_checkpoint, load_pretrained, pretrain
 from trainer.train_codec import CodecTrainConfig, latent_stats_clips, measure_latent_stats
 
 DURATION = 2.0  # seconds per test clip
@@ -224,6 +225,24 @@ def test_kill_and_resume_equals_a_straight_run(cache, tmp_path):
         a, b = load_file(tmp_path / "a" / name), load_file(tmp_path / "b" / name)
         for k in a:
             torch.testing.assert_close(b[k], a[k], rtol=0, atol=0, msg=f"{name}:{k}")
+
+
+def test_a_snapshot_of_a_checkpoint_is_the_model_of_that_step(cache, tmp_path):
+    straight = _tiny(cache, out=str(tmp_path / "a"))
+    pretrain(straight, resume=False)
+    part = _tiny(cache, out=str(tmp_path / "b"), stop_at=2)
+    pretrain(part, resume=False)
+    export_checkpoint(straight, tmp_path / "snap4")  # the last checkpoint of a finished run: its final model
+    export_checkpoint(part, tmp_path / "snap2")
+    for name in ("generator.safetensors", "video_encoder.safetensors"):
+        a, b = load_file(tmp_path / "a" / name), load_file(tmp_path / "snap4" / name)
+        assert all(torch.equal(a[k], b[k]) for k in a)
+    two = load_pretrained(tmp_path / "snap2")
+    assert two.manifest["extra"]["steps_done"] == 2 and two.manifest["name"] == "snap2"
+    four = load_file(tmp_path / "a" / "generator.safetensors")
+    assert any(not torch.equal(four[k], v) for k, v in load_file(tmp_path / "snap2" / "generator.safetensors").items())
+    with pytest.raises(UserInputError, match="no checkpoint"):
+        export_checkpoint(_tiny(cache, out=str(tmp_path / "none")), tmp_path / "snap0")
 
 
 @pytest.mark.parametrize("mode", ["decomposed", "monolithic", "none"])

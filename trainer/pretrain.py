@@ -441,6 +441,21 @@ def save_pretrained(model: FlowMatchingModel, out: str | Path, manifest: dict) -
     return out / MANIFEST
 
 
+def export_checkpoint(cfg: PretrainConfig, out: str | Path) -> Path:
+    """Write the EMA models of the newest checkpoint of ``cfg``'s run to the model folder ``out``
+    (`save_pretrained`; the manifest's ``steps_done`` says where the run was), leaving the run as it is:
+    the same step of runs that differ in one setting compares like with like. `UserInputError` when the
+    run has no checkpoint."""
+    if latest_checkpoint(cfg.checkpoints) is None:
+        raise UserInputError(f"no checkpoint in {cfg.checkpoints} to export")
+    s = _setup(cfg, resume=True)
+    step = s["run"].step
+    if s["acc"].is_main_process:
+        save_pretrained(s["ema"], out, manifest_for(cfg, s["data"].config, step, None) | {"name": Path(out).name})
+    s["acc"].wait_for_everyone()
+    return Path(out) / MANIFEST
+
+
 @dataclass
 class Pretrained:
     """A trained model folder read back: float32 models in eval mode and the manifest."""
