@@ -362,9 +362,8 @@ def _train_grpo(args: argparse.Namespace) -> dict:
 
 def _project_pairs(args: argparse.Namespace) -> None:
     """``train dpo --project NAME``: the project's starred and rejected takes as a pairs file in --out."""
-    from app.training import write_project_pairs
-
     from app.settings import StudioSettings
+    from app.training import write_project_pairs
 
     settings = StudioSettings.from_env()
     out = Path(args.out or ROOT / "runs" / "dpo")
@@ -717,9 +716,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--mixed-precision", default=None, choices=["no", "bf16", "fp16"], help="pretrain (GPU): bf16")
     t.add_argument("--threads", type=_positive_int, default=None, help="pretrain: torch CPU threads")
     t.add_argument("--stop-at", type=_positive_int, default=None, help="pretrain: stop (checkpointed) at this step")
-    t.add_argument(
-        "--snapshot", default=None, help="pretrain: write the newest checkpoint's EMA models to this folder, no training"
-    )
+    t.add_argument("--snapshot", default=None, help="pretrain: write the newest checkpoint's EMA models to this folder")
     t.add_argument("--device", default="cpu", help="planner: where the network trains (cpu, cuda)")
     t.add_argument("--workers", type=_positive_int, default=1, help="planner: processes rendering training clips")
     t.add_argument("--init", default=None, help="planner: start from this planner file's weights")
