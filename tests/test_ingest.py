@@ -23,6 +23,7 @@ from trainer.ingest import (
     fit_length,
     ingest,
     read_tags_csv,
+    replay_folder,
     sound_folder,
     tags_from_name,
     video_folder,
@@ -173,6 +174,22 @@ def test_train_ingest_command(setup, tmp_path, capsys):
     assert "skipped broken.wav" in err
     rc, out, err = _cli("train", "ingest", "--videos", tmp_path / "nowhere", "--out", tmp_path / "e", capsys=capsys)
     assert rc == 2 and err.startswith("error:") and len(err.strip().splitlines()) == 1
+
+
+def test_replayed_foleyworld_clips_join_a_dataset_with_their_own_cots(setup, tmp_path):
+    from trainer.foleyworld.scene import WorldConfig
+
+    taken = {"replay_train_000000"}  # an id already used by the studio's own files
+    world = WorldConfig(duration=train_data.DURATION, width=48, height=48)
+    sources = replay_folder(tmp_path / "replay", 2, taken, world)
+    metas = train_data.videos(tmp_path / "same", 2)  # the same clips written by the FoleyWorld writer
+    assert [s.id for s in sources] == ["replay_train_000000_2", "replay_train_000001"]
+    assert [s.cot.to_dict() for s in sources] == [m["cot"] for m in metas]
+    assert all(s.kind == "video" and s.path.is_file() for s in sources)
+    report = ingest(tmp_path / "d", load_bundle(setup["model"]), sources, IngestConfig(window=WINDOW))
+    assert {s["cot_source"] for s in report.sources} == {"foleyworld"} and report.windows == 4
+    data = TrainDataset(tmp_path / "d", "decomposed")
+    assert data.cots[0].semantic == metas[0]["cot"]["semantic"]
 
 
 def test_fast_grpo_runs_on_the_datasets_video_windows(setup, tmp_path):

@@ -28,6 +28,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--videos", help="ingest: folder of videos with their own audio (<stem>.cot.json beside = its CoT)")
     g.add_argument("--sounds", help="ingest: folder of audio files; tags from the names or --tags")
     g.add_argument("--tags", help="ingest: CSV with the columns file,tags for the --sounds files")
+    g.add_argument(
+        "--replay",
+        type=int,
+        default=0,
+        help="ingest: add this many FoleyWorld train clips (the start model's world) against forgetting",
+    )
     g.add_argument("--window-seconds", type=float, default=10.0, help="ingest/dpo: seconds per training window")
     g.add_argument("--dataset", help="finetune/grpo: dataset folder written by train ingest")
     g.add_argument("--pairs", help="dpo: pairs file (foley-pairs/1 JSON)")
@@ -80,7 +86,7 @@ def _verdict(passed) -> str:
 def ingest_command(args: argparse.Namespace) -> dict:
     from engine.models import load_bundle
     from engine.planner import has_planner, load_planner
-    from trainer.ingest import IngestConfig, ingest, sound_folder, video_folder
+    from trainer.ingest import IngestConfig, ingest, replay_folder, sound_folder, video_folder
 
     if not (args.videos or args.sounds) or not args.out:
         raise UserInputError("train ingest needs --videos DIR and/or --sounds DIR, and --out DATASET")
@@ -89,6 +95,10 @@ def ingest_command(args: argparse.Namespace) -> dict:
     sources += sound_folder(args.sounds, args.tags, taken) if args.sounds else []
     if not sources:
         raise UserInputError("no video or audio files in the given folders")
+    if args.replay < 0:
+        raise UserInputError(f"--replay must be >= 0, got {args.replay}")
+    if args.replay:  # the replayed clips live in the dataset's own folder
+        sources += replay_folder(Path(args.out) / "replay", args.replay, taken, progress=_show("replay"))
     bundle = load_bundle(args.model)
     planner = load_planner(args.model).plan if args.videos and has_planner(args.model) else None
     report = ingest(args.out, bundle, sources, IngestConfig(window=args.window_seconds), planner, _show("ingest"))

@@ -79,7 +79,7 @@ class Source:
     path: Path  # the file
     kind: str  # "video" (with its own audio) or "audio" (tags, no video)
     cot: Cot | None = None  # the CoT when known (a side file, tags, the studio); None: the planner writes it
-    cot_source: str = ""  # where the CoT came from: file, planner, fallback, name, csv, studio
+    cot_source: str = ""  # where the CoT came from: file, planner, fallback, name, csv, studio, foleyworld
 
 
 @dataclass
@@ -155,6 +155,24 @@ def video_folder(folder: str | os.PathLike, taken: set[str] | None = None) -> li
         side = p.with_name(f"{p.stem}.cot.json")
         cot = _side_cot(side)
         out.append(Source(safe_id(f"v_{p.stem}", taken), p, "video", cot, "file" if cot else ""))
+    return out
+
+
+def replay_folder(
+    folder: str | os.PathLike, count: int, taken: set[str] | None = None, world=None, progress=None
+) -> list[Source]:
+    """``count`` FoleyWorld ``train`` clips (the world the shipped default learned) written into ``folder``
+    as videos with their ground-truth CoT beside them, as sources. Mixed into a studio's data they replay
+    what the start model knows, so a fine-tune on a few new classes does not forget the old ones.
+    ``world``: the `trainer.foleyworld.scene.WorldConfig` of the clips (default: FoleyWorld's)."""
+    from trainer.foleyworld.splits import write_split
+
+    root, taken = Path(folder), set() if taken is None else taken
+    out = []
+    for m in write_split("train", root, count, world, progress=progress):
+        cot = Cot(**m["cot"])
+        _write_cot(root / f"{m['name']}.cot.json", cot)
+        out.append(Source(safe_id(f"replay_{m['name']}", taken), root / f"{m['name']}.mp4", "video", cot, "foleyworld"))
     return out
 
 
@@ -335,6 +353,10 @@ def write_cot_file(folder: Path, source_id: str, cot: Cot) -> Path:
     """``folder/cots/<id>.cot.json`` (atomically): the CoT training reads for that source."""
     path = Path(folder) / "cots" / f"{source_id}.cot.json"
     path.parent.mkdir(parents=True, exist_ok=True)
+    return _write_cot(path, cot)
+
+
+def _write_cot(path: Path, cot: Cot) -> Path:
     text = json.dumps(cot.to_dict() | {"negative": cot.negative}, indent=2) + "\n"
     _write_atomic(path, lambda p: p.write_text(text, encoding="utf-8"))
     return path
