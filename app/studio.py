@@ -403,7 +403,8 @@ def _train_page(page: Page) -> None:
     gr.Markdown(
         "### Method\nLoRA adapters on the generator; a held-out part of the data is evaluated during training with "
         "early stopping, and FoleyBench on the original classes is checked against the start model before a "
-        "result is offered. Fast-GRPO uses the Studio page's reward weights."
+        "result is offered. A fine-tune also replays FoleyWorld clips (the world the start model learned) so "
+        "that it does not forget it. Fast-GRPO uses the Studio page's reward weights."
     )
     a("train_method", gr.Radio(METHOD_CHOICES, value="finetune", label="method", elem_id="train-method"))
     _train_fields(page)
@@ -430,6 +431,7 @@ def _train_fields(page: Page) -> None:
         "held_out": "held-out fraction",
         "bench_clips": "FoleyBench clips (0: no check)",
         "batch": "batch (fine-tune)",
+        "replay": "FoleyWorld replay clips (fine-tune)",
         "group": "group (GRPO)",
         "beta": "beta (DPO)",
     }

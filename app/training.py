@@ -35,12 +35,14 @@ from .projects import ProjectStore, Run
 log = logging.getLogger("foley.training")
 METHODS = ("finetune", "grpo", "dpo")
 DEFAULTS = {  # CPU-sized first runs; every value can be changed on the page
-    "finetune": {"steps": 300, "lr": 1e-4, "lora_rank": 16, "held_out": 0.15, "bench_clips": 8, "batch": 4},
+    "finetune": {"steps": 300, "lr": 1e-4, "lora_rank": 16, "held_out": 0.15, "bench_clips": 8, "batch": 4}
+    | {"replay": 32},
     "grpo": {"steps": 30, "lr": 1e-4, "lora_rank": 16, "held_out": 0.15, "bench_clips": 8, "group": 4},
     "dpo": {"steps": 150, "lr": 5e-5, "lora_rank": 16, "held_out": 0.15, "bench_clips": 8, "beta": 2000.0},
 }
 LIMITS = {"steps": (1, 100_000), "lr": (1e-7, 0.1), "lora_rank": (1, 256), "held_out": (0.0, 0.5)}
 LIMITS |= {"bench_clips": (0, 200), "batch": (1, 64), "group": (2, 32), "beta": (1.0, 100_000.0)}
+LIMITS |= {"replay": (0, 2000)}  # FoleyWorld clips mixed into a fine-tune's data (`trainer.ingest.replay_folder`)
 GRPO_SAMPLE_STEPS = 12  # sampler steps of a GRPO rollout in the studio (the CLI default is the reference's 24)
 
 
@@ -221,6 +223,12 @@ class TrainingManager:
             return folder
         sources = self._sources(run.project_id)
         report_progress = lambda done, total, name: live.note(f"preparing the data: {done}/{total} {name}")  # noqa: E731
+        replay = int(run.config.get("replay", 0)) if run.method == "finetune" else 0
+        if replay:  # the start model's world, replayed against forgetting
+            from trainer.ingest import replay_folder
+
+            shown = lambda done, total: live.note(f"writing FoleyWorld replay clips: {done}/{total}")  # noqa: E731
+            sources += replay_folder(run.folder / "replay", replay, {s.id for s in sources}, progress=shown)
         report = ingest(folder, load_bundle(self.model), sources, progress=report_progress)
         self.store.update_run(run.id, result={"data": report.summary()})
         return folder

@@ -20,6 +20,7 @@ from tests.test_studio_actions import settings_values, upload
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 SMALL = {"steps": 4, "lr": 1e-2, "lora_rank": 2, "held_out": 0.3, "bench_clips": 0, "batch": 2, "group": 2, "beta": 1.0}
+SMALL |= {"replay": 0}
 
 
 @pytest.fixture(scope="module")
@@ -75,6 +76,24 @@ def test_a_fine_tune_from_the_page_registers_a_model_that_renders_takes(studio, 
     take = actions.store.list_takes(clip.id)[0]
     assert "Rendered take 1" in taken["message"] and take.settings["model"] == "LoRA fine-tune 1"
     assert load_bundle(run.folder).name == run.folder.name and not load_bundle(media["model"]).generator.training
+
+
+def test_a_fine_tune_replays_foleyworld_clips_beside_the_projects_data(studio, media, tmp_path):
+    import json
+
+    actions, project = studio
+    add_data(actions, project, media, tmp_path)
+    started = actions.train.start(project, "finetune", *values(replay=1, steps=1))
+    run_id = started["train_run"]["value"]
+    assert actions.train.manager.wait(run_id, 120)
+    run = actions.store.get_run(run_id)
+    assert run.status == "finished", run.result
+    sources = json.loads((run.folder / "dataset" / "dataset.json").read_text())["sources"]
+    replayed = [s for s in sources if s["cot_source"] == "foleyworld"]
+    assert len(replayed) == 1 and len(sources) == 5  # 2 clips, 2 sounds, 1 replayed FoleyWorld clip
+    assert (run.folder / "replay" / "train_000000.mp4").is_file()
+    with pytest.raises(UserInputError, match="replay must be between 0 and 2000"):
+        checked_config("finetune", {"replay": -1})
 
 
 def test_cancel_then_resume_finishes_the_run(studio, media, tmp_path):

@@ -49,6 +49,7 @@ def test_a_fine_tune_from_the_train_page_renders_with_the_new_model(tiny_server,
     for elem_id, value in (("t-steps", STEPS), ("t-lr", 0.01), ("t-lora-rank", 2), ("t-bench-clips", 0)):
         s.set_number(elem_id, value)
     s.set_number("t-batch", 2)
+    s.set_number("t-replay", 0)
     page.click("#train-start")
     s.expect_message("Started LoRA fine-tune 1")
     progress = page.locator("#train-progress")
