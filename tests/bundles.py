@@ -34,3 +34,14 @@ def tiny_bundle(planner: PlannerNet | None = None) -> ModelBundle:
     if planner is None:
         return ModelBundle(codec, generator, encoder, name="tiny-test")
     return ModelBundle(codec, generator, encoder, name="cues-test", planner=planner, sync_cues=True)
+
+
+def tiny_planner(seed: int = 0) -> PlannerNet:
+    """A small planner network on random weights (seeded): its cues exercise the sync-feature plumbing."""
+    import torch
+
+    from engine.planner_net import PlannerConfig
+    from trainer.train_planner import planner_classes
+
+    torch.manual_seed(seed)
+    return PlannerNet(config=PlannerConfig(classes=planner_classes(), channels=(8, 8, 16), width=16)).eval()

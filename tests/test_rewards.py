@@ -170,12 +170,15 @@ def test_batch_equals_one_take_at_a_time(heads, clang):
 
 def test_view_of_a_prepared_video_is_the_view_of_its_file(clang):
     from engine.pipeline import prepare_video
-    from tests.bundles import tiny_bundle
+    from tests.bundles import tiny_bundle, tiny_planner
 
     video, _, _ = clang
     prepared, view = view_of_prepared(prepare_video(video, tiny_bundle())), view_of_file(video)
     assert prepared.rate == view.rate and prepared.duration == view.duration
     np.testing.assert_array_equal(prepared.motion, view.motion)
+    with_cues = prepare_video(video, tiny_bundle(planner=tiny_planner()))  # sync = motion, then the cues
+    assert with_cues.sync.shape[1] > view.motion.shape[1]
+    np.testing.assert_array_equal(view_of_prepared(with_cues).motion, view.motion)
 
 
 def test_heads_score_concurrently(heads, clock):

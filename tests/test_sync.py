@@ -16,22 +16,19 @@ from engine.models import ModelBundle, load_bundle, save_bundle
 from engine.motion import SYNC_DIM, motion_features
 from engine.pipeline import RenderSettings, prepare_video, render
 from engine.planner import PLANNER_FILE
-from engine.planner_net import PlannerConfig, PlannerNet, save_planner
+from engine.planner_net import save_planner
 from engine.sync import CUES_PER_CLASS, cue_dim, cues_at_latent_rate, frame_cues, sync_dim, sync_features
-from tests.bundles import tiny_bundle
+from tests.bundles import tiny_bundle, tiny_planner
 from trainer.features import FeatureConfig, FeatureDataset, build_features, file_sha256
 from trainer.foleyworld.scene import WorldConfig, sample_scene
 from trainer.foleyworld.video import render_frames
 from trainer.pretrain import PretrainConfig, pretrain
-from trainer.train_planner import planner_classes
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 LATENT_RATE = 44100 / 2048
 
 
-def _planner(seed: int = 0) -> PlannerNet:
-    torch.manual_seed(seed)
-    return PlannerNet(config=PlannerConfig(classes=planner_classes(), channels=(8, 8, 16), width=16)).eval()
+_planner = tiny_planner
 
 
 def test_event_cue_survives_resampling_by_the_interval_maximum():

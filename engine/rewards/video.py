@@ -64,8 +64,9 @@ class VideoView:
 
 
 def view_of_prepared(prepared) -> VideoView:
-    """The view of an `engine.pipeline.PreparedVideo` (its motion features, no decoding)."""
-    return VideoView(prepared.duration, prepared.sample_rate / prepared.hop, prepared.sync)
+    """The view of an `engine.pipeline.PreparedVideo` (its motion features, no decoding): the first SYNC_DIM
+    columns of its sync features (a model with planner cues appends them after the motion, `engine.sync`)."""
+    return VideoView(prepared.duration, prepared.sample_rate / prepared.hop, prepared.sync[:, :SYNC_DIM])
 
 
 def view_of_file(path: str | os.PathLike) -> VideoView:
