@@ -7,7 +7,7 @@
     python launch.py world ...       write a FoleyWorld split (mp4 + wav + json per clip), or time the generator
     python launch.py bench ...       FoleyBench on a split: table as JSON on stdout and markdown on stderr
     python launch.py train ...       training commands (metrics, codec, features, pretrain, planner, grpo, ingest,
-                                     finetune, dpo, house, measure, measure-dpo)
+                                     finetune, dpo, blend, house, measure, measure-dpo)
 
 Bad input ends with a one-line error on stderr and exit code 2; set FOLEY_DEBUG=1 to see tracebacks.
 """
@@ -692,7 +692,8 @@ def build_parser() -> argparse.ArgumentParser:
         "pretrain: the generator and video encoder (builds missing features first); "
         "planner: the default planner (--out FILE.safetensors); grpo: Fast-GRPO with the reward heads (--flow: "
         "Flow-GRPO; --dataset: on ingested videos); ingest: videos and tagged sounds -> dataset (--out); finetune: "
-        "LoRA fine-tune on a dataset; dpo: Flow-DPO on preference pairs; house: the house library; measure: house "
+        "LoRA fine-tune on a dataset; dpo: Flow-DPO on preference pairs; blend: a tune at a strength "
+        "(--tuned, --strength); house: the house library; measure: house "
         "FD / CLAP~ and FoleyBench of a tuned model; measure-dpo: pairs, DPO and the held-out reward",
     )
     t.add_argument(

@@ -104,4 +104,28 @@ def test_held_out_pairs_are_whole_clips_and_are_evaluated(pairs, tmp_path):
     held = {objective.entries[i]["group"] for i in objective.held_ids}
     assert len(held) == 1 and not held & {objective.entries[i]["group"] for i in objective.train_ids}
     evals = [h for h in result["history"] if h["phase"] == "eval"]
-    assert len(evals) == 2 and all({"margin", "accuracy", "held_out_loss"} <= set(e) for e in evals)
+    assert [e["step"] for e in evals] == [0, 1, 2]  # the start model first
+    assert all({"margin", "accuracy", "held_out_loss"} <= set(e) for e in evals)
+
+
+def test_preference_pairs_star_the_best_takes_against_the_worst_and_keep_the_takes(pairs, tmp_path, monkeypatch):
+    import trainer.measure as measure
+
+    calls, original = [], measure._score
+    monkeypatch.setattr(measure, "_score", lambda *a: calls.append(a[-1].seed) or original(*a))
+    settings, out = RenderSettings(seed=3, steps=2), tmp_path / "p"
+    model = str(pairs["model"])
+    made = read_pairs(measure.preference_pairs(model, out, "temporal", 2, 4, settings, 2.0, top=2))
+    assert sorted(calls) == [3, 3, 4, 4, 5, 5, 6, 6]  # four seeds a clip
+    for name in {p.group for p in made}:
+        scores = [s["temporal"] for s in json.loads((out / "takes" / f"{name}.json").read_text())["scores"]]
+        ranked = sorted(range(4), key=lambda j: -scores[j])
+        mine = [p for p in made if p.group == name]
+        assert 0 < len(mine) <= 4
+        for p in mine:
+            w, lo = (int(f.rsplit("_", 1)[1].split(".")[0]) for f in (p.winner, p.loser))
+            assert w in ranked[:2] and lo in ranked[2:] and scores[w] > scores[lo]
+    again = read_pairs(measure.preference_pairs(model, out, "temporal", 2, 4, settings, 2.0, top=1))
+    assert len(calls) == 8 and 0 < len(again) <= 2  # the takes were reused, not rendered again
+    with pytest.raises(UserInputError, match="pair-top"):
+        measure.preference_pairs(model, out, "temporal", 2, 4, settings, 2.0, top=3)

@@ -53,7 +53,7 @@ def test_fine_tuning_lowers_the_loss_on_the_training_windows(data, tmp_path):
         after = on_train.evaluate(result["policy"].eval())["held_out_loss"]
     assert after < 0.9 * before, (before, after)
     evals = [h for h in result["history"] if h["phase"] == "eval"]
-    assert [e["step"] for e in evals] == [10, 20] and all(np.isfinite(e["held_out_loss"]) for e in evals)
+    assert [e["step"] for e in evals] == [0, 10, 20] and all(np.isfinite(e["held_out_loss"]) for e in evals)
     trainable = {n for n, p in result["policy"].named_parameters() if p.requires_grad}
     assert trainable and all("lora_" in n for n in trainable)  # only the adapters trained
     start = load_bundle(cfg.model).generator.state_dict()
@@ -63,12 +63,20 @@ def test_fine_tuning_lowers_the_loss_on_the_training_windows(data, tmp_path):
 
 
 def test_early_stopping_ends_the_run_and_keeps_the_best_adapters(data, tmp_path):
-    cfg = _cfg(data, tmp_path / "run", steps=20, patience=1, min_delta=10.0)  # no later evaluation can count
+    cfg = _cfg(data, tmp_path / "run", steps=20, patience=2, min_delta=10.0)  # no evaluation after the first counts
     result = finetune(cfg, resume=False)
     assert result["finished"] and result["step"] == 4 and result["stopped"].startswith("early stop")
-    assert result["best_step"] == 2
+    assert result["best_step"] == 0  # the start model's evaluation, before the first step
     manifest = json.loads((tmp_path / "run" / "model.json").read_text())
-    assert manifest["extra"]["result"]["best_step"] == 2 and manifest["extra"]["method"] == "lora-finetune"
+    assert manifest["extra"]["result"]["best_step"] == 0 and manifest["extra"]["method"] == "lora-finetune"
+    start, tuned = (load_bundle(m).generator.state_dict() for m in (cfg.model, tmp_path / "run"))
+    assert all(torch.equal(start[k], tuned[k]) for k in start)  # never beaten: the start model comes back
+
+
+def test_a_run_that_improves_keeps_a_later_evaluation(data, tmp_path):
+    result = finetune(_cfg(data, tmp_path / "run", steps=20, eval_every=10, lr=3e-2, patience=0), resume=False)
+    evals = {h["step"]: h["held_out_loss"] for h in result["history"] if h["phase"] == "eval"}
+    assert result["best_step"] in (10, 20) and evals[result["best_step"]] < evals[0]
 
 
 def test_a_killed_run_resumes_from_its_checkpoint_with_the_same_data_order(data, tmp_path, monkeypatch):
@@ -147,3 +155,26 @@ def test_train_finetune_command(data, tmp_path, capsys):
     assert "held-out loss" in err and (tmp_path / "run" / "model.json").is_file()
     rc, out, err = _cli(*args[:-2], "--held-out", "1.5", "--out", tmp_path / "bad", capsys=capsys)
     assert rc == 2 and err.startswith("error:") and len(err.strip().splitlines()) == 1
+
+
+def test_blend_sets_a_tunes_strength_between_the_start_model_and_the_tune(data, tmp_path):
+    from engine.errors import UserInputError
+    from trainer.lora import blend
+
+    finetune(_cfg(data, tmp_path / "tune", steps=4, lr=3e-2, patience=0), resume=False)
+    start, tune = (load_bundle(m).generator.state_dict() for m in (data["model"], tmp_path / "tune"))
+    moved = [k for k in start if not torch.equal(start[k], tune[k])]
+    assert moved
+    for s in (0.0, 0.5, 1.0):
+        verdict = blend(str(data["model"]), str(tmp_path / "tune"), s, tmp_path / f"b{s}", NO_BENCH)
+        assert verdict["passed"] is None  # no clips: no check
+        mixed = load_bundle(tmp_path / f"b{s}").generator.state_dict()
+        for k in moved:
+            want = start[k].float() + s * (tune[k].float() - start[k].float())
+            assert torch.allclose(mixed[k].float(), want, atol=1e-3 * float(want.abs().max()) + 1e-6), k
+    manifest = json.loads((tmp_path / "b0.5" / "model.json").read_text())
+    assert manifest["extra"]["method"] == "blend" and manifest["extra"]["strength"] == 0.5
+    with pytest.raises(UserInputError, match="strength"):
+        blend(str(data["model"]), str(tmp_path / "tune"), 1.5, tmp_path / "bad", NO_BENCH)
+    with pytest.raises(UserInputError, match="not tuned from"):
+        blend("default", str(tmp_path / "tune"), 0.5, tmp_path / "bad", NO_BENCH)

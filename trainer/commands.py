@@ -1,9 +1,10 @@
-"""The ``python launch.py train`` subcommands of a studio's own data: ingest, finetune, dpo, house, measure and
-measure-dpo (`add_arguments` declares their options on the ``train`` parser, `run` carries one out).
+"""The ``python launch.py train`` subcommands of a studio's own data: ingest, finetune, dpo, blend, house,
+measure and measure-dpo (`add_arguments` declares their options on the ``train`` parser, `run` carries one out).
 
     train ingest --videos DIR [--sounds DIR] [--tags FILE.csv] --out DATASET      footage and library -> dataset
     train finetune --dataset DATASET --out DIR                                     LoRA fine-tune -> model folder
     train dpo --pairs FILE.json --out DIR   (launch.py: or --project NAME)         Flow-DPO on preference pairs
+    train blend --tuned MODEL --strength S --out DIR                               a tune at strength S (0..1)
     train house --out DIR                                                          the procedural house library
     train measure --house DIR --tuned MODEL                                        house FD / CLAP~ and FoleyBench
     train measure-dpo --out DIR --dimension temporal                               pairs, DPO, held-out reward
@@ -19,7 +20,7 @@ from pathlib import Path
 
 from engine.errors import UserInputError
 
-COMMANDS = ("ingest", "finetune", "dpo", "house", "measure", "measure-dpo")
+COMMANDS = ("ingest", "finetune", "dpo", "blend", "house", "measure", "measure-dpo")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -50,10 +51,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     h.add_argument("--sounds-per-class", type=int, default=None, help="house: tagged sounds per class")
     h.add_argument("--test-per-class", type=int, default=10, help="house: held-out clips per class")
     h.add_argument("--house", help="measure: house library folder (its test/ part is rendered)")
-    h.add_argument("--tuned", help="measure: the tuned model folder")
+    h.add_argument("--tuned", help="measure, blend: the tuned model folder")
+    h.add_argument("--strength", type=float, default=1.0, help="blend: 0 (the start model) .. 1 (the tune)")
     h.add_argument("--dimension", default="temporal", help="measure-dpo: the dimension the designer prefers")
-    h.add_argument("--pair-clips", type=int, default=24, help="measure-dpo: clips that give one pair each")
+    h.add_argument("--pair-clips", type=int, default=24, help="measure-dpo: clips rendered for pairs")
     h.add_argument("--takes", type=int, default=4, help="measure-dpo: takes rendered per clip")
+    h.add_argument("--pair-top", type=int, default=1, help="measure-dpo: K best takes x K worst a clip")
     h.add_argument("--held-out-clips", type=int, default=16, help="measure-dpo: held-out clips")
 
 
@@ -145,6 +148,19 @@ def dpo_command(args: argparse.Namespace) -> dict:
     return _summary(train_dpo(cfg, progress=_show_entry, resume=args.resume))
 
 
+def blend_command(args: argparse.Namespace) -> dict:
+    from trainer.bench_guard import BenchCheck
+    from trainer.lora import blend
+
+    if not args.tuned or not args.out:
+        raise UserInputError("train blend needs --tuned MODEL (a tune of --model) and --out DIR")
+    bench = BenchCheck(clips=args.bench_clips, duration=args.bench_duration, steps=args.bench_steps)
+    verdict = blend(args.model, args.tuned, args.strength, args.out, bench, _show("bench"))
+    return {"out": str(args.out), "strength": args.strength, "offered": verdict.get("passed") is not False} | {
+        "bench_check": verdict
+    }
+
+
 def house_command(args: argparse.Namespace) -> dict:
     from trainer.house import write_library
 
@@ -187,7 +203,15 @@ def measure_dpo_command(args: argparse.Namespace) -> dict:
     cfg = DpoConfig(pairs="(written by the measurement)", beta=args.beta, window=args.window_seconds, **fields)
     settings = RenderSettings(seed=args.seed, steps=args.sample_steps)
     return measure_dpo(
-        cfg, args.dimension, args.pair_clips, args.takes, args.held_out_clips, settings, args.duration, _show("dpo")
+        cfg,
+        args.dimension,
+        args.pair_clips,
+        args.takes,
+        args.held_out_clips,
+        settings,
+        args.duration,
+        _show("dpo"),
+        args.pair_top,
     )
 
 
@@ -197,6 +221,7 @@ def run(args: argparse.Namespace) -> dict:
         "ingest": ingest_command,
         "finetune": finetune_command,
         "dpo": dpo_command,
+        "blend": blend_command,
         "house": house_command,
         "measure": measure_command,
         "measure-dpo": measure_dpo_command,

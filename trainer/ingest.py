@@ -379,8 +379,8 @@ def binding(bundle: ModelBundle) -> dict:
     from engine.sync import sync_dim
 
     codec, enc = bundle.codec.config, bundle.video_encoder.config
-    digest = _state_digest(bundle.codec)
-    planner = _state_digest(bundle.cue_planner) if bundle.cue_planner is not None else None
+    digest = state_digest(bundle.codec)
+    planner = state_digest(bundle.cue_planner) if bundle.cue_planner is not None else None
     return {
         "codec": digest,
         "cue_planner": planner,
@@ -393,7 +393,8 @@ def binding(bundle: ModelBundle) -> dict:
     }
 
 
-def _state_digest(module: torch.nn.Module) -> str:
+def state_digest(module: torch.nn.Module) -> str:
+    """A short hash of a module's weights (what a cache made with it depends on)."""
     import hashlib
 
     h = hashlib.sha256()

@@ -5,6 +5,10 @@ input projections, the gates and the null embeddings stay as they were. The refe
 GRPO is the same network with its adapters disabled (no second copy of the weights). The shared bundle is
 never touched: the generator is deep-copied first. For rendering the adapters are merged into the weights
 (``W + (alpha / r) B A``), so a tuned model is an ordinary bundle that `engine.models.load_bundle` reads.
+
+`blend` sets a tune's strength afterwards: ``W_base + s (W_tuned - W_base)`` for every generator weight,
+the usual LoRA strength knob (s = 1: the tune, 0: the start model); between them it trades what the tune
+learnt against what it forgot.
 """
 
 from __future__ import annotations
@@ -12,10 +16,12 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
+import torch
 from torch import nn
 
+from engine.errors import UserInputError
 from engine.generator import Generator
-from engine.models import ModelBundle, save_bundle
+from engine.models import ModelBundle, load_bundle, save_bundle
 from trainer.grpo import LORA_TARGETS
 
 
@@ -54,3 +60,44 @@ def save_tuned(bundle: ModelBundle, generator: Generator, out: str | Path, extra
     video encoder and planner."""
     out = Path(out)
     return save_bundle(tuned_bundle(bundle, generator, out.name), out, extra=extra)
+
+
+def blended_generator(base: Generator, tuned: Generator, strength: float) -> Generator:
+    """A copy of ``tuned`` whose weights are ``base + strength * (tuned - base)`` (same architecture)."""
+    if base.config != tuned.config:
+        raise UserInputError("the tuned model's generator has another architecture than the start model's")
+    if not 0.0 <= strength <= 1.0:
+        raise UserInputError(f"--strength must be in 0 .. 1, got {strength:g}")
+    start, end = base.state_dict(), tuned.state_dict()
+    if start.keys() != end.keys():
+        raise UserInputError("the tuned model's generator has other weights than the start model's")
+    out = copy.deepcopy(tuned).float()
+    mixed = {}
+    for k, w in end.items():
+        if torch.is_floating_point(w):
+            mixed[k] = torch.lerp(start[k].float(), w.float(), strength)
+        else:
+            mixed[k] = w
+    out.load_state_dict(mixed)
+    return out.eval().requires_grad_(False)
+
+
+def blend(base: str, tuned: str, strength: float, out: str | Path, check=None, progress=None) -> dict:
+    """Write ``out/``: the tuned model at ``strength`` with the start model's codec, video encoder and
+    planner (they must be the tune's), after FoleyBench against the start model (``check``, a
+    `trainer.bench_guard.BenchCheck`; its verdict goes into the manifest as a tune's does). -> the verdict."""
+    from trainer.bench_guard import BenchCheck, check_against_base
+
+    start, tune = load_bundle(base), load_bundle(tuned)
+    for part in ("codec", "video_encoder"):
+        a, b = getattr(start, part).state_dict(), getattr(tune, part).state_dict()
+        if a.keys() != b.keys() or any(not torch.equal(a[k], b[k]) for k in a):
+            raise UserInputError(f"{tuned} was not tuned from {base} (its {part.replace('_', ' ')} differs)")
+    generator = blended_generator(start.generator, tune.generator, strength)
+    out = Path(out)
+    verdict = check_against_base(
+        start, tuned_bundle(start, generator, out.name), check or BenchCheck(), out / "bench", progress
+    )
+    extra = {"method": "blend", "start_model": str(base), "tuned": str(tuned), "strength": strength}
+    save_tuned(start, generator, out, extra | {"bench_check": verdict})
+    return verdict

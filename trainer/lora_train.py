@@ -4,8 +4,9 @@ A method supplies an `Objective`: the lengths of its training items (for the dat
 batch and a held-out evaluation. The loop is a few named steps (batch, policy step, evaluate and early
 stopping, checkpoint, finish) with the overfitting guards the issue asks for:
 
-- a held-out part of the data is evaluated every ``eval_every`` steps with fixed noise and times, so two
-  evaluations differ only by the weights; the adapters of the best evaluation are kept;
+- a held-out part of the data is evaluated before the first step (the start model) and every
+  ``eval_every`` steps with fixed noise and times, so two evaluations differ only by the weights; the
+  adapters of the best evaluation are kept (a run that never beats the start model gives it back);
 - early stopping: after ``patience`` evaluations without an improvement of at least ``min_delta``
   (relative), or after ``max_minutes`` of training, the run ends and the best adapters are the result;
 - before the result is offered, FoleyBench on the original classes compares it with the start model
@@ -198,6 +199,10 @@ def _loop(s: dict, cfg: LoraTrainConfig, progress: Progress | None, stop: Callab
     """Steps from the restored one until the end, early stopping, ``stop_at`` or a cancel: -> the step."""
     run, step = s["state"]["extra"], s["start"]
     end = min(cfg.steps, cfg.stop_at) if cfg.stop_at is not None else cfg.steps
+    if step == 0 and not any(h["phase"] == "eval" for h in run["history"]):
+        entry = evaluate(s, cfg, 0)  # the start model: a run that never beats it gives it back unchanged
+        if entry is not None:
+            _log(cfg, run, entry, progress)
     window, tw = [], time.perf_counter()
     while step < end and run["stopped"] is None:
         if stop is not None and stop():

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.errors import UserInputError
 from engine.models import ModelBundle, load_bundle
 from engine.pipeline import RenderSettings
 from trainer.bench_guard import BenchCheck, check_against_base
@@ -129,31 +130,50 @@ def preference_pairs(
     settings: RenderSettings,
     duration: float,
     progress: Progress | None = None,
+    top: int = 1,
 ) -> Path:
-    """``clips`` FoleyWorld train clips, ``takes`` renders each (seeds settings.seed + j); per clip the take
-    best on ``dimension`` against the worst (clips whose takes tie are left out). -> the pairs file."""
+    """``clips`` FoleyWorld train clips, ``takes`` renders each (seeds settings.seed + j); per clip each of
+    the ``top`` takes best on ``dimension`` against each of the ``top`` worst (``top**2`` pairs; ties are
+    left out). Takes and their scores are kept in ``out/takes`` and reused while the model, the settings
+    and the clips are the same. -> the pairs file."""
     from engine.media import write_wav
     from engine.rewards import load_reward_heads
     from trainer.dpo import PreferencePair, write_pairs
     from trainer.foleyworld.scene import WorldConfig
     from trainer.foleyworld.splits import write_split
 
-    root, bundle, heads = Path(out), load_bundle(model), load_reward_heads()
+    if not 1 <= top <= takes // 2:
+        raise UserInputError(f"need 1 <= --pair-top <= --takes // 2, got top={top}, takes={takes}")
+    root, bundle, heads = Path(out), load_bundle(model), None
     metas = write_split("train", root / "clips", clips, WorldConfig(duration=duration))
-    (root / "takes").mkdir(parents=True, exist_ok=True)
+    takes_dir = root / "takes"
+    takes_dir.mkdir(parents=True, exist_ok=True)
+    from trainer.ingest import state_digest
+
+    nets = [n for n in (bundle.generator, bundle.video_encoder, bundle.codec, bundle.cue_planner) if n is not None]
+    key = {"weights": [state_digest(n) for n in nets], "settings": repr(settings), "takes": takes}
     pairs = []
     for k, meta in enumerate(metas):
-        video = root / "clips" / f"{meta['name']}.mp4"
-        scored = [
-            _score(bundle, heads, video, meta["cot"], replace(settings, seed=settings.seed + j)) for j in range(takes)
-        ]
-        values = [s[dimension] for _, s in scored]
-        best, worst = int(np.argmax(values)), int(np.argmin(values))
-        if values[best] > values[worst]:
-            files = [root / "takes" / f"{meta['name']}_{j}.wav" for j in (best, worst)]
-            for f, j in zip(files, (best, worst)):
-                write_wav(f, scored[j][0], bundle.sample_rate, subtype="FLOAT")
-            pairs.append(PreferencePair(str(video), meta["cot"], str(files[0]), str(files[1]), meta["name"]))
+        video, record = root / "clips" / f"{meta['name']}.mp4", takes_dir / f"{meta['name']}.json"
+        files = [takes_dir / f"{meta['name']}_{j}.wav" for j in range(takes)]
+        cached = json.loads(record.read_text()) if record.is_file() else {}
+        if cached.get("key") != key or not all(f.is_file() for f in files):
+            heads = heads or load_reward_heads()
+            scores = []
+            for j, f in enumerate(files):
+                audio, s = _score(bundle, heads, video, meta["cot"], replace(settings, seed=settings.seed + j))
+                write_wav(f, audio, bundle.sample_rate, subtype="FLOAT")
+                scores.append(s)
+            tmp = record.with_name(f".{record.name}.tmp")
+            tmp.write_text(json.dumps({"key": key, "scores": scores}), encoding="utf-8")
+            tmp.replace(record)
+            cached = {"key": key, "scores": scores}
+        values = np.array([s[dimension] for s in cached["scores"]])
+        order = np.argsort(-values, kind="stable")
+        for i in order[:top]:
+            for j in order[::-1][:top]:
+                if values[i] > values[j]:
+                    pairs.append(PreferencePair(str(video), meta["cot"], str(files[i]), str(files[j]), meta["name"]))
         if progress:
             progress(k + 1, len(metas))
     return write_pairs(root / "pairs.json", pairs)
@@ -183,6 +203,7 @@ def measure_dpo(
     settings: RenderSettings,
     duration: float,
     progress=None,
+    top: int = 1,
 ) -> dict:
     """Pairs from ``clips`` clips, Flow-DPO (``dpo_cfg``, its ``pairs`` replaced), and the chosen dimension's
     held-out reward before and after on ``held_out`` FoleyWorld val clips."""
@@ -191,14 +212,15 @@ def measure_dpo(
     from trainer.foleyworld.splits import write_split
 
     root = Path(dpo_cfg.out).parent / f"{Path(dpo_cfg.out).name}-data"
-    pairs = preference_pairs(dpo_cfg.model, root, dimension, clips, takes, settings, duration, progress)
+    pairs = preference_pairs(dpo_cfg.model, root, dimension, clips, takes, settings, duration, progress, top)
     n_pairs = len(json.loads(pairs.read_text())["pairs"])
     result = train_dpo(replace(dpo_cfg, pairs=str(pairs)), resume=False)
     val = root / "held_out"
     write_split("val", val, held_out, WorldConfig(duration=duration))
     before = held_out_reward(dpo_cfg.model, val, dimension, settings)
     after = held_out_reward(dpo_cfg.out, val, dimension, settings)
-    out = {"dimension": dimension, "pairs": n_pairs, "held_out_clips": held_out, "before": before, "after": after}
+    out = {"dimension": dimension, "pairs": n_pairs, "pair_clips": clips, "takes": takes, "top": top}
+    out |= {"held_out_clips": held_out, "before": before, "after": after}
     return out | {
         "gain": after[dimension] - before[dimension],
         "dpo": {k: result[k] for k in ("step", "stopped", "bench_check")},
