@@ -275,6 +275,8 @@ class TrainingManager:
             phase = entry.get("phase")
             if phase == "bench":
                 live.note(f"FoleyBench check: {entry['done']}/{entry['total']} renders")
+            elif phase == "eval" and entry.get("step") == 0:
+                live.note("held-out loss of the start model", entry | {"steps": total})
             elif phase != "done":
                 step = entry.get("step", entry.get("iteration", 0))
                 live.note(f"training: step {step}/{total}", entry | {"step": step, "steps": total})
