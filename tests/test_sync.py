@@ -28,9 +28,6 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 LATENT_RATE = 44100 / 2048
 
 
-_planner = tiny_planner
-
-
 def test_event_cue_survives_resampling_by_the_interval_maximum():
     # one class, a one-frame event at planner frame 30 (1.25 s) and a constant visibility of 0.8
     cues = np.zeros((48, 1, CUES_PER_CLASS), np.float32)
@@ -45,7 +42,7 @@ def test_event_cue_survives_resampling_by_the_interval_maximum():
 
 
 def test_cues_of_an_unseen_class_are_zero():
-    net = _planner()
+    net = tiny_planner()
     with torch.no_grad():
         net.head.bias.view(net.config.n_classes, -1)[:, 0] = -30.0  # every class surely invisible
     frames = np.random.default_rng(0).integers(0, 255, (12, 64, 64, 3), dtype=np.uint8)
@@ -56,7 +53,7 @@ def test_cues_of_an_unseen_class_are_zero():
 
 
 def test_sync_features_are_motion_then_cues():
-    net = _planner()
+    net = tiny_planner()
     native = np.random.default_rng(1).integers(0, 255, (48, 64, 64, 3), dtype=np.uint8)
     times = np.arange(48) / 24.0
     with_cues = sync_features(native, times, 2.0, LATENT_RATE, 43, net)
@@ -66,7 +63,7 @@ def test_sync_features_are_motion_then_cues():
 
 
 def test_bundle_with_cues_renders_and_round_trips(tmp_path):
-    bundle = tiny_bundle(_planner())
+    bundle = tiny_bundle(tiny_planner())
     scene = sample_scene(3, WorldConfig(duration=2.0))
     video = tmp_path / "clip.mp4"
     write_mp4(video, render_frames(scene), scene.config.fps)
@@ -89,7 +86,7 @@ def test_bundle_with_cues_renders_and_round_trips(tmp_path):
 
 
 def test_bundle_refuses_parts_that_disagree_on_the_cues():
-    bundle = tiny_bundle(_planner())
+    bundle = tiny_bundle(tiny_planner())
     with pytest.raises(ValueError, match=f"sync_dim {sync_dim(bundle.planner)} != motion features {SYNC_DIM}"):
         ModelBundle(bundle.codec, bundle.generator, bundle.video_encoder, planner=bundle.planner, sync_cues=False)
     with pytest.raises(ValueError, match="needs the bundle's planner"):
@@ -103,7 +100,7 @@ def scene_cot() -> dict:
 def test_cache_with_cues_trains_a_model_folder_that_ships_the_planner(tmp_path):
     torch.manual_seed(0)
     save_codec(Codec(config=CODEC_PRESETS["tiny"]).eval(), tmp_path / "codec.safetensors")
-    net = _planner(seed=4)
+    net = tiny_planner(seed=4)
     save_planner(net, tmp_path / "planner.safetensors")
     cfg = FeatureConfig(count=2, duration=2.0, shard_size=2, workers=1)
     index = build_features(
@@ -114,7 +111,7 @@ def test_cache_with_cues_trains_a_model_folder_that_ships_the_planner(tmp_path):
     assert item["motion"].shape == (item["z"].shape[1], sync_dim(net))
     assert np.abs(item["motion"][:, SYNC_DIM:].astype(np.float32)).max() > 0
     with pytest.raises(UserInputError, match="other planner"):  # the same cache with another planner is refused
-        save_planner(_planner(seed=5), tmp_path / "other.safetensors")
+        save_planner(tiny_planner(seed=5), tmp_path / "other.safetensors")
         build_features(
             tmp_path / "cache", tmp_path / "codec.safetensors", cfg, planner_path=tmp_path / "other.safetensors"
         )

@@ -156,9 +156,8 @@ def blend_command(args: argparse.Namespace) -> dict:
         raise UserInputError("train blend needs --tuned MODEL (a tune of --model) and --out DIR")
     bench = BenchCheck(clips=args.bench_clips, duration=args.bench_duration, steps=args.bench_steps)
     verdict = blend(args.model, args.tuned, args.strength, args.out, bench, _show("bench"))
-    return {"out": str(args.out), "strength": args.strength, "offered": verdict.get("passed") is not False} | {
-        "bench_check": verdict
-    }
+    offered = verdict.get("passed") is not False
+    return {"out": str(args.out), "strength": args.strength, "offered": offered, "bench_check": verdict}
 
 
 def house_command(args: argparse.Namespace) -> dict:

@@ -68,16 +68,12 @@ def blended_generator(base: Generator, tuned: Generator, strength: float) -> Gen
         raise UserInputError("the tuned model's generator has another architecture than the start model's")
     if not 0.0 <= strength <= 1.0:
         raise UserInputError(f"--strength must be in 0 .. 1, got {strength:g}")
-    start, end = base.state_dict(), tuned.state_dict()
-    if start.keys() != end.keys():
-        raise UserInputError("the tuned model's generator has other weights than the start model's")
+    start = base.state_dict()
+    mixed = {
+        k: torch.lerp(start[k].float(), w.float(), strength) if torch.is_floating_point(w) else w
+        for k, w in tuned.state_dict().items()
+    }
     out = copy.deepcopy(tuned).float()
-    mixed = {}
-    for k, w in end.items():
-        if torch.is_floating_point(w):
-            mixed[k] = torch.lerp(start[k].float(), w.float(), strength)
-        else:
-            mixed[k] = w
     out.load_state_dict(mixed)
     return out.eval().requires_grad_(False)
 
@@ -87,11 +83,11 @@ def blend(base: str, tuned: str, strength: float, out: str | Path, check=None, p
     planner (they must be the tune's), after FoleyBench against the start model (``check``, a
     `trainer.bench_guard.BenchCheck`; its verdict goes into the manifest as a tune's does). -> the verdict."""
     from trainer.bench_guard import BenchCheck, check_against_base
+    from trainer.ingest import state_digest
 
     start, tune = load_bundle(base), load_bundle(tuned)
     for part in ("codec", "video_encoder"):
-        a, b = getattr(start, part).state_dict(), getattr(tune, part).state_dict()
-        if a.keys() != b.keys() or any(not torch.equal(a[k], b[k]) for k in a):
+        if state_digest(getattr(start, part)) != state_digest(getattr(tune, part)):
             raise UserInputError(f"{tuned} was not tuned from {base} (its {part.replace('_', ' ')} differs)")
     generator = blended_generator(start.generator, tune.generator, strength)
     out = Path(out)

@@ -141,6 +141,7 @@ def preference_pairs(
     from trainer.dpo import PreferencePair, write_pairs
     from trainer.foleyworld.scene import WorldConfig
     from trainer.foleyworld.splits import write_split
+    from trainer.ingest import state_digest
 
     if not 1 <= top <= takes // 2:
         raise UserInputError(f"need 1 <= --pair-top <= --takes // 2, got top={top}, takes={takes}")
@@ -148,8 +149,6 @@ def preference_pairs(
     metas = write_split("train", root / "clips", clips, WorldConfig(duration=duration))
     takes_dir = root / "takes"
     takes_dir.mkdir(parents=True, exist_ok=True)
-    from trainer.ingest import state_digest
-
     nets = [n for n in (bundle.generator, bundle.video_encoder, bundle.codec, bundle.cue_planner) if n is not None]
     key = {"weights": [state_digest(n) for n in nets], "settings": repr(settings), "takes": takes}
     pairs = []
