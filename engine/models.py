@@ -2,9 +2,11 @@
 
 A bundle folder holds ``codec.safetensors``, ``generator.safetensors``, ``video_encoder.safetensors``,
 optionally ``planner.safetensors`` (the default planner: it writes CoTs, and with ``"sync_cues": true``
-in the manifest its frame-wise outputs are part of the generator's sync features, `engine.sync`) and a
-``model.json`` manifest (written last, so a folder with a manifest is complete). Shipped and
-trained bundles live under ``assets/models/<name>/``; `load_bundle` takes such a name or a folder path.
+in the manifest its frame-wise outputs are part of the generator's sync features, `engine.sync`),
+optionally ``cues.safetensors`` (the planner the generator's cues were trained with, once the CoT planner
+has been retrained: the cues stay those the generator knows) and a ``model.json`` manifest (written last,
+so a folder with a manifest is complete). Shipped and trained bundles live under ``assets/models/<name>/``;
+`load_bundle` takes such a name or a folder path.
 
 Loaded bundles are cached per process (one load per folder and manifest version) and shared by every
 request, so they are put in eval mode with gradients off and must never be mutated: a trainer that
@@ -25,7 +27,7 @@ import torch
 from .codec import Codec, load_codec, save_codec
 from .errors import UserInputError
 from .generator import COT_MODES, Generator, load_generator, save_generator
-from .planner import PLANNER_FILE  # the optional planner of a bundle folder
+from .planner import CUES_FILE, PLANNER_FILE  # the optional planners of a bundle folder
 from .planner_net import PlannerNet, load_planner_net, save_planner
 from .sync import sync_dim
 from .video_encoder import VideoEncoder, load_video_encoder, save_video_encoder
@@ -52,6 +54,7 @@ class ModelBundle:
     name: str = DEFAULT_MODEL  # shown in outputs and logs
     planner: PlannerNet | None = None  # the bundle's planner network, if it ships one
     sync_cues: bool = False  # the generator's sync features include the planner's cues (engine.sync)
+    cue_net: PlannerNet | None = None  # the planner of the cues, where it is not ``planner`` (CUES_FILE)
 
     def __post_init__(self) -> None:
         if self.cot_mode not in COT_MODES:
@@ -68,9 +71,10 @@ class ModelBundle:
     @property
     def cue_planner(self) -> PlannerNet | None:
         """The planner whose cues the sync features hold, or None (motion only)."""
-        if self.sync_cues and self.planner is None:
+        cues = self.cue_net if self.cue_net is not None else self.planner
+        if self.sync_cues and cues is None:
             raise ValueError("sync_cues needs the bundle's planner")
-        return self.planner if self.sync_cues else None
+        return cues if self.sync_cues else None
 
     @property
     def device(self) -> torch.device:
@@ -129,20 +133,22 @@ def _load_cached(folder: str, manifest_mtime_ns: int) -> ModelBundle:
     generator = load_generator(root / FILES["generator"])
     encoder = load_video_encoder(root / FILES["video_encoder"])
     planner = load_planner_net(root / PLANNER_FILE) if (root / PLANNER_FILE).is_file() else None
+    cue_net = load_planner_net(root / CUES_FILE) if (root / CUES_FILE).is_file() else None
     cues = bool(manifest.get("sync_cues", False))
-    if cues and planner is None:
+    if cues and planner is None and cue_net is None:
         raise UserInputError(f"model folder {root} is incomplete: its generator needs {PLANNER_FILE}")
-    for part in (codec, generator, encoder, planner):
+    for part in (codec, generator, encoder, planner, cue_net):
         if part is not None:
             part.eval().requires_grad_(False)
-    mismatch = check_compatible(codec, generator, encoder, planner if cues else None)
+    cue_planner = cue_net if cue_net is not None else planner
+    mismatch = check_compatible(codec, generator, encoder, cue_planner if cues else None)
     if mismatch:
         raise UserInputError(f"model folder {root} holds parts that do not fit together: {mismatch}")
     cot_mode = manifest.get("cot_mode", "decomposed")
     if cot_mode not in COT_MODES:
         raise UserInputError(f"{root / MANIFEST}: cot_mode must be one of {', '.join(COT_MODES)}, got {cot_mode!r}")
     name = str(manifest.get("name") or root.name)
-    return ModelBundle(codec, generator, encoder, cot_mode, name, planner, cues)
+    return ModelBundle(codec, generator, encoder, cot_mode, name, planner, cues, cue_net)
 
 
 def _read_manifest(path: Path) -> dict:
@@ -168,6 +174,8 @@ def save_bundle(bundle: ModelBundle, folder: str | os.PathLike, extra: dict | No
     save_video_encoder(bundle.video_encoder, root / FILES["video_encoder"])
     if bundle.planner is not None:
         save_planner(bundle.planner, root / PLANNER_FILE)
+    if bundle.cue_net is not None:
+        save_planner(bundle.cue_net, root / CUES_FILE)
     manifest = {
         "format": FORMAT,
         "name": bundle.name,

@@ -24,6 +24,7 @@ from .planner_net import HEADS, ClassInfo, PlannerNet, load_planner_net
 from .video_io import load_video
 
 PLANNER_FILE = "planner.safetensors"  # the planner's file inside a model folder
+CUES_FILE = "cues.safetensors"  # the planner the generator's sync cues come from, where it is not PLANNER_FILE
 Progress = Callable[[float, str], None]
 
 

@@ -129,3 +129,15 @@ def test_preference_pairs_star_the_best_takes_against_the_worst_and_keep_the_tak
     assert len(calls) == 8 and 0 < len(again) <= 2  # the takes were reused, not rendered again
     with pytest.raises(UserInputError, match="pair-top"):
         measure.preference_pairs(model, out, "temporal", 2, 4, settings, 2.0, top=3)
+
+
+def test_paired_gain_counts_the_clips_that_improved_and_brackets_the_mean():
+    import trainer.measure as measure
+
+    same = measure.paired_gain([0.2, 0.4, 0.6], [0.3, 0.5, 0.7])
+    assert same["mean"] == pytest.approx(0.1) and same["improved"] == 3 and same["of"] == 3
+    assert same["ci95"] == pytest.approx([0.1, 0.1])  # every resample has the same mean
+    mixed = measure.paired_gain([0.5] * 40, [0.5 + (0.1 if k % 4 else -0.1) for k in range(40)])
+    assert mixed["improved"] == 30 and mixed["mean"] == pytest.approx(0.05)
+    low, high = mixed["ci95"]
+    assert 0.0 < low < 0.05 < high < 0.1

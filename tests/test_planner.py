@@ -316,6 +316,10 @@ def test_pool_workers_render_the_same_clips_and_init_starts_from_a_file(tmp_path
     for i in one.clips:
         for key, value in one.clips[i].items():
             np.testing.assert_array_equal(two.clips[i][key], value, err_msg=key)
+    later = ScenePool(config=PlannerTrainConfig(**cfg, first_scene=1), classes=planner_classes())
+    later.update(0)
+    assert sorted(later.clips) == [1, 2]  # a warm-started run can go on to scenes the first never saw
+    np.testing.assert_array_equal(later.clips[1]["frames"], one.clips[1]["frames"])
     start = new_training_state(PlannerTrainConfig(**cfg, seed=7))["model"]
     save_planner(start, tmp_path / "start.safetensors")
     warm = new_training_state(PlannerTrainConfig(**cfg, init=str(tmp_path / "start.safetensors")))["model"]

@@ -4,6 +4,7 @@ trained model folder."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -15,13 +16,14 @@ from engine.media import write_mp4
 from engine.models import ModelBundle, load_bundle, save_bundle
 from engine.motion import SYNC_DIM, motion_features
 from engine.pipeline import RenderSettings, prepare_video, render
-from engine.planner import PLANNER_FILE
-from engine.planner_net import save_planner
+from engine.planner import CUES_FILE, PLANNER_FILE
+from engine.planner_net import load_planner_net, save_planner
 from engine.sync import CUES_PER_CLASS, cue_dim, cues_at_latent_rate, frame_cues, sync_dim, sync_features
 from tests.bundles import tiny_bundle, tiny_planner
 from trainer.features import FeatureConfig, FeatureDataset, build_features, file_sha256
 from trainer.foleyworld.scene import WorldConfig, sample_scene
 from trainer.foleyworld.video import render_frames
+from trainer.ingest import state_digest
 from trainer.pretrain import PretrainConfig, pretrain
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -83,6 +85,26 @@ def test_bundle_with_cues_renders_and_round_trips(tmp_path):
     (folder / "model.json").touch()  # a new manifest version: the load is not served from the cache
     with pytest.raises(UserInputError, match="needs planner.safetensors"):
         load_bundle(folder)
+
+
+def test_a_retrained_cot_planner_leaves_the_generators_cues_alone(tmp_path):
+    cues_net, cot_net = tiny_planner(seed=0), tiny_planner(seed=5)
+    bundle = tiny_bundle(cues_net)
+    scene = sample_scene(3, WorldConfig(duration=2.0))
+    video = tmp_path / "clip.mp4"
+    write_mp4(video, render_frames(scene), scene.config.fps)
+    before = prepare_video(video, bundle).sync
+    split = replace(bundle, planner=cot_net, cue_net=cues_net)
+    assert split.cue_planner is cues_net
+    np.testing.assert_array_equal(prepare_video(video, split).sync, before)
+    assert not np.allclose(prepare_video(video, replace(bundle, planner=cot_net)).sync, before)
+    folder = save_bundle(split, tmp_path / "model")
+    assert (folder / CUES_FILE).is_file() and (folder / PLANNER_FILE).is_file()
+    back = load_bundle(folder)
+    assert state_digest(back.cue_planner) == state_digest(load_planner_net(folder / CUES_FILE))
+    assert state_digest(back.planner) == state_digest(load_planner_net(folder / PLANNER_FILE))
+    assert state_digest(back.planner) != state_digest(back.cue_planner)
+    np.testing.assert_allclose(prepare_video(video, back).sync, before, atol=0.02)  # float16 files
 
 
 def test_bundle_refuses_parts_that_disagree_on_the_cues():

@@ -27,8 +27,8 @@ EMA generator (LoRA merged into it), the start model's codec, video encoder and 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -40,7 +40,7 @@ from torch import nn
 
 from engine.errors import UserInputError
 from engine.generator import Conditions, Generator
-from engine.models import ModelBundle, load_bundle, resolve_model, save_bundle
+from engine.models import ModelBundle, load_bundle, save_bundle
 from engine.rewards import DEFAULT_WEIGHTS, RewardHeads, check_weights, load_reward_heads
 from engine.sampling import Velocity, gaussian_log_prob, guided, sample_hybrid, sample_ode, sde_step
 from trainer.grpo_objective import clipped_surrogate, draw_window, gaussian_kl, group_advantages
@@ -247,8 +247,9 @@ def _device_bundle(bundle: ModelBundle, device: torch.device) -> ModelBundle:
     """The shared bundle itself on the CPU; copies of its parts on another device."""
     if device.type == "cpu":
         return bundle
-    parts = (copy.deepcopy(p).to(device) for p in (bundle.codec, bundle.generator, bundle.video_encoder))
-    return ModelBundle(*parts, bundle.cot_mode, bundle.name)
+    names = ("codec", "generator", "video_encoder", "planner", "cue_net")
+    moved = {n: copy.deepcopy(getattr(bundle, n)).to(device) for n in names if getattr(bundle, n) is not None}
+    return dataclasses.replace(bundle, **moved)
 
 
 def _prompt_sets(cfg: GrpoConfig, bundle: ModelBundle, acc) -> tuple[list[Prompt], list[Prompt]]:
@@ -456,12 +457,7 @@ def save_model(s: dict, cfg: GrpoConfig, it: int) -> Path:
     finally:
         s["ema"].restore(policy, saved)
     gen = gen.eval().requires_grad_(False)
-    trained = ModelBundle(bundle.codec, gen, bundle.video_encoder, bundle.cot_mode, Path(cfg.out).name)
-    from engine.planner import PLANNER_FILE
-
-    planner = resolve_model(cfg.model) / PLANNER_FILE
-    if planner.is_file():
-        shutil.copyfile(planner, Path(cfg.out) / PLANNER_FILE)
+    trained = dataclasses.replace(bundle, generator=gen, name=Path(cfg.out).name)  # planners kept
     return save_bundle(trained, cfg.out, extra={"grpo": asdict(cfg), "iterations": it, "start_model": cfg.model})
 
 

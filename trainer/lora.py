@@ -14,6 +14,7 @@ learnt against what it forgot.
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -49,10 +50,8 @@ def merged_generator(policy: nn.Module) -> Generator:
 
 
 def tuned_bundle(bundle: ModelBundle, generator: Generator, name: str) -> ModelBundle:
-    """``bundle`` with ``generator`` in place of its own (codec, video encoder and planner shared)."""
-    return ModelBundle(
-        bundle.codec, generator, bundle.video_encoder, bundle.cot_mode, name, bundle.planner, bundle.sync_cues
-    )
+    """``bundle`` with ``generator`` in place of its own (codec, video encoder and planners shared)."""
+    return replace(bundle, generator=generator, name=name)
 
 
 def save_tuned(bundle: ModelBundle, generator: Generator, out: str | Path, extra: dict) -> Path:

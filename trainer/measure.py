@@ -190,7 +190,23 @@ def held_out_reward(model: str, folder: Path, dimension: str, settings: RenderSe
         values.append(
             _score(bundle, heads, folder / f"{name}.mp4", meta["cot"], replace(settings, seed=settings.seed + k))[1]
         )
-    return {d: float(np.mean([v[d] for v in values])) for d in values[0]} | {"clips": len(values)}
+    means = {d: float(np.mean([v[d] for v in values])) for d in values[0]}
+    return means | {"clips": len(values), "per_clip": [{d: float(x) for d, x in v.items()} for v in values]}
+
+
+def paired_gain(before: list[float], after: list[float], seed: int = 0, draws: int = 10_000) -> dict:
+    """Mean per-clip gain ``after - before``, the clips that improved, and a 95 % bootstrap interval of the
+    mean gain (clips resampled with replacement; seeded)."""
+    diff = np.asarray(after, float) - np.asarray(before, float)
+    rng = np.random.default_rng(seed)
+    means = diff[rng.integers(0, len(diff), (draws, len(diff)))].mean(axis=1)
+    low, high = np.percentile(means, [2.5, 97.5])
+    return {
+        "mean": float(diff.mean()),
+        "improved": int((diff > 0).sum()),
+        "of": len(diff),
+        "ci95": [float(low), float(high)],
+    }
 
 
 def measure_dpo(
@@ -219,8 +235,10 @@ def measure_dpo(
     before = held_out_reward(dpo_cfg.model, val, dimension, settings)
     after = held_out_reward(dpo_cfg.out, val, dimension, settings)
     out = {"dimension": dimension, "pairs": n_pairs, "pair_clips": clips, "takes": takes, "top": top}
+    paired = paired_gain([v[dimension] for v in before.pop("per_clip")], [v[dimension] for v in after.pop("per_clip")])
     out |= {"held_out_clips": held_out, "before": before, "after": after}
     return out | {
         "gain": after[dimension] - before[dimension],
+        "paired": paired,
         "dpo": {k: result[k] for k in ("step", "stopped", "bench_check")},
     }

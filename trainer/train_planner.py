@@ -64,10 +64,14 @@ class PlannerTrainConfig:
     device: str = "cpu"  # where the network trains ("cuda" on a GPU machine); clips render on the CPU
     workers: int = 1  # processes rendering the pool's clips (each clip is a function of its index alone)
     init: str | None = None  # start from this planner file's weights instead of a fresh initialisation
+    first_scene: int = 0  # train scene index of the first pool (a warm-started run can go on to unseen scenes)
 
     def __post_init__(self) -> None:
-        if self.steps < 1 or self.batch < 1 or self.crop_frames < 8 or self.pool_size < 1:
-            raise ValueError(f"need positive sizes: {self.steps=} {self.batch=} {self.crop_frames=} {self.pool_size=}")
+        if self.steps < 1 or self.batch < 1 or self.crop_frames < 8 or self.pool_size < 1 or self.first_scene < 0:
+            raise ValueError(
+                f"need positive sizes: {self.steps=} {self.batch=} {self.crop_frames=} {self.pool_size=} "
+                f"and {self.first_scene=} >= 0"
+            )
 
 
 def planner_classes() -> tuple[ClassInfo, ...]:
@@ -146,7 +150,7 @@ class ScenePool:
     def window(self, step: int) -> range:
         """Clip indices in the pool at ``step``."""
         c = self.config
-        start = (step // c.pool_refresh_every) * c.pool_refresh_count
+        start = c.first_scene + (step // c.pool_refresh_every) * c.pool_refresh_count
         return range(start, start + c.pool_size)
 
     def update(self, step: int) -> None:
