@@ -309,6 +309,7 @@ def _train_planner(args: argparse.Namespace) -> dict:
         workers=args.workers,
         init=args.init,
         first_scene=args.first_scene,
+        stop_at=args.stop_at,
     )
 
     def show(step: int, total: int, parts: dict) -> None:
@@ -717,7 +718,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True, help="pretrain: continue a run")
     t.add_argument("--mixed-precision", default=None, choices=["no", "bf16", "fp16"], help="pretrain (GPU): bf16")
     t.add_argument("--threads", type=_positive_int, default=None, help="pretrain: torch CPU threads")
-    t.add_argument("--stop-at", type=_positive_int, default=None, help="pretrain: stop (checkpointed) at this step")
+    t.add_argument(
+        "--stop-at", type=_positive_int, default=None, help="pretrain, planner: stop (checkpointed) at this step"
+    )
     t.add_argument("--snapshot", default=None, help="pretrain: write the newest checkpoint's EMA models to this folder")
     t.add_argument("--device", default="cpu", help="planner: where the network trains (cpu, cuda)")
     t.add_argument("--workers", type=_positive_int, default=1, help="planner: processes rendering training clips")
