@@ -725,7 +725,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--device", default="cpu", help="planner: where the network trains (cpu, cuda)")
     t.add_argument("--workers", type=_positive_int, default=1, help="planner: processes rendering training clips")
     t.add_argument("--init", default=None, help="planner: start from this planner file's weights")
-    t.add_argument("--first-scene", type=int, default=0, help="planner: train scene index of the first clips")
+    t.add_argument("--first-scene", type=_nonneg_int, default=0, help="planner: train scene index of the first clips")
     g = t.add_argument_group("grpo")
     g.add_argument("--model", default="default", help="grpo: start model (name under assets/models or folder)")
     g.add_argument("--prompts", help="grpo: FoleyWorld split folder or folder of videos (default: FoleyWorld train)")
