@@ -17,7 +17,7 @@ METHOD_CHOICES = [("LoRA fine-tune", "finetune"), ("Fast-GRPO", "grpo"), ("Flow-
 RUN_HEADERS = ["run", "status", "steps", "best held-out loss", "FoleyBench check", "offered", "started"]
 SOUND_HEADERS = ["sound", "tags", "seconds"]
 STUDIO_MODEL = "studio"  # the render-model choice meaning the studio's own model
-TRAIN_FIELDS = ("steps", "lr", "lora_rank", "held_out", "bench_clips", "batch", "replay", "group", "beta")  # page order
+TRAIN_FIELDS = ("steps", "lr", "lora_rank", "held_out", "bench_clips", "batch", "replay", "distill", "group", "beta")
 
 
 def _ok(text: str) -> str:

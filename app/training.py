@@ -36,13 +36,14 @@ log = logging.getLogger("foley.training")
 METHODS = ("finetune", "grpo", "dpo")
 DEFAULTS = {  # CPU-sized first runs; every value can be changed on the page
     "finetune": {"steps": 300, "lr": 1e-4, "lora_rank": 16, "held_out": 0.15, "bench_clips": 8, "batch": 4}
-    | {"replay": 32},
+    | {"replay": 32, "distill": 1.0},
     "grpo": {"steps": 30, "lr": 1e-4, "lora_rank": 16, "held_out": 0.15, "bench_clips": 8, "group": 4},
     "dpo": {"steps": 150, "lr": 5e-5, "lora_rank": 16, "held_out": 0.15, "bench_clips": 8, "beta": 2000.0},
 }
 LIMITS = {"steps": (1, 100_000), "lr": (1e-7, 0.1), "lora_rank": (1, 256), "held_out": (0.0, 0.5)}
 LIMITS |= {"bench_clips": (0, 200), "batch": (1, 64), "group": (2, 32), "beta": (1.0, 100_000.0)}
 LIMITS |= {"replay": (0, 2000)}  # FoleyWorld clips mixed into a fine-tune's data (`trainer.ingest.replay_folder`)
+LIMITS |= {"distill": (0.0, 1.0)}  # their target: ground truth (0) .. the start model's velocity (1)
 GRPO_SAMPLE_STEPS = 12  # sampler steps of a GRPO rollout in the studio (the CLI default is the reference's 24)
 
 
@@ -58,7 +59,7 @@ def checked_config(method: str, values: dict, weights: dict | None = None) -> di
         lo, hi = LIMITS[key]
         if not isinstance(value, int | float) or not lo <= value <= hi:
             raise UserInputError(f"{key.replace('_', ' ')} must be between {lo:g} and {hi:g}, got {value}")
-        whole = key not in ("lr", "held_out", "beta")
+        whole = key not in ("lr", "held_out", "beta", "distill")
         if whole and value != int(value):
             raise UserInputError(f"{key.replace('_', ' ')} must be a whole number, got {value}")
         out[key] = int(value) if whole else float(value)
@@ -296,7 +297,9 @@ class TrainingManager:
         from trainer.finetune import FinetuneConfig, finetune
 
         dataset = self._dataset(run, live)
-        cfg = FinetuneConfig(dataset=str(dataset), batch=run.config["batch"], **self._lora_fields(run, run.config))
+        distill = float(run.config.get("distill", 0.0))  # runs stored before the setting existed: none
+        fields = self._lora_fields(run, run.config)
+        cfg = FinetuneConfig(dataset=str(dataset), batch=run.config["batch"], distill=distill, **fields)
         return finetune(cfg, progress=self._reporter(live, run.config["steps"]), resume=resume, stop=live.stop.is_set)
 
     def _dpo(self, run: Run, live: LiveRun, resume: bool) -> dict:

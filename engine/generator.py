@@ -468,7 +468,7 @@ class Generator(nn.Module):
         """The unconditional branch of guidance for ``cond``: null video and sync, and as text either the
         ``negative`` prompt's states (B, L, text_dim) with mask (B, L) in the semantic slot, or the null text."""
         drop = torch.ones(cond.batch_size, dtype=torch.bool, device=cond.video.device)
-        out = self._substitute(cond, drop, drop)
+        out = self.substitute_null(cond, drop, drop)
         if negative is None:
             return out
         s, m = negative
@@ -481,9 +481,9 @@ class Generator(nn.Module):
         text are replaced by the null embeddings with probability ``config.cond_dropout``."""
         p, b = self.config.cond_dropout, cond.batch_size
         u = torch.rand(2, b, generator=generator, device=generator.device if generator is not None else "cpu")
-        return self._substitute(cond, (u[0] < p).to(cond.video.device), (u[1] < p).to(cond.video.device))
+        return self.substitute_null(cond, (u[0] < p).to(cond.video.device), (u[1] < p).to(cond.video.device))
 
-    def _substitute(self, cond: Conditions, drop_video: torch.Tensor, drop_text: torch.Tensor) -> Conditions:
+    def substitute_null(self, cond: Conditions, drop_video: torch.Tensor, drop_text: torch.Tensor) -> Conditions:
         """Rows with ``drop_video`` (B,) get null video and sync; rows with ``drop_text`` (B,) the null text."""
         dv = drop_video[:, None]  # (B, 1)
         return replace(

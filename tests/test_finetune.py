@@ -5,6 +5,7 @@ the FoleyBench check's verdict, and the result is a model folder that renders.""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -178,3 +179,38 @@ def test_blend_sets_a_tunes_strength_between_the_start_model_and_the_tune(data, 
         blend(str(data["model"]), str(tmp_path / "tune"), 1.5, tmp_path / "bad", NO_BENCH)
     with pytest.raises(UserInputError, match="not tuned from"):
         blend("default", str(tmp_path / "tune"), 0.5, tmp_path / "bad", NO_BENCH)
+
+
+def test_distillation_targets_the_start_models_velocity_on_replayed_clips_only(data, tmp_path):
+    from trainer.foleyworld.scene import WorldConfig
+    from trainer.ingest import replay_folder
+
+    taken: set[str] = set()
+    world = WorldConfig(duration=train_data.DURATION, width=48, height=48)
+    sources = replay_folder(tmp_path / "replay", 2, taken, world) + video_folder(data["root"] / "videos", taken)
+    ingest(tmp_path / "mixed", load_bundle(data["model"]), sources, IngestConfig(window=1.0))
+    bundle = load_bundle(data["model"])
+
+    def losses(distill: float, null_anchor: float = 0.0) -> dict[bool, float]:
+        cfg = _cfg(data, tmp_path / "run", dataset=str(tmp_path / "mixed"), held_out=0.0, distill=distill)
+        objective = FlowObjective(bundle, replace(cfg, null_anchor=null_anchor))
+        flags = [objective.data.is_replay(i) for i in objective.train_ids]
+        assert sum(flags) == 4 and len(flags) == 10  # 2 replayed clips and 3 of the studio's, 2 windows each
+        torch.manual_seed(0)
+        policy = lora_generator(bundle.generator, 4)  # B = 0: the policy is the start model
+        out = {}
+        for replay in (True, False):
+            ids = [k for k, f in enumerate(flags) if f is replay][:3]
+            loss, logs = objective.loss(policy, ids, torch.Generator().manual_seed(5))
+            assert logs.get("anchored_rows", 0.0) == (float(replay) if distill else 0.0)
+            out[replay] = float(loss.detach())
+        return out
+
+    gt, half, full = losses(0.0), losses(0.5), losses(1.0)
+    assert gt[True] > 0 and gt[False] > 0
+    assert half[True] == pytest.approx(0.25 * gt[True], rel=1e-4)  # (v - (v + gt) / 2)^2 = (v - gt)^2 / 4
+    assert full[True] < 1e-10 and losses(1.0, null_anchor=1.0)[True] < 1e-10  # its own velocity, any conditions
+    assert half[False] == gt[False] and full[False] == gt[False]  # the studio's own windows keep their target
+    assert losses(0.5, null_anchor=1.0)[True] != pytest.approx(half[True])  # shown without picture and text
+    with pytest.raises(Exception, match="distill"):
+        _cfg(data, tmp_path / "run", distill=1.5)

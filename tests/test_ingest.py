@@ -42,6 +42,7 @@ def setup(tmp_path_factory):
     metas = train_data.videos(vids, 2)
     side = Cot("a ball knocking on wood", "knocks at 0.5 s", "dry", "left").to_dict()
     train_data.write_side_cot(vids / f"{metas[0]['name']}.mp4", side)
+    (vids / f"{metas[0]['name']}.wav").unlink()  # this one's sound is only its AAC track; the other keeps its WAV
     (vids / "notes.mp4").write_text("not a video\n")
     from engine.media import write_mp4
 
@@ -66,6 +67,9 @@ def test_tags_from_file_names_and_a_csv(tmp_path):
     csv.write_text("name,words\na.wav,x\n", encoding="utf-8")
     with pytest.raises(UserInputError, match="columns 'file' and 'tags'"):
         read_tags_csv(csv)
+    for name in ("door_slam.mp4", "door_slam.wav", "rain_on_roof.wav"):  # a video, its sound, a library sound
+        (tmp_path / name).write_bytes(b"")
+    assert [s.path.name for s in sound_folder(tmp_path)] == ["rain_on_roof.wav"]  # the video's own sound is not a tag
 
 
 def test_windows_cover_a_clip_with_full_length_windows():
@@ -94,16 +98,28 @@ def test_ingest_reports_bad_files_and_keeps_the_rest(setup):
     assert manifest["skipped"] == report.skipped and len(manifest["sources"]) == 5
 
 
-def test_video_windows_hold_the_codec_latents_of_the_files_own_audio(setup):
+@pytest.mark.parametrize("which", [0, 1])  # 0: the file's AAC track; 1: the lossless WAV beside it
+def test_video_windows_hold_the_codec_latents_of_the_files_own_audio(setup, which):
     bundle = load_bundle(setup["model"])
-    video = setup["root"] / "videos" / f"{setup['metas'][1]['name']}.mp4"
+    video = setup["root"] / "videos" / f"{setup['metas'][which]['name']}.mp4"
     data = TrainDataset(setup["report"].folder, "decomposed")
     k = next(i for i, (j, w) in enumerate(data.entries) if data.sources[j]["file"] == str(video) and w["start"] > 0)
     item, (_, w) = data[k], data.entries[k]
     prepared = prepare_video(video, bundle)
     hop, lr = bundle.codec.config.hop, bundle.codec.config.latent_rate
     s = round(w["start"] * lr)
-    audio = fit_length(load_audio_track(video, 44100), prepared.n_samples)
+    wav = video.with_suffix(".wav")
+    assert data.sources[data.entries[k][0]]["audio"] == (str(wav) if which else "track")
+    if which:
+        import soundfile as sf
+
+        truth, sr = sf.read(wav, dtype="float32", always_2d=True)
+        assert sr == 44100 and truth.shape[1] == 2
+        audio = fit_length(truth, prepared.n_samples)
+        track = fit_length(load_audio_track(video, 44100), prepared.n_samples)
+        assert not np.array_equal(audio, track)  # AAC changed the samples: the WAV is what was taken
+    else:
+        audio = fit_length(load_audio_track(video, 44100), prepared.n_samples)
     piece = torch.from_numpy(np.ascontiguousarray(audio[s * hop : (s + w["T"]) * hop].T))[None]
     with torch.no_grad():
         expect = bundle.codec.encode(piece)[0].numpy().astype(np.float16)

@@ -20,7 +20,7 @@ from tests.test_studio_actions import settings_values, upload
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 SMALL = {"steps": 4, "lr": 1e-2, "lora_rank": 2, "held_out": 0.3, "bench_clips": 0, "batch": 2, "group": 2, "beta": 1.0}
-SMALL |= {"replay": 0}
+SMALL |= {"replay": 0, "distill": 0.0}
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +83,7 @@ def test_a_fine_tune_replays_foleyworld_clips_beside_the_projects_data(studio, m
 
     actions, project = studio
     add_data(actions, project, media, tmp_path)
-    started = actions.train.start(project, "finetune", *values(replay=1, steps=1))
+    started = actions.train.start(project, "finetune", *values(replay=1, steps=1, distill=1.0))
     run_id = started["train_run"]["value"]
     assert actions.train.manager.wait(run_id, 120)
     run = actions.store.get_run(run_id)
@@ -92,6 +92,9 @@ def test_a_fine_tune_replays_foleyworld_clips_beside_the_projects_data(studio, m
     replayed = [s for s in sources if s["cot_source"] == "foleyworld"]
     assert len(replayed) == 1 and len(sources) == 5  # 2 clips, 2 sounds, 1 replayed FoleyWorld clip
     assert (run.folder / "replay" / "train_000000.mp4").is_file()
+    assert run.config["distill"] == 1.0
+    logged = [json.loads(x) for x in (run.folder / "train_log.jsonl").read_text().splitlines()]
+    assert [e["anchored_rows"] for e in logged if e["phase"] == "train"]  # the replayed rows held to the start model
     with pytest.raises(UserInputError, match="replay must be between 0 and 2000"):
         checked_config("finetune", {"replay": -1})
 

@@ -37,6 +37,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--window-seconds", type=float, default=10.0, help="ingest/dpo: seconds per training window")
     g.add_argument("--dataset", help="finetune/grpo: dataset folder written by train ingest")
+    g.add_argument(
+        "--distill",
+        type=float,
+        default=0.0,
+        help="finetune: 0..1, weight of the start model's velocity in the target of replayed clips",
+    )
     g.add_argument("--pairs", help="dpo: pairs file (foley-pairs/1 JSON)")
     g.add_argument("--project", help="dpo: studio project whose starred and rejected takes are the pairs")
     g.add_argument("--beta", type=float, default=2000.0, help="dpo: inverse temperature of the preference")
@@ -77,7 +83,9 @@ def _show_entry(e: dict) -> None:
         )
     elif e.get("phase") == "eval":
         mark = " (best)" if e["improved"] else ""
-        print(f"step {e['step']}: held-out loss {e['held_out_loss']:.4f}{mark}", file=sys.stderr, flush=True)
+        parts = "".join(f" {k[9:]} {e[k]:.4f}" for k in ("held_out_own", "held_out_replay") if k in e)
+        parts = f" ({parts.strip()})" if parts else ""
+        print(f"step {e['step']}: held-out loss {e['held_out_loss']:.4f}{parts}{mark}", file=sys.stderr, flush=True)
     elif e.get("phase") == "done":
         print(f"FoleyBench check: {_verdict(e.get('passed'))}", file=sys.stderr, flush=True)
 
@@ -135,7 +143,7 @@ def finetune_command(args: argparse.Namespace) -> dict:
 
     if not args.dataset:
         raise UserInputError("train finetune needs --dataset DATASET (made by train ingest)")
-    cfg = FinetuneConfig(dataset=args.dataset, **_lora_fields(args, "runs/finetune"))
+    cfg = FinetuneConfig(dataset=args.dataset, distill=args.distill, **_lora_fields(args, "runs/finetune"))
     return _summary(finetune(cfg, progress=_show_entry, resume=args.resume))
 
 

@@ -26,7 +26,7 @@ from engine.errors import UserInputError
 from engine.generator import BLOCK_TOKENS, COT_MODES, MONO_TOKENS
 from engine.text_encoder import EMBED_DIM
 from trainer.features import _encode_sorted, _pad_block
-from trainer.ingest import FORMAT, MANIFEST, binding
+from trainer.ingest import FORMAT, MANIFEST, REPLAY_SOURCE, binding
 
 
 def load_manifest(folder: str | os.PathLike) -> dict:
@@ -67,7 +67,7 @@ class TrainDataset(torch.utils.data.Dataset):
     """The windows of a dataset with the text of one CoT mode.
 
     Item i: ``{"index": i, "z": (C, T) float16, "frames": (F, S, S, 3) uint8 or None, "motion": (T, Ds)
-    float16 or None, "text": 4 arrays (Lk, 384) float16, "video": bool}``.
+    float16 or None, "text": 4 arrays (Lk, 384) float16, "video": bool, "replay": bool}``.
     """
 
     def __init__(self, folder: str | os.PathLike, cot_mode: str) -> None:
@@ -97,6 +97,10 @@ class TrainDataset(torch.utils.data.Dataset):
     def is_video(self, i: int) -> bool:
         return self.sources[self.entries[i][0]]["kind"] == "video"
 
+    def is_replay(self, i: int) -> bool:
+        """Whether window i comes from a replayed FoleyWorld clip (`trainer.ingest.replay_folder`)."""
+        return self.sources[self.entries[i][0]].get("cot_source") == REPLAY_SOURCE
+
     def fingerprint(self) -> str:
         """Identifies the training data: every window and every source's CoT (an edited CoT changes it)."""
         h = hashlib.sha256(json.dumps(self.manifest["binding"], sort_keys=True).encode())
@@ -115,6 +119,7 @@ class TrainDataset(torch.utils.data.Dataset):
             "motion": arrays.get("motion"),
             "text": self._text[i],
             "video": self.sources[j]["kind"] == "video",
+            "replay": self.is_replay(i),
         }
 
 
@@ -142,7 +147,8 @@ class WindowCollate:
 
     def __call__(self, items: list[dict]) -> dict:
         """-> {"index" (B,), "z" (B, C, T), "motion" (B, T, Ds), "frames" (B, F, S, S, 3) uint8,
-        "frame_mask" (B, F) bool, "has_video" (B,) bool, "text": 4 pairs (states (B, Lk, 384), mask)}."""
+        "frame_mask" (B, F) bool, "has_video" (B,) bool, "replay" (B,) bool, "text": 4 pairs (states (B, Lk,
+        384), mask)}."""
         t = min(it["z"].shape[1] for it in items)
         f = max(1, int(np.ceil(t * self.hop / self.sample_rate * self.video_rate - 1e-6)))
         f = min([f, *(it["frames"].shape[0] for it in items if it["frames"] is not None)])
@@ -160,6 +166,7 @@ class WindowCollate:
             "frames": torch.from_numpy(frames),  # (B, F, S, S, 3)
             "frame_mask": torch.ones((len(items), f), dtype=torch.bool),
             "has_video": torch.tensor([bool(it["video"]) for it in items]),
+            "replay": torch.tensor([bool(it.get("replay", False)) for it in items]),
             "text": [_pad_block([it["text"][k] for it in items]) for k in range(4)],
         }
 

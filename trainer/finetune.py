@@ -8,6 +8,16 @@ generator what the new words sound like without teaching it a wrong picture. Onl
 the video encoder, the codec and the input projections stay frozen, which is the point of LoRA on a
 small studio dataset.
 
+Distillation (``distill`` > 0): on the windows of replayed FoleyWorld clips (`trainer.ingest.replay_folder`)
+the target becomes ``(1 - distill) (x1 - x0) + distill v_start(x_t, t, c)``, the start model's own
+velocity (the same network with its adapters disabled, so no second copy), at the same noisy point and
+the same dropped conditions; half of those rows (``null_anchor``) are shown with neither picture nor text,
+and every row left with neither (a dropped studio row included) also gets the start model's target, so
+the unconditional branch that guidance subtracts from every render stays where it was. Replay with
+ground-truth targets still lets the adapters move the old
+classes wherever the data is noisy; the start model's prediction is a noise-free target that pins the
+function there (learning without forgetting, Li & Hoiem, 2016, in its flow-matching form).
+
 Held out: a seeded part of the sources (`trainer.dataset.held_out_split`); its loss is measured at
 ``eval_times`` fixed times (quantiles of the training time distribution) with fixed noise per window,
 without dropout. The loop, early stopping, checkpoints and the FoleyBench check are `trainer.lora_train`'s.
@@ -26,7 +36,7 @@ from engine.models import ModelBundle
 from trainer.dataset import TrainDataset, check_binding, collate_for, held_out_split
 from trainer.lora import network
 from trainer.lora_train import LoraTrainConfig, train_lora
-from trainer.losses import flow_matching_loss, logit_normal_times
+from trainer.losses import flow_matching_loss, interpolate, logit_normal_times, velocity_error
 
 
 @dataclass(frozen=True)
@@ -38,6 +48,8 @@ class FinetuneConfig(LoraTrainConfig):
     t_std: float = 1.0  # logit-normal std of the training times
     eval_times: int = 4  # fixed times per held-out window (quantiles of the same logit-normal)
     eval_batch: int = 8  # held-out windows per evaluation batch
+    distill: float = 0.0  # replayed FoleyWorld windows: weight of the start model's velocity in their target
+    null_anchor: float = 0.5  # with distill: share of replayed rows shown with neither picture nor text
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -45,6 +57,8 @@ class FinetuneConfig(LoraTrainConfig):
             raise UserInputError("a fine-tune needs a dataset folder (python launch.py train ingest ...)")
         if self.eval_times < 1 or self.eval_batch < 1 or self.t_std <= 0:
             raise UserInputError(f"need eval_times >= 1, eval_batch >= 1, t_std > 0: {self}")
+        if not (0.0 <= self.distill <= 1.0 and 0.0 <= self.null_anchor <= 1.0):
+            raise UserInputError(f"need 0 <= distill <= 1 and 0 <= null_anchor <= 1: {self}")
 
 
 def null_video_rows(gen: Generator, cond: Conditions, rows: torch.Tensor) -> Conditions:
@@ -98,9 +112,34 @@ class FlowObjective:
         z = batch["z"]  # (B, C, T)
         noise = torch.randn(z.shape, generator=rng)  # (B, C, T), drawn first: its stream fixes the rest
         t = logit_normal_times(z.shape[0], self.cfg.t_mean, self.cfg.t_std, generator=rng)  # (B,)
-        cond = gen.drop_conditions(batch_conditions(gen, self.bundle, batch), rng)
-        loss = flow_matching_loss(lambda x, tt: gen.velocity(x, tt, cond), z, noise, t)
-        return loss, {"video_rows": float(batch["has_video"].float().mean())}
+        cond = batch_conditions(gen, self.bundle, batch)
+        x_t, target = interpolate(z, noise, t), noise - z  # (B, C, T) each
+        logs = {"video_rows": float(batch["has_video"].float().mean())}
+        if self.cfg.distill <= 0:
+            cond = gen.drop_conditions(cond, rng)
+        else:
+            cond, anchored = self._distilled_rows(gen, cond, batch, rng)
+            if anchored.any():  # toward what the start model predicts there (the adapters off)
+                with torch.no_grad(), policy.disable_adapter():
+                    v_start = gen.velocity(x_t, t, cond)
+                mixed = (1.0 - self.cfg.distill) * target + self.cfg.distill * v_start
+                target = torch.where(anchored[:, None, None], mixed, target)
+            logs["anchored_rows"] = float(anchored.float().mean())
+        return velocity_error(gen.velocity(x_t, t, cond), target), logs
+
+    def _distilled_rows(self, gen: Generator, cond: Conditions, batch: dict, rng: torch.Generator):
+        """Dropped conditions and the rows whose target is the start model's: every replayed row (a share
+        ``null_anchor`` of them shown with neither picture nor text) and every row left with neither.
+
+        The unconditional branch is what classifier-free guidance subtracts from every render
+        (``v_u + g (v_c - v_u)``, g = 3.5): a studio's data moving it by d moves every render by
+        ``(g - 1) d`` the other way, FoleyWorld's classes included, so it stays the start model's."""
+        p, replay = gen.config.cond_dropout, batch["replay"]
+        u = torch.rand(3, cond.batch_size, generator=rng)  # (3, B)
+        null_row = replay & (u[2] < self.cfg.null_anchor)
+        drop_video, drop_text = (u[0] < p) | null_row, (u[1] < p) | null_row
+        no_picture = drop_video | ~batch["has_video"]  # text-audio rows have the null video already
+        return gen.substitute_null(cond, drop_video, drop_text), replay | (no_picture & drop_text)
 
     def evaluate(self, policy: torch.nn.Module) -> dict | None:
         """Mean held-out loss over windows x fixed times, no dropout (None without held-out windows)."""
@@ -108,7 +147,7 @@ class FlowObjective:
             return None
         gen, cfg = network(policy), self.cfg
         times = eval_times(cfg.eval_times, cfg.t_mean, cfg.t_std)  # (K,)
-        losses = []
+        losses = np.zeros((len(self.held_ids), len(times)))  # (N_held, K)
         for lo in range(0, len(self.held_ids), cfg.eval_batch):
             ids = self.held_ids[lo : lo + cfg.eval_batch]
             batch = self.collate([self.data[i] for i in ids])
@@ -116,8 +155,13 @@ class FlowObjective:
             velocity = lambda x, s, c=cond: gen.velocity(x, s, c)  # noqa: E731
             for k, t in enumerate(times):
                 noise = torch.stack([_eval_noise(cfg.seed, i, k, z.shape[1:]) for i in ids])  # (B, C, T)
-                losses += flow_matching_loss(velocity, z, noise, t.expand(len(ids)), reduction="none").tolist()
-        return {"held_out_loss": float(np.mean(losses)), "held_out_windows": len(self.held_ids)}
+                err = flow_matching_loss(velocity, z, noise, t.expand(len(ids)), reduction="none")
+                losses[lo : lo + len(ids), k] = err.numpy()
+        out = {"held_out_loss": float(losses.mean()), "held_out_windows": len(self.held_ids)}
+        replay = np.array([self.data.is_replay(i) for i in self.held_ids])
+        if replay.any() and not replay.all():  # the studio's own windows and the replayed ones apart
+            out |= {"held_out_own": float(losses[~replay].mean()), "held_out_replay": float(losses[replay].mean())}
+        return out
 
 
 def _eval_noise(seed: int, item: int, k: int, shape) -> torch.Tensor:

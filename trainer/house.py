@@ -11,7 +11,8 @@ with a visible cause drawn at the instant it sounds:
 - ``rubber_squeak``: a rubber duck squashed flat, squeaking with a rising nasal whistle;
 - ``sand_shaker``: a shaker jerked up and down, each reversal a hiss of sand.
 
-`write_library` writes the three parts of the measurement: ``videos/`` (mp4 with its own audio and the
+`write_library` writes the three parts of the measurement: ``videos/`` (mp4 with its own audio, the
+same sound lossless as ``<stem>.wav``, as a production's sound files sit beside its picture, and the
 designer's CoT as ``<stem>.cot.json``), ``sounds/`` (tagged WAV files named after their sound: text-audio
 pairs) and ``test/`` (held-out clips in the layout of a FoleyWorld split, for `trainer.measure`). Every
 part draws from its own seed range, so no test clip is ever trained on.
@@ -383,8 +384,9 @@ def write_library(
 def _write_part_files(folder: Path, name: str, scene: Scene, audio, cot: Cot, part: str) -> None:
     from engine.media import write_wav
 
-    if part == "videos":  # the designer's CoT beside the video (what ingest reads)
+    if part == "videos":  # the designer's CoT and the production sound beside the video (what ingest reads)
         _write_json(folder / f"{name}.cot.json", cot.to_dict())
+        write_wav(folder / f"{name}.wav", audio.audio, scene.config.sample_rate, subtype="FLOAT")
         return
     write_wav(folder / f"{name}.wav", audio.audio, scene.config.sample_rate, subtype="FLOAT")
     _write_json(folder / f"{name}.json", _metadata(name, scene, audio, cot))

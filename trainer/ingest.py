@@ -5,8 +5,13 @@ Two kinds of source (ThinkSound and ReasonAudio train on both):
 - **videos with their own audio**: each is decoded exactly as a render decodes it
   (`engine.pipeline.prepare_video`: encoder frames and sync features at the codec's latent rate), its audio
   track is resampled to the codec's rate, made stereo and cut or padded to the picture's length, and
-  encoded by the model's codec. Its CoT is ``<stem>.cot.json`` beside the file when there is one, else the
-  planner's, else the generic fallback (with a warning);
+  encoded by the model's codec. A lossless file of the same stem beside the video (``<stem>.wav``, .flac,
+  .aif) is taken instead of the track when there is one: a container's 128 kb/s AAC track keeps the band
+  above 16 kHz about 8 dB down and carries coding noise, which the codec's log-magnitude latents see
+  plainly (on FoleyWorld clips the latents of the AAC track have over twice the spread of the original's,
+  and the start model's flow-matching loss on them is 11 times its loss on the originals), and a
+  fine-tune would learn that colour into every render. Its CoT is ``<stem>.cot.json`` beside the file
+  when there is one, else the planner's, else the generic fallback (with a warning);
 - **audio files with tags**: text-audio pairs with no video. The tags come from a CSV (columns ``file``
   and ``tags``) or from the file name (``metal_door-slam_03.wav`` -> "metal door slam") and become the
   Semantic block; the other blocks stay empty. In training the video branch of these items is the
@@ -48,8 +53,10 @@ from engine.pipeline import PreparedVideo, prepare_video
 
 FORMAT = "foley-dataset/1"  # "format" of dataset.json
 MANIFEST = "dataset.json"
+REPLAY_SOURCE = "foleyworld"  # cot_source of the replayed FoleyWorld clips (`replay_folder`)
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v")
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aif", ".aiff", ".m4a", ".aac", ".opus")
+LOSSLESS_SUFFIXES = (".wav", ".flac", ".aif", ".aiff")  # a video's sound beside it, preferred to its track
 SILENCE_RMS = 1e-5  # a window quieter than this (about -100 dBFS) carries nothing to learn
 Planner = Callable[[Path], Cot]  # video -> CoT (engine.planner.load_planner(model).plan)
 Progress = Callable[[int, int, str], None]  # (files done, files in all, current file name)
@@ -172,7 +179,8 @@ def replay_folder(
     for m in write_split("train", root, count, world, progress=progress):
         cot = Cot(**m["cot"])
         _write_cot(root / f"{m['name']}.cot.json", cot)
-        out.append(Source(safe_id(f"replay_{m['name']}", taken), root / f"{m['name']}.mp4", "video", cot, "foleyworld"))
+        sid = safe_id(f"replay_{m['name']}", taken)
+        out.append(Source(sid, root / f"{m['name']}.mp4", "video", cot, REPLAY_SOURCE))
     return out
 
 
@@ -191,7 +199,10 @@ def sound_folder(
         raise UserInputError(f"sound folder not found: {root}")
     listed = read_tags_csv(Path(tags_csv)) if tags_csv else {}
     out = []
+    videos = {q.stem for q in root.iterdir() if q.suffix.lower() in VIDEO_SUFFIXES}
     for p in sorted(q for q in root.iterdir() if q.suffix.lower() in AUDIO_SUFFIXES):
+        if p.stem in videos and p.suffix.lower() in LOSSLESS_SUFFIXES:
+            continue  # a video's own sound (`lossless_sidecar`), not a tagged library sound
         tags, where = (listed[p.name], "csv") if p.name in listed else (tags_from_name(p), "name")
         cot = Cot(semantic=tags, temporal="", aesthetic="", spatial="") if tags else None
         out.append(Source(safe_id(f"a_{p.stem}", taken), p, "audio", cot, where if tags else "none"))
@@ -308,6 +319,15 @@ def video_windows(bundle: ModelBundle, prepared: PreparedVideo, audio: np.ndarra
     return out
 
 
+def lossless_sidecar(video: Path) -> Path | None:
+    """``<stem>.wav`` (or .flac, .aif, .aiff) beside a video: its sound without the container's lossy codec."""
+    for suffix in LOSSLESS_SUFFIXES:
+        for p in (video.with_suffix(suffix), video.with_suffix(suffix.upper())):
+            if p.is_file():
+                return p
+    return None
+
+
 def _check_loud(audio: np.ndarray) -> None:
     if float(np.sqrt(np.mean(np.square(audio, dtype=np.float64)))) < SILENCE_RMS:
         raise IngestError("is silent")
@@ -319,7 +339,8 @@ def _video_items(src: Source, bundle: ModelBundle, cfg: IngestConfig) -> tuple[l
     prepared = prepare_video(src.path, bundle)
     if prepared.duration < cfg.min_seconds:
         raise IngestError(f"lasts {prepared.duration:.2f} s, shorter than {cfg.min_seconds:g} s")
-    track = load_audio_track(src.path, bundle.sample_rate)
+    side = lossless_sidecar(src.path)
+    track = read_audio_file(side, bundle.sample_rate) if side else load_audio_track(src.path, bundle.sample_rate)
     if track is None or len(track) == 0:
         raise IngestError("has no audio track (a video needs its own sound to train on)")
     audio = fit_length(track, prepared.n_samples)
@@ -423,6 +444,8 @@ def _one_source(folder: Path, src: Source, bundle: ModelBundle, cfg: IngestConfi
     windows = [_write_window(folder, f"{src.id}_{k:04d}", it) for k, it in enumerate(items)]
     write_cot_file(folder, src.id, cot)
     entry = {"id": src.id, "kind": src.kind, "file": str(src.path), "duration": round(duration, 6)}
+    side = lossless_sidecar(src.path) if src.kind == "video" else None
+    entry |= {"audio": str(side) if side else "track"}  # where a video's sound came from
     report.sources.append(entry | {"cot_source": where, "windows": windows})
     report.windows += len(windows)
 

@@ -1,7 +1,8 @@
 """Training losses.
 
 - `codec_feature_loss`: the stereo codec's reconstruction loss on its time-frequency features.
-- `logit_normal_times`, `flow_matching_loss`: the generator's rectified-flow objective.
+- `logit_normal_times`, `flow_matching_loss` (with `interpolate`, `velocity_error`): the generator's
+  rectified-flow objective.
 - `flow_dpo_loss`: Flow-DPO on preference pairs against a frozen reference.
 """
 
@@ -64,10 +65,19 @@ def flow_matching_loss(
         raise ValueError(f"need x0, x1 (B, ...) of one shape and t (B,), got {x0.shape=} {x1.shape=} {t.shape=}")
     if reduction not in ("mean", "none"):
         raise ValueError(f"reduction must be 'mean' or 'none', got {reduction!r}")
+    x_t = interpolate(x0, x1, t)
+    return velocity_error(velocity(x_t, t), x1 - x0, reduction)
+
+
+def interpolate(x0: torch.Tensor, x1: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """The rectified-flow path ``x_t = (1 - t) x0 + t x1``: data x0 and noise x1 (B, ...), times t (B,)."""
     tb = t.reshape(-1, *([1] * (x0.ndim - 1))).to(x0.dtype)  # (B, 1, ...) broadcast over the non-batch dims
-    x_t = (1.0 - tb) * x0 + tb * x1
-    err = (velocity(x_t, t).float() - (x1 - x0).float()).square()  # (B, ...)
-    per_sample = err.flatten(1).mean(1)  # (B,)
+    return (1.0 - tb) * x0 + tb * x1
+
+
+def velocity_error(pred: torch.Tensor, target: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """Mean squared error of a predicted velocity against a target (B, ...): a scalar or (B,) per sample."""
+    per_sample = (pred.float() - target.float()).square().flatten(1).mean(1)  # (B,)
     return per_sample.mean() if reduction == "mean" else per_sample
 
 
