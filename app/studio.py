@@ -404,8 +404,8 @@ def _train_page(page: Page) -> None:
         "### Method\nLoRA adapters on the generator; a held-out part of the data is evaluated during training with "
         "early stopping, and FoleyBench on the original classes is checked against the start model before a "
         "result is offered. A fine-tune also replays FoleyWorld clips (the world the start model learned) so "
-        "that it does not forget it, their target held to what the start model predicts (distill 1; 0: their own "
-        "sound). Fast-GRPO uses the Studio page's reward weights."
+        "that it does not forget it; distill (0..1) moves their target from their own sound toward what the start "
+        "model predicts. Fast-GRPO uses the Studio page's reward weights."
     )
     a("train_method", gr.Radio(METHOD_CHOICES, value="finetune", label="method", elem_id="train-method"))
     _train_fields(page)

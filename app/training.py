@@ -36,7 +36,7 @@ log = logging.getLogger("foley.training")
 METHODS = ("finetune", "grpo", "dpo")
 DEFAULTS = {  # CPU-sized first runs; every value can be changed on the page
     "finetune": {"steps": 300, "lr": 1e-4, "lora_rank": 16, "held_out": 0.15, "bench_clips": 8, "batch": 4}
-    | {"replay": 32, "distill": 1.0},
+    | {"replay": 32, "distill": 0.0},
     "grpo": {"steps": 30, "lr": 1e-4, "lora_rank": 16, "held_out": 0.15, "bench_clips": 8, "group": 4},
     "dpo": {"steps": 150, "lr": 5e-5, "lora_rank": 16, "held_out": 0.15, "bench_clips": 8, "beta": 2000.0},
 }
