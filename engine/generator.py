@@ -479,9 +479,15 @@ class Generator(nn.Module):
     def drop_conditions(self, cond: Conditions, generator: torch.Generator | None = None) -> Conditions:
         """Training-time per-modality dropout (ThinkSound): each row's (video + sync) and, independently, its
         text are replaced by the null embeddings with probability ``config.cond_dropout``."""
-        p, b = self.config.cond_dropout, cond.batch_size
-        u = torch.rand(2, b, generator=generator, device=generator.device if generator is not None else "cpu")
-        return self.substitute_null(cond, (u[0] < p).to(cond.video.device), (u[1] < p).to(cond.video.device))
+        return self.substitute_null(cond, *self.dropout_masks(cond.batch_size, cond.video.device, generator))
+
+    def dropout_masks(
+        self, batch: int, device, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(drop_video, drop_text), each (B,) bool on ``device``: True with probability ``config.cond_dropout``."""
+        p = self.config.cond_dropout
+        u = torch.rand(2, batch, generator=generator, device=generator.device if generator is not None else "cpu")
+        return (u[0] < p).to(device), (u[1] < p).to(device)
 
     def substitute_null(self, cond: Conditions, drop_video: torch.Tensor, drop_text: torch.Tensor) -> Conditions:
         """Rows with ``drop_video`` (B,) get null video and sync; rows with ``drop_text`` (B,) the null text."""

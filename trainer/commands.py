@@ -83,8 +83,8 @@ def _show_entry(e: dict) -> None:
         )
     elif e.get("phase") == "eval":
         mark = " (best)" if e["improved"] else ""
-        parts = "".join(f" {k[9:]} {e[k]:.4f}" for k in ("held_out_own", "held_out_replay") if k in e)
-        parts = f" ({parts.strip()})" if parts else ""
+        parts = [f"{name} {e[k]:.4f}" for k, name in (("held_out_own", "own"), ("held_out_replay", "replay")) if k in e]
+        parts = f" ({' '.join(parts)})" if parts else ""
         print(f"step {e['step']}: held-out loss {e['held_out_loss']:.4f}{parts}{mark}", file=sys.stderr, flush=True)
     elif e.get("phase") == "done":
         print(f"FoleyBench check: {_verdict(e.get('passed'))}", file=sys.stderr, flush=True)

@@ -134,11 +134,12 @@ class FlowObjective:
         The unconditional branch is what classifier-free guidance subtracts from every render
         (``v_u + g (v_c - v_u)``, g = 3.5): a studio's data moving it by d moves every render by
         ``(g - 1) d`` the other way, FoleyWorld's classes included, so it stays the start model's."""
-        p, replay = gen.config.cond_dropout, batch["replay"]
-        u = torch.rand(3, cond.batch_size, generator=rng)  # (3, B)
-        null_row = replay & (u[2] < self.cfg.null_anchor)
-        drop_video, drop_text = (u[0] < p) | null_row, (u[1] < p) | null_row
-        no_picture = drop_video | ~batch["has_video"]  # text-audio rows have the null video already
+        device = cond.video.device
+        drop_video, drop_text = gen.dropout_masks(cond.batch_size, device, rng)  # (B,) each
+        replay = batch["replay"].to(device)
+        null_row = replay & (torch.rand(cond.batch_size, generator=rng) < self.cfg.null_anchor).to(device)
+        drop_video, drop_text = drop_video | null_row, drop_text | null_row
+        no_picture = drop_video | ~batch["has_video"].to(device)  # text-audio rows have the null video already
         return gen.substitute_null(cond, drop_video, drop_text), replay | (no_picture & drop_text)
 
     def evaluate(self, policy: torch.nn.Module) -> dict | None:

@@ -333,7 +333,7 @@ def _check_loud(audio: np.ndarray) -> None:
         raise IngestError("is silent")
 
 
-def _video_items(src: Source, bundle: ModelBundle, cfg: IngestConfig) -> tuple[list[dict], float]:
+def _video_items(src: Source, bundle: ModelBundle, cfg: IngestConfig) -> tuple[list[dict], float, dict]:
     from engine.video_io import load_audio_track
 
     prepared = prepare_video(src.path, bundle)
@@ -345,10 +345,11 @@ def _video_items(src: Source, bundle: ModelBundle, cfg: IngestConfig) -> tuple[l
         raise IngestError("has no audio track (a video needs its own sound to train on)")
     audio = fit_length(track, prepared.n_samples)
     _check_loud(audio)
-    return video_windows(bundle, prepared, audio, window_frames(bundle, cfg)), prepared.duration
+    windows = video_windows(bundle, prepared, audio, window_frames(bundle, cfg))
+    return windows, prepared.duration, {"audio": str(side) if side else "track"}  # where its sound came from
 
 
-def _audio_items(src: Source, bundle: ModelBundle, cfg: IngestConfig) -> tuple[list[dict], float]:
+def _audio_items(src: Source, bundle: ModelBundle, cfg: IngestConfig) -> tuple[list[dict], float, dict]:
     audio = read_audio_file(src.path, bundle.sample_rate)
     duration = len(audio) / bundle.sample_rate
     if duration < cfg.min_seconds:
@@ -358,7 +359,7 @@ def _audio_items(src: Source, bundle: ModelBundle, cfg: IngestConfig) -> tuple[l
     n_latent, length = -(-len(audio) // hop), window_frames(bundle, cfg)
     starts = window_starts(n_latent, length)
     items = [{"z": encode_window(bundle, audio, s, min(length, n_latent - s)), "start": s / lr} for s in starts]
-    return items, duration
+    return items, duration, {}
 
 
 # --------------------------------------------------------------------------------------- the writer
@@ -439,13 +440,11 @@ def _cot_of(src: Source, planner: Planner | None) -> tuple[Cot, str]:
 
 def _one_source(folder: Path, src: Source, bundle: ModelBundle, cfg: IngestConfig, planner, report) -> None:
     """Windows, CoT file and report entry of one source; `UserInputError` when it cannot be used."""
-    items, duration = (_video_items if src.kind == "video" else _audio_items)(src, bundle, cfg)
+    items, duration, origin = (_video_items if src.kind == "video" else _audio_items)(src, bundle, cfg)
     cot, where = _cot_of(src, planner)  # before anything is written: a failed plan leaves no files
     windows = [_write_window(folder, f"{src.id}_{k:04d}", it) for k, it in enumerate(items)]
     write_cot_file(folder, src.id, cot)
-    entry = {"id": src.id, "kind": src.kind, "file": str(src.path), "duration": round(duration, 6)}
-    side = lossless_sidecar(src.path) if src.kind == "video" else None
-    entry |= {"audio": str(side) if side else "track"}  # where a video's sound came from
+    entry = {"id": src.id, "kind": src.kind, "file": str(src.path), "duration": round(duration, 6)} | origin
     report.sources.append(entry | {"cot_source": where, "windows": windows})
     report.windows += len(windows)
 
