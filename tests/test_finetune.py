@@ -4,6 +4,7 @@ the FoleyBench check's verdict, and the result is a model folder that renders.""
 
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import replace
 
@@ -214,3 +215,44 @@ def test_distillation_targets_the_start_models_velocity_on_replayed_clips_only(d
     assert losses(0.5, null_anchor=1.0)[True] != pytest.approx(half[True])  # shown without picture and text
     with pytest.raises(Exception, match="distill"):
         _cfg(data, tmp_path / "run", distill=1.5)
+
+
+def test_measure_house_renders_the_start_model_once_and_a_tune_at_each_strength(data, tmp_path):
+    from engine.models import save_bundle
+    from trainer.house import write_library
+    from trainer.lora import tuned_bundle
+    from trainer.measure import house_markdown, measure_house
+
+    write_library(tmp_path / "house", per_class=1, duration=2.0, test_per_class=2, sounds_per_class=0)
+    bundle = load_bundle(data["model"])
+    moved = copy.deepcopy(bundle.generator).float()  # a copy whose weights then move
+    with torch.no_grad():
+        for p in moved.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    tuned = save_bundle(tuned_bundle(bundle, moved.eval(), "moved"), tmp_path / "moved")
+    settings, check = RenderSettings(seed=3, steps=2), BenchCheck(clips=2, duration=2.0, steps=2)
+    calls = []
+    result = measure_house(
+        tmp_path / "house" / "test",
+        str(data["model"]),
+        str(tuned),
+        settings,
+        check,
+        tmp_path / "work",
+        lambda done, total: calls.append(total),
+        strengths=(1.0, 0.0),
+    )
+    assert result["house_clips"] == 8 and list(result["house"]) == ["base", "tuned", "tuned at 0"]
+    full, none = result["tunes"]
+    assert (full["strength"], full["name"], none["strength"]) == (1.0, "tuned", 0.0)
+    # at strength 0 the tune is the start model: the same renders, so the same scores and no drop
+    assert result["house"]["tuned at 0"] == result["house"]["base"] and none["fd_drop"] == 0.0
+    assert none["foleybench"]["passed"] and all(d == 0 for d in none["foleybench"]["drops"].values())
+    assert result["house"]["tuned"]["fd"] != result["house"]["base"]["fd"]
+    assert full["foleybench"]["tuned"] != full["foleybench"]["base"]
+    assert len(calls) == 8 * 3 + 2 * 4  # three models over the eight house clips, the start model's renders made once
+    text = house_markdown(result)
+    assert "tuned at 0: FD drop 0.0%" in text and text.count("| FoleyBench |") == 2
+    with pytest.raises(Exception, match="strengths"):
+        house = tmp_path / "house" / "test"
+        measure_house(house, str(data["model"]), str(tuned), settings, check, tmp_path / "w", strengths=(1.5,))

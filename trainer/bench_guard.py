@@ -70,16 +70,34 @@ def check_against_base(
 ) -> dict:
     """FoleyBench rows of both models on ``check.clips`` clips written to ``folder``, and `compare`'s verdict:
     ``{"passed", "drops", "worst", "base": row, "tuned": row, "check": settings}``; passed is None without clips."""
+    return check_many(base, {"tuned": tuned}, check, folder, progress)["tuned"]
+
+
+def check_many(
+    base: ModelBundle,
+    tuned: dict[str, ModelBundle],
+    check: BenchCheck,
+    folder: str | Path,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, dict]:
+    """`check_against_base` of several tuned models against one start model, whose clips render once:
+    ``{name: verdict}`` (each verdict's ``"tuned"`` row is that model's)."""
     from engine.bench.run import bench_split, render_row
     from engine.pipeline import RenderSettings
 
     if check.clips == 0:
-        return {"passed": None, "check": asdict(check), "note": "not run (0 clips)"}
+        return {n: {"passed": None, "check": asdict(check), "note": "not run (0 clips)"} for n in tuned}
+    if "base" in tuned:
+        raise ValueError("a tuned model cannot be named 'base'")
     data = _clips(Path(folder), check)
     settings = RenderSettings(seed=check.seed, steps=check.steps, cfg=check.cfg)
-    rows = {"base": render_row(base, data, settings), "tuned": render_row(tuned, data, settings)}
-    result = bench_split(data, rows=["base", "tuned"], limit=check.clips, extra_rows=rows, progress=progress)
-    base_row, tuned_row = result["rows"]["base"], result["rows"]["tuned"]
+    models = {"base": base} | tuned
+    rows = {n: render_row(b, data, settings) for n, b in models.items()}
+    result = bench_split(data, rows=list(models), limit=check.clips, extra_rows=rows, progress=progress)
     keep = lambda row: {k: float(v) for k, v in row.items() if k != "n_clips"}  # noqa: E731
-    verdict = compare(base_row, tuned_row, check.tolerance, check.floor)
-    return verdict | {"base": keep(base_row), "tuned": keep(tuned_row), "check": asdict(check)}
+    base_row, out = result["rows"]["base"], {}
+    for name in tuned:
+        row = result["rows"][name]
+        verdict = compare(base_row, row, check.tolerance, check.floor)
+        out[name] = verdict | {"base": keep(base_row), "tuned": keep(row), "check": asdict(check)}
+    return out

@@ -6,7 +6,7 @@ measure and measure-dpo (`add_arguments` declares their options on the ``train``
     train dpo --pairs FILE.json --out DIR   (launch.py: or --project NAME)         Flow-DPO on preference pairs
     train blend --tuned MODEL --strength S --out DIR                               a tune at strength S (0..1)
     train house --out DIR                                                          the procedural house library
-    train measure --house DIR --tuned MODEL                                        house FD / CLAP~ and FoleyBench
+    train measure --house DIR --tuned MODEL [--strengths 1,0.7]                    house FD / CLAP~ and FoleyBench
     train measure-dpo --out DIR --dimension temporal                               pairs, DPO, held-out reward
 
 Each returns a JSON-able dict (printed by launch.py); progress goes to stderr.
@@ -59,6 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     h.add_argument("--house", help="measure: house library folder (its test/ part is rendered)")
     h.add_argument("--tuned", help="measure, blend: the tuned model folder")
     h.add_argument("--strength", type=float, default=1.0, help="blend: 0 (the start model) .. 1 (the tune)")
+    h.add_argument("--strengths", default="1", help="measure: the tune's strengths, comma-separated (e.g. 1,0.7)")
     h.add_argument("--dimension", default="temporal", help="measure-dpo: the dimension the designer prefers")
     h.add_argument("--pair-clips", type=int, default=24, help="measure-dpo: clips rendered for pairs")
     h.add_argument("--takes", type=int, default=4, help="measure-dpo: takes rendered per clip")
@@ -192,8 +193,12 @@ def measure_command(args: argparse.Namespace) -> dict:
         raise UserInputError(f"no house test clips in {test}; write them with: python launch.py train house")
     settings = RenderSettings(seed=args.seed, steps=args.sample_steps)
     bench = BenchCheck(clips=args.bench_clips, duration=args.bench_duration, steps=args.sample_steps)
+    try:
+        strengths = tuple(float(v) for v in args.strengths.split(","))
+    except ValueError:
+        raise UserInputError(f"--strengths must be numbers separated by commas, got {args.strengths!r}") from None
     work = Path(args.out or Path(args.tuned) / "measure")
-    result = measure_house(test, args.model, args.tuned, settings, bench, work, _show("measure"))
+    result = measure_house(test, args.model, args.tuned, settings, bench, work, _show("measure"), strengths)
     print(house_markdown(result), file=sys.stderr)
     return result
 

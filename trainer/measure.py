@@ -26,7 +26,7 @@ import numpy as np
 from engine.errors import UserInputError
 from engine.models import ModelBundle, load_bundle
 from engine.pipeline import RenderSettings
-from trainer.bench_guard import BenchCheck, check_against_base
+from trainer.bench_guard import BenchCheck
 
 Progress = Callable[[int, int], None]
 
@@ -71,6 +71,11 @@ def house_metrics(audios: list[np.ndarray], truth: list[np.ndarray], metas: list
     return out
 
 
+def tune_name(strength: float) -> str:
+    """The row name of a tune at ``strength`` ("tuned" at full strength)."""
+    return "tuned" if strength == 1.0 else f"tuned at {strength:g}"
+
+
 def measure_house(
     test: str | Path,
     base_model: str,
@@ -79,34 +84,50 @@ def measure_house(
     bench: BenchCheck,
     work: str | Path,
     progress: Progress | None = None,
+    strengths: tuple[float, ...] = (1.0,),
 ) -> dict:
-    """Both models on the held-out house clips and on FoleyBench's original classes (see the module doc)."""
+    """Both models on the held-out house clips and on FoleyBench's original classes (see the module doc), the
+    tune at each of ``strengths`` (`trainer.lora.blended_generator`; 1: the tune as trained). The start
+    model's renders are made once for all strengths. -> {"house_clips", "house": {row: metrics},
+    "tunes": [{"strength", "name", "fd_drop", "clap_gain", "foleybench": verdict}]}."""
     from engine.bench.run import load_clips, load_metric_models
+    from trainer.bench_guard import check_many
+    from trainer.lora import blended_generator, tuned_bundle
 
+    if not strengths or any(not 0.0 <= s <= 1.0 for s in strengths) or len(set(strengths)) != len(strengths):
+        raise UserInputError(f"--strengths must be distinct values in 0 .. 1, got {list(strengths)}")
     metas, truth, sr = load_clips(Path(test))
     models = load_metric_models()
     base, tuned = load_bundle(base_model), load_bundle(tuned_model)
+    blended = lambda s: blended_generator(base.generator, tuned.generator, s)  # noqa: E731
+    tunes = {tune_name(s): tuned if s == 1.0 else tuned_bundle(tuned, blended(s), tune_name(s)) for s in strengths}
     rows = {}
-    for name, bundle in (("base", base), ("tuned", tuned)):
+    for name, bundle in ({"base": base} | tunes).items():
         rows[name] = house_metrics(
             _renders(bundle, Path(test), metas, truth, settings, progress), truth, metas, sr, models
         )
-    verdict = check_against_base(base, tuned, bench, Path(work) / "bench", progress)
-    fd_drop = 1.0 - rows["tuned"]["fd"] / rows["base"]["fd"] if rows["base"]["fd"] > 0 else float("nan")
-    result = {"house_clips": len(metas), "house": rows, "fd_drop": fd_drop}
-    return result | {"clap_gain": rows["tuned"]["clap"] - rows["base"]["clap"], "foleybench": verdict}
+    verdicts = check_many(base, tunes, bench, Path(work) / "bench", progress)
+    out = []
+    for s, name in zip(strengths, tunes):
+        fd_drop = 1.0 - rows[name]["fd"] / rows["base"]["fd"] if rows["base"]["fd"] > 0 else float("nan")
+        gain = rows[name]["clap"] - rows["base"]["clap"]
+        out.append({"strength": s, "name": name, "fd_drop": fd_drop, "clap_gain": gain, "foleybench": verdicts[name]})
+    return {"house_clips": len(metas), "house": rows, "tunes": out}
 
 
 def house_markdown(result: dict) -> str:
     """The measurement as markdown tables (house library, then FoleyBench on the original classes)."""
     lines = [f"House library ({result['house_clips']} held-out clips)", "", "| model | FD | CLAP~ |", "|---|---|---|"]
     lines += [f"| {n} | {r['fd']:.2f} | {r['clap']:.3f} |" for n, r in result["house"].items()]
-    lines += ["", f"FD drop {result['fd_drop']:.1%}, CLAP~ gain {result['clap_gain']:+.3f}", ""]
-    fb = result["foleybench"]
-    if fb.get("passed") is not None:
-        lines += ["| FoleyBench | base | tuned | relative drop |", "|---|---|---|---|"]
-        lines += [f"| {m} | {fb['base'][m]:.3f} | {fb['tuned'][m]:.3f} | {d:.1%} |" for m, d in fb["drops"].items()]
-    return "\n".join(lines)
+    lines.append("")
+    for tune in result["tunes"]:
+        lines += [f"{tune['name']}: FD drop {tune['fd_drop']:.1%}, CLAP~ gain {tune['clap_gain']:+.3f}", ""]
+        fb = tune["foleybench"]
+        if fb.get("passed") is not None:
+            lines += ["| FoleyBench | base | tuned | relative drop |", "|---|---|---|---|"]
+            lines += [f"| {m} | {fb['base'][m]:.3f} | {fb['tuned'][m]:.3f} | {d:.1%} |" for m, d in fb["drops"].items()]
+            lines.append("")
+    return "\n".join(lines).rstrip("\n")
 
 
 # ----------------------------------------------------------------------------------------------- DPO
