@@ -319,6 +319,26 @@ def _train_planner(args: argparse.Namespace) -> dict:
     return {k: v for k, v in report.items() if k != "history"}
 
 
+def _calibrate_planner(args: argparse.Namespace) -> dict:
+    """Per-class reading thresholds of a planner file, chosen on FoleyWorld val clips."""
+    import torch
+
+    from engine.models import MODELS_DIR
+    from engine.planner import PLANNER_FILE
+    from trainer.calibrate_planner import calibrate
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    src = Path(args.planner_file or MODELS_DIR / "default" / PLANNER_FILE)
+    out = Path(args.out or src.with_name(f"{src.stem}_calibrated.safetensors"))
+    if out.suffix != ".safetensors":
+        raise CliError(f"--out for the planner is a .safetensors file, got {out}")
+    if args.beta <= 0:
+        raise CliError(f"--beta must be > 0, got {args.beta:g}")
+    work = ROOT / "data" / "planner-calibration"
+    return calibrate(src, args.calibration_clips, out, work, args.beta, _progress("calibrate"))
+
+
 def _train_grpo(args: argparse.Namespace) -> dict:
     """Fast-GRPO (or with --flow Flow-GRPO) of a model with the four reward heads; resumable."""
     from trainer.grpo import GrpoConfig, train_grpo
@@ -386,6 +406,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 0
     if args.what == "planner":
         print(json.dumps(_train_planner(args)))
+        return 0
+    if args.what == "calibrate-planner":
+        print(json.dumps(_calibrate_planner(args)))
         return 0
     if args.what in ("features", "pretrain"):
         print(json.dumps(_train_features(args) if args.what == "features" else _train_pretrain(args)))
@@ -688,11 +711,12 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="training commands")
     t.add_argument(
         "what",
-        choices=["metrics", "codec", "features", "pretrain", "planner", "grpo", *TRAIN_COMMANDS],
+        choices=["metrics", "codec", "features", "pretrain", "planner", "calibrate-planner", "grpo", *TRAIN_COMMANDS],
         help="metrics: the FoleyBench metric models; codec: the stereo audio codec (--steps, --batch, --codec "
         "for the output file); features: the generator's feature cache; "
         "pretrain: the generator and video encoder (builds missing features first); "
-        "planner: the default planner (--out FILE.safetensors); grpo: Fast-GRPO with the reward heads (--flow: "
+        "planner: the default planner (--out FILE.safetensors); calibrate-planner: its per-class reading "
+        "thresholds on FoleyWorld val clips (--planner-file, --out); grpo: Fast-GRPO with the reward heads (--flow: "
         "Flow-GRPO; --dataset: on ingested videos); ingest: videos and tagged sounds -> dataset (--out); finetune: "
         "LoRA fine-tune on a dataset; dpo: Flow-DPO on preference pairs; blend: a tune at a strength "
         "(--tuned, --strength); house: the house library; measure: house "
@@ -726,6 +750,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--workers", type=_positive_int, default=1, help="planner: processes rendering training clips")
     t.add_argument("--init", default=None, help="planner: start from this planner file's weights")
     t.add_argument("--first-scene", type=_nonneg_int, default=0, help="planner: train scene index of the first clips")
+    t.add_argument("--planner-file", default=None, help="calibrate-planner: planner file (default: the shipped one)")
+    t.add_argument("--calibration-clips", type=_positive_int, default=300, help="calibrate-planner: val clips")
+    t.add_argument("--beta", type=float, default=1.0, help="calibrate-planner: F-beta of events (> 1 favours recall)")
     g = t.add_argument_group("grpo")
     g.add_argument("--model", default="default", help="grpo: start model (name under assets/models or folder)")
     g.add_argument("--prompts", help="grpo: FoleyWorld split folder or folder of videos (default: FoleyWorld train)")

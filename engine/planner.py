@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +37,20 @@ class ReadSettings:
     event: float = 0.5  # a local maximum of the event probability at least this is an event
     gap_ratio: float = 0.8  # events of one class closer than gap_ratio x its min_gap are merged
     max_sources: int = 3  # at most this many visible sources are described
+    present_by: dict[str, float] = field(default_factory=dict)  # per-class `present`, where calibrated
+    event_by: dict[str, float] = field(default_factory=dict)  # per-class `event`, where calibrated
+
+    def present_of(self, cls: str) -> float:
+        return self.present_by.get(cls, self.present)
+
+    def event_of(self, cls: str) -> float:
+        return self.event_by.get(cls, self.event)
+
+    @classmethod
+    def of(cls, net: PlannerNet) -> ReadSettings:
+        """The defaults with the per-class thresholds ``net`` carries (`PlannerNet.thresholds`)."""
+        t = net.thresholds
+        return replace(cls(), present_by=dict(t.get("present", {})), event_by=dict(t.get("event", {})))
 
 
 def activate(out: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -108,7 +122,7 @@ def _source(
 ) -> SourceSketch:
     """One visible class -> its sketch: position or straight-line track, size, events, level curve."""
     times = np.arange(len(vis)) / rate
-    w = vis * (vis >= s.present)  # weight of each frame in the position and size estimates
+    w = vis * (vis >= s.present_of(info.name))  # weight of each frame in the position and size estimates
     if w.sum() < 1e-6:
         w = vis
     x, size = heads["x"][:, c], heads["size"][:, c]
@@ -126,7 +140,8 @@ def _source(
         src.x0 = src.x1 = float(np.average(x, weights=w + 1e-9))
     if info.kind in ("discrete", "mixed"):
         prob = 1.0 / (1.0 + np.exp(-heads["event"][:, c]))
-        src.events = [t for t in pick_events(prob, rate, s.event, s.gap_ratio * info.min_gap) if t <= duration]
+        events = pick_events(prob, rate, s.event_of(info.name), s.gap_ratio * info.min_gap)
+        src.events = [t for t in events if t <= duration]
     if info.kind in ("continuous", "mixed"):
         src.curve = _curve(heads["level"][:, c], rate, duration)
     return src
@@ -146,7 +161,7 @@ def read_scene(
     heads = {k: v.detach().float().numpy() for k, v in activate(out).items()}
     vis = _moving_average(1.0 / (1.0 + np.exp(-heads["present"])), max(1, round(s.smooth_s * rate)))  # (F, C)
     score = vis.max(axis=0)  # (C,)
-    order = [int(c) for c in np.argsort(-score) if score[c] >= s.present][: s.max_sources]
+    order = [int(c) for c in np.argsort(-score) if score[c] >= s.present_of(classes[c].name)][: s.max_sources]
     if not order:  # every video gets a plan: the most likely source
         order = [int(np.argmax(score))]
     sources = [_source(classes[c], heads, c, vis[:, c], rate, duration, s) for c in order]
@@ -158,7 +173,7 @@ class DefaultPlanner:
 
     def __init__(self, net: PlannerNet, settings: ReadSettings | None = None) -> None:
         self.net = net.eval()
-        self.settings = settings or ReadSettings()
+        self.settings = settings or ReadSettings.of(net)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> DefaultPlanner:

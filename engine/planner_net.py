@@ -89,6 +89,9 @@ class PlannerNet(nn.Module):
     def __init__(self, *, config: PlannerConfig) -> None:
         super().__init__()
         self.config = cfg = config
+        # per-class reading thresholds calibrated on FoleyWorld val clips (`trainer.calibrate_planner`):
+        # {"present": {class: p}, "event": {class: p}}; empty: the global defaults of engine.planner
+        self.thresholds: dict[str, dict[str, float]] = {}
         c = (6, *cfg.channels)  # picture + difference to the previous frame
         self.convs = nn.ModuleList(nn.Conv2d(a, b, 3, stride=2, padding=1) for a, b in zip(c[:-1], c[1:]))
         self.refine = nn.ModuleList(nn.Conv2d(c[-1], c[-1], 3, padding=1) for _ in range(cfg.refine))
@@ -142,9 +145,13 @@ class PlannerNet(nn.Module):
 
 
 def save_planner(model: PlannerNet, path: str | Path, dtype: torch.dtype = torch.float16) -> None:
-    """Write the weights (``dtype``; float16 halves the shipped size) with the config in the metadata."""
+    """Write the weights (``dtype``; float16 halves the shipped size) with the config (and the calibrated
+    reading thresholds, when there are any) in the metadata."""
     state = {k: v.to(dtype) for k, v in model.state_dict().items()}
-    write_weights(path, state, {"format": FORMAT, "config": model.config.to_json()})
+    meta = {"format": FORMAT, "config": model.config.to_json()}
+    if model.thresholds:
+        meta["thresholds"] = json.dumps(model.thresholds, sort_keys=True)
+    write_weights(path, state, meta)
 
 
 def load_planner_net(path: str | Path) -> PlannerNet:
@@ -152,4 +159,6 @@ def load_planner_net(path: str | Path) -> PlannerNet:
     state, meta = read_weights(path, FORMAT, "planner")
     model = PlannerNet(config=PlannerConfig.from_json(meta["config"]))
     model.load_state_dict(state)
+    if "thresholds" in meta:
+        model.thresholds = {k: {c: float(v) for c, v in d.items()} for k, d in json.loads(meta["thresholds"]).items()}
     return model.eval()

@@ -325,3 +325,82 @@ def test_pool_workers_render_the_same_clips_and_init_starts_from_a_file(tmp_path
     warm = new_training_state(PlannerTrainConfig(**cfg, init=str(tmp_path / "start.safetensors")))["model"]
     for (k, a), b in zip(start.state_dict().items(), warm.state_dict().values()):
         torch.testing.assert_close(b, a.half().float(), msg=k)  # the file holds float16 weights
+
+
+# ------------------------------------------------------------------------------------------ calibration
+
+
+def _clip(score, truth, prob=None, events=None, duration=2.0):
+    from trainer.calibrate_planner import ClipOutputs
+
+    prob = np.zeros((48, len(CLASSES))) if prob is None else prob
+    return ClipOutputs(np.array(score, float), prob, frozenset(truth), events or {}, duration)
+
+
+def test_presence_calibration_finds_a_threshold_per_class():
+    from trainer.calibrate_planner import exact_rate, fit_presence
+
+    # wood knock reads weakly (0.3 when there, 0.1 when not); footsteps strongly, also when absent (0.6)
+    clips = [_clip([0.3, 0.0, 0.0, 0.6], {0}), _clip([0.1, 0.9, 0.0, 0.8], {1, 3}), _clip([0.3, 0.9, 0.0, 0.6], {0, 1})]
+    clips += [_clip([0.1, 0.9, 0.0, 0.6], {1})]
+    start = np.full(4, 0.5)
+    assert exact_rate(clips, start, 3) == 0.25  # the global threshold names footsteps too often, knocks never
+    t = fit_presence(clips, start, 3)
+    assert exact_rate(clips, t, 3) == 1.0
+    assert 0.1 < t[0] <= 0.3 and 0.6 < t[3] <= 0.8 and t[1] == 0.5  # a class with nothing to gain keeps its value
+
+
+def test_event_calibration_lowers_the_threshold_of_a_class_with_weak_peaks():
+    from trainer.calibrate_planner import event_f_beta, fit_events
+
+    net = PlannerNet(config=TINY)
+    prob = np.full((48, len(CLASSES)), 0.02)
+    prob[[12, 36], 0] = 0.3  # two wood knocks at 0.5 s and 1.5 s, peaks well under the default 0.5
+    prob[24, 0] = 0.12  # and a weaker false peak
+    clips = [_clip([0.9, 0.0, 0.0, 0.0], {0}, prob, {0: [0.5, 1.5]}) for _ in range(2)]
+    clips.append(_clip([0.9, 0.0, 0.0, 0.0], {0, 3}, prob, {0: [0.5, 1.5], 3: [1.0]}))  # footsteps unseen
+    got = fit_events(clips, np.full(4, 0.5), net, ReadSettings())
+    assert set(got) == {0, 3} and 0.12 < got[0] <= 0.3  # both peaks, not the false one
+    assert got[3] == 0.5  # footsteps: never named, nothing to learn: the value nearest the default
+    assert event_f_beta(2, 2, 2, 1.0) == 1.0 and event_f_beta(0, 2, 5, 1.0) == 0.0
+    assert event_f_beta(1, 2, 1, 2.0) == pytest.approx(5 * 0.5 / (4 + 0.5))
+
+
+def test_calibrated_thresholds_travel_in_the_planner_file_and_drive_the_reading(tmp_path):
+    net = PlannerNet(config=TINY)
+    net.thresholds = {"present": {"wood_knock": 0.2}, "event": {"wood_knock": 0.25}}
+    save_planner(net, tmp_path / "p.safetensors")
+    back = load_planner_net(tmp_path / "p.safetensors")
+    assert back.thresholds == net.thresholds
+    settings = DefaultPlanner(back).settings
+    assert settings.present_of("wood_knock") == 0.2 and settings.present_of("rain") == 0.5
+    out = _outputs(48)
+    out[:, 0, HEADS.index("present")] = -0.5  # visibility 0.38: under the global 0.5, over the knock's 0.2
+    out[[12, 36], 0, HEADS.index("event")] = -0.4  # event probability 0.40
+    out[:, 1, HEADS.index("present")] = 1.0  # rain at 0.73, named either way
+    plain = read_scene(out, CLASSES, 24.0, 2.0, ReadSettings())
+    tuned = read_scene(out, CLASSES, 24.0, 2.0, settings)
+    assert [s.cls for s in plain.sources] == ["rain"]
+    assert [s.cls for s in tuned.sources] == ["rain", "wood_knock"] and tuned.sources[1].events == pytest.approx(
+        [0.5, 1.5]
+    )
+    bundle = tiny_bundle(back)  # a model folder keeps them too
+    assert load_planner_net(save_bundle(bundle, tmp_path / "m") / PLANNER_FILE).thresholds == net.thresholds
+
+
+def test_calibrate_on_val_clips_writes_a_planner_with_thresholds(tmp_path):
+    from trainer.calibrate_planner import calibrate
+
+    net = PlannerNet(config=PlannerConfig(classes=planner_classes(), channels=(8, 8, 16), width=16, dilations=(1,)))
+    save_planner(net, tmp_path / "p.safetensors")
+    report = calibrate(
+        tmp_path / "p.safetensors", 20, tmp_path / "c.safetensors", tmp_path / "val", world=WorldConfig(duration=2.0)
+    )
+    back = load_planner_net(tmp_path / "c.safetensors")
+    assert back.thresholds == report["thresholds"] and set(back.thresholds["present"]) == {
+        c.name for c in planner_classes()
+    }
+    assert report["classes_exact_val"]["after"] >= report["classes_exact_val"]["before"]
+    assert json.loads((tmp_path / "val" / "index.json").read_text())["split"] == "val"
+    with pytest.raises(UserInputError, match="at least 20"):
+        calibrate(tmp_path / "p.safetensors", 5, tmp_path / "x.safetensors", tmp_path / "val")
