@@ -333,10 +333,10 @@ def _calibrate_planner(args: argparse.Namespace) -> dict:
     out = Path(args.out or src.with_name(f"{src.stem}_calibrated.safetensors"))
     if out.suffix != ".safetensors":
         raise CliError(f"--out for the planner is a .safetensors file, got {out}")
-    if args.beta <= 0:
-        raise CliError(f"--beta must be > 0, got {args.beta:g}")
+    if args.event_beta <= 0:
+        raise CliError(f"--event-beta must be > 0, got {args.event_beta:g}")
     work = ROOT / "data" / "planner-calibration"
-    return calibrate(src, args.calibration_clips, out, work, args.beta, _progress("calibrate"))
+    return calibrate(src, args.calibration_clips, out, work, args.event_beta, _progress("calibrate"))
 
 
 def _train_grpo(args: argparse.Namespace) -> dict:
@@ -752,7 +752,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--first-scene", type=_nonneg_int, default=0, help="planner: train scene index of the first clips")
     t.add_argument("--planner-file", default=None, help="calibrate-planner: planner file (default: the shipped one)")
     t.add_argument("--calibration-clips", type=_positive_int, default=300, help="calibrate-planner: val clips")
-    t.add_argument("--beta", type=float, default=1.0, help="calibrate-planner: F-beta of events (> 1 favours recall)")
+    t.add_argument("--event-beta", type=float, default=1.0, help="calibrate-planner: F-beta of events (> 1: recall)")
     g = t.add_argument_group("grpo")
     g.add_argument("--model", default="default", help="grpo: start model (name under assets/models or folder)")
     g.add_argument("--prompts", help="grpo: FoleyWorld split folder or folder of videos (default: FoleyWorld train)")

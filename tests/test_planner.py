@@ -404,3 +404,14 @@ def test_calibrate_on_val_clips_writes_a_planner_with_thresholds(tmp_path):
     assert json.loads((tmp_path / "val" / "index.json").read_text())["split"] == "val"
     with pytest.raises(UserInputError, match="at least 20"):
         calibrate(tmp_path / "p.safetensors", 5, tmp_path / "x.safetensors", tmp_path / "val")
+
+
+def test_calibrate_planner_bad_options_are_one_line(tmp_path, capsys):
+    from tests.test_pipeline import _cli
+
+    rc, _, err = _cli(
+        "train", "calibrate-planner", "--event-beta", "0", "--out", tmp_path / "p.safetensors", capsys=capsys
+    )
+    assert rc == 2 and err.startswith("error:") and "--event-beta" in err and len(err.strip().splitlines()) == 1
+    rc, _, err = _cli("train", "calibrate-planner", "--out", tmp_path / "p.bin", capsys=capsys)
+    assert rc == 2 and ".safetensors" in err and len(err.strip().splitlines()) == 1
