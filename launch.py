@@ -336,7 +336,9 @@ def _calibrate_planner(args: argparse.Namespace) -> dict:
     if args.event_beta <= 0:
         raise CliError(f"--event-beta must be > 0, got {args.event_beta:g}")
     work = ROOT / "data" / "planner-calibration"
-    return calibrate(src, args.calibration_clips, out, work, args.event_beta, _progress("calibrate"))
+    return calibrate(
+        src, args.calibration_clips, out, work, args.event_beta, _progress("calibrate"), objective=args.objective
+    )
 
 
 def _train_grpo(args: argparse.Namespace) -> dict:
@@ -753,6 +755,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--planner-file", default=None, help="calibrate-planner: planner file (default: the shipped one)")
     t.add_argument("--calibration-clips", type=_positive_int, default=300, help="calibrate-planner: val clips")
     t.add_argument("--event-beta", type=float, default=1.0, help="calibrate-planner: F-beta of events (> 1: recall)")
+    t.add_argument("--objective", default="exact", choices=["exact", "jaccard"], help="calibrate-planner: presence")
     g = t.add_argument_group("grpo")
     g.add_argument("--model", default="default", help="grpo: start model (name under assets/models or folder)")
     g.add_argument("--prompts", help="grpo: FoleyWorld split folder or folder of videos (default: FoleyWorld train)")

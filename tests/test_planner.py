@@ -338,7 +338,7 @@ def _clip(score, truth, prob=None, events=None, duration=2.0):
 
 
 def test_presence_calibration_finds_a_threshold_per_class():
-    from trainer.calibrate_planner import exact_rate, fit_presence
+    from trainer.calibrate_planner import exact_rate, fit_presence, jaccard
 
     # wood knock reads weakly (0.3 when there, 0.1 when not); footsteps strongly, also when absent (0.6)
     clips = [_clip([0.3, 0.0, 0.0, 0.6], {0}), _clip([0.1, 0.9, 0.0, 0.8], {1, 3}), _clip([0.3, 0.9, 0.0, 0.6], {0, 1})]
@@ -348,6 +348,9 @@ def test_presence_calibration_finds_a_threshold_per_class():
     t = fit_presence(clips, start, 3)
     assert exact_rate(clips, t, 3) == 1.0
     assert 0.1 < t[0] <= 0.3 and 0.6 < t[3] <= 0.8 and t[1] == 0.5  # a class with nothing to gain keeps its value
+    # partly right counts in part under the Jaccard objective: knocks alone of knocks + rain is a half
+    assert jaccard([_clip([0.9, 0.3, 0.0, 0.0], {0, 1})], start, 3) == 0.5
+    assert jaccard(clips, fit_presence(clips, start, 3, objective="jaccard"), 3) == 1.0
 
 
 def test_event_calibration_lowers_the_threshold_of_a_class_with_weak_peaks():

@@ -6,8 +6,10 @@ misses most events of others (bird chirps, bell strikes). Calibration runs the n
 val clips (their mp4 files, decoded as a user's video is) and keeps its outputs, then chooses, on a grid:
 
 - **presence**: one threshold per class by coordinate ascent on the share of clips whose visible classes
-  are named exactly (the planner bench's "classes exact", `engine.bench.planning`), every other class's
-  threshold held, class after class, until a whole round changes nothing;
+  are named exactly (the planner bench's "classes exact", `engine.bench.planning`), or on the mean
+  Jaccard overlap of named and visible classes (``objective="jaccard"``: a clip of three sources with two
+  named counts in part), every other class's threshold held, class after class, until a whole round
+  changes nothing;
 - **events**: for each class with discrete events, the threshold that maximises the F-beta score of its
   events matched one to one within 100 ms, over the clips where the calibrated presence names the class
   (events of a class named but absent count against precision, events of a class present but not named
@@ -77,22 +79,42 @@ def named(score: np.ndarray, thresholds: np.ndarray, max_sources: int) -> frozen
 
 
 def exact_rate(clips: list[ClipOutputs], thresholds: np.ndarray, max_sources: int) -> float:
+    """Share of clips whose named classes are exactly the visible ones."""
     return float(np.mean([named(c.score, thresholds, max_sources) == c.truth for c in clips]))
 
 
+def jaccard(clips: list[ClipOutputs], thresholds: np.ndarray, max_sources: int) -> float:
+    """Mean over clips of |named & visible| / |named | visible|: partly right counts in part."""
+    out = []
+    for c in clips:
+        got = named(c.score, thresholds, max_sources)
+        out.append(len(got & c.truth) / max(1, len(got | c.truth)))
+    return float(np.mean(out))
+
+
+OBJECTIVES = {"exact": exact_rate, "jaccard": jaccard}
+
+
 def fit_presence(
-    clips: list[ClipOutputs], start: np.ndarray, max_sources: int, grid=PRESENT_GRID, rounds: int = 6
+    clips: list[ClipOutputs],
+    start: np.ndarray,
+    max_sources: int,
+    grid=PRESENT_GRID,
+    rounds: int = 6,
+    objective: str = "exact",
 ) -> np.ndarray:
-    """Per-class presence thresholds by coordinate ascent on `exact_rate` (ties keep the current value)."""
+    """Per-class presence thresholds by coordinate ascent on ``objective`` (`OBJECTIVES`; ties keep the
+    current value)."""
+    score = OBJECTIVES[objective]
     t = start.astype(float).copy()
-    best = exact_rate(clips, t, max_sources)
+    best = score(clips, t, max_sources)
     for _ in range(rounds):
         changed = False
         for c in range(len(t)):
             for v in grid:
                 trial = t.copy()
                 trial[c] = v
-                rate = exact_rate(clips, trial, max_sources)
+                rate = score(clips, trial, max_sources)
                 if rate > best + 1e-12:
                     best, t, changed = rate, trial, True
         if not changed:
@@ -148,6 +170,7 @@ def calibrate(
     beta: float = 1.0,
     progress: Callable[[int, int], None] | None = None,
     world=None,
+    objective: str = "exact",
 ) -> dict:
     """Calibrate ``planner_file`` on the first ``clips`` FoleyWorld val clips (written to ``work`` once;
     ``world``: their `WorldConfig`, default FoleyWorld's) and write it with its thresholds to ``out``
@@ -158,6 +181,8 @@ def calibrate(
 
     if clips < 20:
         raise UserInputError(f"calibration needs at least 20 val clips, got {clips}")
+    if objective not in OBJECTIVES:
+        raise UserInputError(f"unknown presence objective {objective!r}; choose {' or '.join(OBJECTIVES)}")
     net = load_planner_net(planner_file)
     net.thresholds = {}  # calibrate from the global defaults
     settings, cfg = ReadSettings(), net.config
@@ -175,7 +200,7 @@ def calibrate(
         if progress:
             progress(k + 1, clips)
     start = np.full(len(cfg.classes), settings.present)
-    presence = fit_presence(data, start, settings.max_sources)
+    presence = fit_presence(data, start, settings.max_sources, objective=objective)
     events = fit_events(data, presence, net, settings, beta)
     names = [c.name for c in cfg.classes]
     net.thresholds = {
@@ -187,9 +212,13 @@ def calibrate(
         "out": str(out),
         "clips": clips,
         "beta": beta,
-        "classes_exact_val": {
-            "before": exact_rate(data, start, settings.max_sources),
-            "after": exact_rate(data, presence, settings.max_sources),
+        "objective": objective,
+        **{
+            f"{name}_val": {
+                "before": fn(data, start, settings.max_sources),
+                "after": fn(data, presence, settings.max_sources),
+            }
+            for name, fn in (("classes_exact", exact_rate), ("jaccard", jaccard))
         },
         "thresholds": net.thresholds,
     }
