@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -50,7 +50,7 @@ class ReadSettings:
     def of(cls, net: PlannerNet) -> ReadSettings:
         """The defaults with the per-class thresholds ``net`` carries (`PlannerNet.thresholds`)."""
         t = net.thresholds
-        return replace(cls(), present_by=dict(t.get("present", {})), event_by=dict(t.get("event", {})))
+        return cls(present_by=dict(t.get("present", {})), event_by=dict(t.get("event", {})))
 
 
 def activate(out: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -96,6 +96,13 @@ def pick_events(prob: np.ndarray, rate: float, threshold: float, min_gap: float)
     return sorted(kept)
 
 
+def class_events(
+    prob: np.ndarray, info: ClassInfo, rate: float, duration: float, threshold: float, s: ReadSettings
+) -> list[float]:
+    """The events of one class within the clip from its per-frame event probability (F,)."""
+    return [t for t in pick_events(prob, rate, threshold, s.gap_ratio * info.min_gap) if t <= duration]
+
+
 def _track(x: np.ndarray, w: np.ndarray, times: np.ndarray) -> tuple[float, float]:
     """Weighted straight-line fit x = a + b t over the visible frames: (a, b)."""
     if w.sum() < 1e-6 or len(np.unique(times[w > 0])) < 2:
@@ -139,9 +146,7 @@ def _source(
     else:
         src.x0 = src.x1 = float(np.average(x, weights=w + 1e-9))
     if info.kind in ("discrete", "mixed"):
-        prob = 1.0 / (1.0 + np.exp(-heads["event"][:, c]))
-        events = pick_events(prob, rate, s.event_of(info.name), s.gap_ratio * info.min_gap)
-        src.events = [t for t in events if t <= duration]
+        src.events = class_events(heads["event_prob"][:, c], info, rate, duration, s.event_of(info.name), s)
     if info.kind in ("continuous", "mixed"):
         src.curve = _curve(heads["level"][:, c], rate, duration)
     return src
@@ -158,14 +163,29 @@ def read_scene(
     s = settings or ReadSettings()
     if out.ndim != 3 or out.shape[1] != len(classes) or out.shape[2] != len(HEADS):
         raise ValueError(f"expected outputs (F, {len(classes)}, {len(HEADS)}), got {out.shape=}")
-    heads = {k: v.detach().float().numpy() for k, v in activate(out).items()}
-    vis = _moving_average(1.0 / (1.0 + np.exp(-heads["present"])), max(1, round(s.smooth_s * rate)))  # (F, C)
-    score = vis.max(axis=0)  # (C,)
-    order = [int(c) for c in np.argsort(-score) if score[c] >= s.present_of(classes[c].name)][: s.max_sources]
-    if not order:  # every video gets a plan: the most likely source
-        order = [int(np.argmax(score))]
+    heads = probabilities(out, rate, s)
+    vis = heads["visible"]  # (F, C)
+    present = np.array([s.present_of(c.name) for c in classes])
+    order = choose_sources(vis.max(axis=0), present, s.max_sources)
     sources = [_source(classes[c], heads, c, vis[:, c], rate, duration, s) for c in order]
     return SceneSketch(duration=duration, sources=sources)
+
+
+def probabilities(out: torch.Tensor, rate: float, s: ReadSettings) -> dict[str, np.ndarray]:
+    """Network outputs (F, C, H) -> the `activate`d heads as arrays, with ``visible`` (the visibility
+    probability smoothed over ``s.smooth_s``) and ``event_prob`` (F, C) each."""
+    heads = {k: v.detach().float().numpy() for k, v in activate(out).items()}
+    heads["visible"] = _moving_average(1.0 / (1.0 + np.exp(-heads["present"])), max(1, round(s.smooth_s * rate)))
+    heads["event_prob"] = 1.0 / (1.0 + np.exp(-heads["event"]))
+    return heads
+
+
+def choose_sources(score: np.ndarray, present: np.ndarray, max_sources: int) -> list[int]:
+    """The classes a scene names from their peak visibility (C,): the strongest at or over their
+    thresholds ``present`` (C,), at most ``max_sources``; every video gets a plan, so when none is, the
+    single strongest."""
+    order = [int(c) for c in np.argsort(-score) if score[c] >= present[c]][:max_sources]
+    return order or [int(np.argmax(score))]
 
 
 class DefaultPlanner:

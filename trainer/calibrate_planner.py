@@ -31,7 +31,7 @@ import torch
 
 from engine.bench.planning import match_events
 from engine.errors import UserInputError
-from engine.planner import ReadSettings, _moving_average, pick_events
+from engine.planner import ReadSettings, choose_sources, class_events, probabilities
 from engine.planner_net import PlannerNet, load_planner_net, save_planner
 
 PRESENT_GRID = tuple(round(0.2 + 0.05 * k, 2) for k in range(15))  # 0.20 .. 0.90
@@ -51,20 +51,17 @@ class ClipOutputs:
 
 def clip_outputs(net: PlannerNet, frames: np.ndarray, meta: dict, settings: ReadSettings) -> ClipOutputs:
     """Run ``net`` on one clip's frames (F, S, S, 3) and keep what the thresholds act on."""
-    from engine.planner import activate
-
     cfg = net.config
     index = {c.name: k for k, c in enumerate(cfg.classes)}
     with torch.no_grad():
-        heads = {k: v.float().numpy() for k, v in activate(net(torch.from_numpy(frames)[None])[0]).items()}
-    vis = _moving_average(1.0 / (1.0 + np.exp(-heads["present"])), max(1, round(settings.smooth_s * cfg.rate)))
+        heads = probabilities(net(torch.from_numpy(frames)[None])[0], cfg.rate, settings)
     visible = [s for s in meta["sources"] if not s["offscreen"] and s["cls"] in index]
     events: dict[int, list[float]] = {}
     for s in visible:
         events.setdefault(index[s["cls"]], []).extend(float(t) for t in s["events"])
     return ClipOutputs(
-        score=vis.max(axis=0),
-        event_prob=1.0 / (1.0 + np.exp(-heads["event"])),
+        score=heads["visible"].max(axis=0),
+        event_prob=heads["event_prob"],
         truth=frozenset(index[s["cls"]] for s in visible),
         events=events,
         duration=float(meta["duration"]),
@@ -74,8 +71,7 @@ def clip_outputs(net: PlannerNet, frames: np.ndarray, meta: dict, settings: Read
 def named(score: np.ndarray, thresholds: np.ndarray, max_sources: int) -> frozenset[int]:
     """The classes `engine.planner.read_scene` names: the strongest at or over their thresholds (at most
     ``max_sources``), or the single strongest when none is."""
-    order = [int(c) for c in np.argsort(-score) if score[c] >= thresholds[c]][:max_sources]
-    return frozenset(order or [int(np.argmax(score))])
+    return frozenset(choose_sources(score, thresholds, max_sources))
 
 
 def exact_rate(clips: list[ClipOutputs], thresholds: np.ndarray, max_sources: int) -> float:
@@ -153,8 +149,7 @@ def fit_events(
             for clip, chosen in zip(clips, names):
                 if k not in chosen:
                     continue
-                got = pick_events(clip.event_prob[:, k], cfg.rate, v, settings.gap_ratio * info.min_gap)
-                got = [t for t in got if t <= clip.duration]
+                got = class_events(clip.event_prob[:, k], info, cfg.rate, clip.duration, v, settings)
                 found += len(got)
                 hits += match_events(clip.events.get(k, []), got)
             scored.append((event_f_beta(hits, truth, found, beta), -abs(v - settings.event), v))
