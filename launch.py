@@ -131,7 +131,13 @@ def _render_speed(args: argparse.Namespace) -> int:
         video = Path(tmp) / "clip.mp4"
         write_mp4(video, render_frames(clip.scene), cfg.fps, clip.audio.audio, cfg.sample_rate)
         report = render_speed(
-            args.model, video, runs=args.speed, steps=args.steps, cfg=args.cfg, progress=_progress("speed")
+            args.model,
+            video,
+            runs=args.speed,
+            steps=args.steps,
+            cfg=args.cfg,
+            progress=_progress("speed"),
+            interval=args.guidance_interval,
         )
         if has_planner(args.model):
             report["plan"] = plan_speed(args.model, video, runs=args.speed)
@@ -189,7 +195,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
         bundle = load_bundle(args.model)
         planner = _planner(args.model) if args.cot == "planner" else None
-        settings = RenderSettings(seed=args.seed, steps=args.steps, cfg=args.cfg, rescale=args.rescale)
+        settings = RenderSettings(
+            seed=args.seed, steps=args.steps, cfg=args.cfg, rescale=args.rescale, **_interval_kw(args)
+        )
         extra["model"] = render_row(bundle, data, settings, planner, args.candidates, args.weights)
     if args.rewards:  # the reward heads instead of the FoleyBench metrics
         from engine.bench.rewards import reward_markdown, reward_table
@@ -450,6 +458,23 @@ def _add_weights(parser, what: str) -> None:
     parser.add_argument("--weights", type=_weights, default=default, help=f"{what}, e.g. {default} (left out = 0)")
 
 
+def _add_interval(parser, what: str) -> None:
+    """The --guidance-interval option (left out: `RenderSettings`' default, what the studio uses)."""
+    parser.add_argument(
+        "--guidance-interval",
+        type=_interval,
+        default=None,
+        metavar="LO:HI",
+        help=f"{what}guide only at noise levels LO <= t <= HI (1 = noise, 0 = data), the conditional model "
+        "elsewhere; 0:1 guides every step (default: the studio's, see docs/RESULTS.md)",
+    )
+
+
+def _interval_kw(args: argparse.Namespace) -> dict:
+    """RenderSettings keyword for --guidance-interval: nothing when it was left out."""
+    return {} if args.guidance_interval is None else {"guidance_interval": args.guidance_interval}
+
+
 def _guidance(text: str) -> float:
     try:
         value = float(text)
@@ -458,6 +483,18 @@ def _guidance(text: str) -> float:
     if not 0 <= value < float("inf"):
         raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text}")
     return value
+
+
+def _interval(text: str) -> tuple[float, float]:
+    """LO:HI, the noise levels (1 = noise, 0 = data) at which guidance applies."""
+    parts = text.split(":")
+    try:
+        lo, hi = (float(v) for v in parts) if len(parts) == 2 else (None, None)
+    except ValueError:
+        lo = hi = None
+    if lo is None or not 0.0 <= lo <= hi <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected LO:HI with 0 <= LO <= HI <= 1, got {text!r}")
+    return lo, hi
 
 
 def _render_inputs(args: argparse.Namespace):
@@ -483,7 +520,8 @@ def _render_inputs(args: argparse.Namespace):
     if cot is None and not has_planner(args.model):
         cot, source = FALLBACK_COT, "fallback"
     seed = secrets.randbelow(2**31) if args.seed is None else args.seed
-    return out, videos, cot, source, RenderSettings(seed=seed, steps=args.steps, cfg=args.cfg)
+    settings = RenderSettings(seed=seed, steps=args.steps, cfg=args.cfg, **_interval_kw(args))
+    return out, videos, cot, source, settings
 
 
 def _write_take(out: Path, video: Path, audio, sample_rate: int, cot, mux: bool) -> dict[str, str | None]:
@@ -553,7 +591,13 @@ def cmd_render(args: argparse.Namespace) -> int:
         audio, take = _take(args, prep, cot, bundle, settings, _after_a_second(f"render {video.name}"))
         paths = _write_take(out, video, audio, bundle.sample_rate, cot, args.mux)
         line = {"video": str(video), **paths, "model": bundle.name, "seed": take.pop("seed"), "steps": settings.steps}
-        line |= {"cfg": settings.cfg, "cot_source": source, "duration": prep.duration, "samples": len(audio)}
+        line |= {
+            "cfg": settings.cfg,
+            "guidance_interval": list(settings.guidance_interval),
+            "cot_source": source,
+            "duration": prep.duration,
+            "samples": len(audio),
+        }
         line |= {"sample_rate": bundle.sample_rate, "windows": len(render_plan(prep, bundle, settings))}
         line |= take | {"seconds": round(time.perf_counter() - start, 3)}
         print(json.dumps(line), flush=True)
@@ -697,6 +741,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--steps", type=_positive_int, default=24, help="model row / --speed: sampling steps")
     b.add_argument("--cfg", type=_guidance, default=3.5, help="model row / --speed: guidance scale")
     b.add_argument("--rescale", type=float, default=0.0, help="model row: guidance rescale in 0 .. 1")
+    _add_interval(b, "model row / --speed: ")
     b.add_argument(
         "--candidates", type=_positive_int, default=1, help="model row: best of N seeds by the weighted reward"
     )
@@ -814,6 +859,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=_nonneg_int, default=None, help="noise seed (default: random, printed)")
     r.add_argument("--steps", type=_positive_int, default=24, help="sampling steps")
     r.add_argument("--cfg", type=_guidance, default=3.5, help="classifier-free guidance scale")
+    _add_interval(r, "")
     r.add_argument(
         "--candidates",
         type=_positive_int,

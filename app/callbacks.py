@@ -353,7 +353,8 @@ class StudioActions:
             best.audio,
             bundle.sample_rate,
             cot=cot,
-            settings={k: settings[k] for k in ("steps", "guidance", "candidates", "weights")} | {"model": model},
+            settings={k: settings[k] for k in ("steps", "guidance", "candidates", "weights")}
+            | {"guidance_interval": list(rs.guidance_interval), "model": model},
             seed=best.seed,
             scores=best.scores,
             total=best.total,

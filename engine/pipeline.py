@@ -55,6 +55,9 @@ FALLBACK_COT = Cot(
 )
 
 
+GUIDANCE_INTERVAL = (0.4, 1.0)  # the noise levels guided by default (`RenderSettings.guidance_interval`)
+
+
 @dataclass(frozen=True)
 class RenderSettings:
     """How to sample one take. Validated on creation (`UserInputError`: these come from the user)."""
@@ -64,6 +67,8 @@ class RenderSettings:
     cfg: float = 3.5  # classifier-free guidance scale (the reference uses 5; 3.5 is best for the shipped default
     #                   on 30 FoleyWorld val clips, docs/RESULTS.md); 1 = conditional only, 0 = unconditional
     rescale: float = 0.0  # guidance rescale phi in [0, 1] (`engine.sampling.guided`); 0 = plain guidance
+    guidance_interval: tuple[float, float] = GUIDANCE_INTERVAL  # guide only at noise levels lo <= t <= hi (t = 1 is
+    #                   noise), the conditional velocity elsewhere (`engine.sampling.guided`)
     shift: float = 1.0  # timestep shift of `sampling.timesteps` (1 = the uniform grid of the reference)
     window: float = 10.0  # seconds per window for videos longer than the generator's max_frames
     crossfade: float = 1.0  # seconds of equal-power crossfade between windows (at most window / 3)
@@ -77,6 +82,9 @@ class RenderSettings:
             raise UserInputError(f"cfg (guidance scale) must be a finite number >= 0, got {self.cfg}")
         if not 0.0 <= self.rescale <= 1.0:
             raise UserInputError(f"guidance rescale must be in 0 .. 1, got {self.rescale}")
+        lo, hi = self.guidance_interval
+        if not (math.isfinite(lo) and math.isfinite(hi) and 0.0 <= lo <= hi <= 1.0):
+            raise UserInputError(f"guidance interval must be lo:hi with 0 <= lo <= hi <= 1, got {lo}:{hi}")
         if not math.isfinite(self.shift) or self.shift <= 0:
             raise UserInputError(f"shift must be a positive number, got {self.shift}")
         if not self.window > 0 or not 0 <= self.crossfade <= self.window / 3:
@@ -349,7 +357,13 @@ def _render_window(
     cond = gen.prepare_conditions(_video_tokens(prepared, bundle, start, length), None, sync, text, length)
     uncond = gen.null_like(cond, negative)
     noise = torch.randn((1, gen.config.latent_dim, length), generator=torch.Generator().manual_seed(seed))  # (1, C, T)
-    velocity = guided(lambda x, t: gen.velocity_pair(x, t, cond, uncond), settings.cfg, settings.rescale)
+    velocity = guided(
+        lambda x, t: gen.velocity_pair(x, t, cond, uncond),
+        settings.cfg,
+        settings.rescale,
+        settings.guidance_interval,
+        lambda x, t: gen.velocity(x, t, cond),
+    )
     z = sample_ode(velocity, noise.to(dev), settings.steps, settings.shift, progress)  # (1, C, T)
     n = min(length * prepared.hop, prepared.n_samples - start * prepared.hop)
     return bundle.codec.decode(z, n)[0].T.float().cpu().numpy()  # (1, 2, n) -> (n, 2)

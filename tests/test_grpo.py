@@ -117,16 +117,27 @@ def test_windows_move_every_iteration_and_differ_between_processes():
 
 
 def _count_policy_evals(monkeypatch) -> list[int]:
-    """Rows of every generator evaluation made with gradients (the policy's, not the reference's)."""
+    """Rows of every generator evaluation made with gradients (the policy's, not the reference's): a guided
+    pair counts its B rows once; a conditional-only pass (outside the guidance interval) its own rows."""
     counted: list[int] = []
-    original = Generator.velocity_pair
+    pair, single, in_pair = Generator.velocity_pair, Generator.velocity, []
 
-    def counting(self, x, t, cond, uncond):
+    def counting_pair(self, x, t, cond, uncond):
         if torch.is_grad_enabled():
             counted.append(x.shape[0])
-        return original(self, x, t, cond, uncond)
+        in_pair.append(True)
+        try:
+            return pair(self, x, t, cond, uncond)
+        finally:
+            in_pair.pop()
 
-    monkeypatch.setattr(Generator, "velocity_pair", counting)
+    def counting_single(self, x, t, cond):
+        if torch.is_grad_enabled() and not in_pair:
+            counted.append(x.shape[0])
+        return single(self, x, t, cond)
+
+    monkeypatch.setattr(Generator, "velocity_pair", counting_pair)
+    monkeypatch.setattr(Generator, "velocity", counting_single)
     return counted
 
 

@@ -118,6 +118,20 @@ def test_same_seed_is_bit_identical_and_another_seed_differs(clip, bundle):
     assert np.abs(first - other).mean() > 0.05 * np.abs(first).mean()
 
 
+def test_guidance_interval_reaches_the_sampler(clip, bundle):
+    prepared = prepare_video(clip, bundle)
+    every = render(prepared, COT, bundle, FAST)  # the default interval
+    guided_steps = render(prepared, COT, bundle, replace(FAST, guidance_interval=(0.0, 1.0)))
+    conditional = render(prepared, COT, bundle, replace(FAST, guidance_interval=(0.0, 0.0)))  # t = 0 is never sampled
+    scale_one = render(prepared, COT, bundle, replace(FAST, cfg=1.0))  # the same velocity, up to rounding
+    np.testing.assert_allclose(conditional, scale_one, atol=1e-4)
+    assert np.abs(guided_steps - conditional).mean() > 1e-3 * np.abs(guided_steps).mean()
+    assert not np.array_equal(every, guided_steps)  # the default leaves the last of 3 steps (t = 1/3) unguided
+    assert np.array_equal(every, render(prepared, COT, bundle, FAST))
+    with pytest.raises(UserInputError, match="guidance interval"):
+        RenderSettings(guidance_interval=(0.7, 0.3))
+
+
 def test_negative_prompt_and_cot_mode_reach_the_generator(clip, bundle):
     prepared = prepare_video(clip, bundle)
     with_negative = render(prepared, COT, bundle, FAST)
@@ -264,6 +278,8 @@ def _bad_inputs(tmp: Path, clip: Path) -> dict[str, tuple[list, str]]:
         "negative weight": ([clip, "--weights", "semantic=1,spatial=-0.5"], ">= 0"),
         "unknown weight": ([clip, "--weights", "loudness=1"], "semantic, temporal"),
         "candidates": ([clip, "--candidates", "0"], "positive"),
+        "reversed interval": ([clip, "--guidance-interval", "0.8:0.2"], "LO:HI"),
+        "interval not a pair": ([clip, "--guidance-interval", "0.5"], "LO:HI"),
         "out is a file": ([clip, "--out", tmp / "afile"], "not a folder"),
         "unknown model": ([clip, "--model", "no-such-model"], "no model 'no-such-model'"),
     }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 
 from engine.sampling import (
@@ -101,6 +102,42 @@ def test_hybrid_window_confines_the_noise_and_records_log_probs():
     for i in range(3):  # identical before the window
         torch.testing.assert_close(traj.states[i + 1], ode.states[i + 1])
     assert not torch.allclose(traj.states[5], ode.states[5])
+
+
+def test_guidance_interval_guides_only_inside_and_skips_the_unconditional_outside():
+    g = torch.Generator().manual_seed(4)
+    v_c, v_u = torch.randn(3, 4, 6, generator=g), torch.randn(3, 4, 6, generator=g)
+    x = torch.zeros(3, 4, 6)
+    pairs, singles = [], []
+
+    def both(x, t):
+        pairs.append(t)
+        return v_c, v_u
+
+    def cond_only(x, t):
+        singles.append(t)
+        return v_c
+
+    v = guided(both, 3.0, interval=(0.4, 0.8), velocity_c=cond_only)
+    full = v_u + 3.0 * (v_c - v_u)
+    torch.testing.assert_close(v(x, torch.full((3,), 0.6)), full)  # inside
+    torch.testing.assert_close(v(x, torch.full((3,), 0.4)), full)  # the ends belong to the interval
+    torch.testing.assert_close(v(x, torch.full((3,), 0.8)), full)
+    assert len(pairs) == 3 and not singles
+    torch.testing.assert_close(v(x, torch.full((3,), 0.2)), v_c)  # below: conditional, one branch only
+    torch.testing.assert_close(v(x, torch.full((3,), 0.9)), v_c)  # above
+    assert len(pairs) == 3 and len(singles) == 2
+    mixed = v(x, torch.tensor([0.2, 0.6, 0.9]))  # per sample
+    torch.testing.assert_close(mixed, torch.stack([v_c[0], full[1], v_c[2]]))
+    no_single = guided(both, 3.0, interval=(0.4, 0.8))(x, torch.full((3,), 0.1))  # without velocity_c
+    torch.testing.assert_close(no_single, v_c)
+    with pytest.raises(ValueError, match="interval"):
+        guided(both, 3.0, interval=(0.8, 0.4))
+    # in a whole ODE run, the steps at t < lo see only the conditional branch
+    pairs.clear(), singles.clear()
+    sample_ode(guided(both, 3.0, interval=(0.45, 1.0), velocity_c=cond_only), torch.zeros(3, 4, 6), steps=10)
+    assert [round(float(t[0]), 1) for t in pairs] == [1.0, 0.9, 0.8, 0.7, 0.6, 0.5]
+    assert [round(float(t[0]), 1) for t in singles] == [0.4, 0.3, 0.2, 0.1]
 
 
 def test_guidance_and_its_rescale_exact_cases():

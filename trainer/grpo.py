@@ -41,6 +41,7 @@ from torch import nn
 from engine.errors import UserInputError
 from engine.generator import Conditions, Generator
 from engine.models import ModelBundle, load_bundle, save_bundle
+from engine.pipeline import GUIDANCE_INTERVAL
 from engine.rewards import DEFAULT_WEIGHTS, RewardHeads, check_weights, load_reward_heads
 from engine.sampling import Velocity, gaussian_log_prob, guided, sample_hybrid, sample_ode, sde_step
 from trainer.grpo_objective import clipped_surrogate, draw_window, gaussian_kl, group_advantages
@@ -72,6 +73,7 @@ class GrpoConfig:
     window: int = 2  # w: SDE steps per rollout (Fast-GRPO 2); >= steps is Flow-GRPO
     noise_level: float = 0.7  # a in sigma_t = a sqrt(t / (1 - t))
     cfg: float = 3.5  # guidance scale of the rollouts and of the policy (the render default)
+    guidance_interval: tuple[float, float] = GUIDANCE_INTERVAL  # noise levels that are guided (the render default)
     shift: float = 1.0  # timestep shift of the sampling grid (`engine.sampling.timesteps`)
     weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))  # reward weights
     per_reward_norm: bool = False  # normalise each reward within the group before weighting
@@ -102,6 +104,9 @@ class GrpoConfig:
             raise UserInputError("a GRPO group needs at least 2 takes (advantages are relative to the group)")
         if self.lora_rank < 0 or self.ckpt_every < 1 or self.eval_every < 0 or self.kl < 0 or self.lr <= 0:
             raise UserInputError(f"need lora_rank >= 0, ckpt_every >= 1, eval_every >= 0, kl >= 0, lr > 0: {self}")
+        lo, hi = self.guidance_interval
+        if not 0.0 <= lo <= hi <= 1.0:
+            raise UserInputError(f"guidance_interval must be (lo, hi) with 0 <= lo <= hi <= 1, got {lo}:{hi}")
         if self.logprob_reduce not in ("mean", "sum"):
             raise UserInputError(f"logprob_reduce must be 'mean' or 'sum', got {self.logprob_reduce!r}")
 
@@ -119,13 +124,21 @@ class GrpoConfig:
 # ---------------------------------------------------------------------------------------- policy
 
 
-def guided_velocity(gen: Generator, prompt: Prompt, batch: int, cfg_scale: float) -> Velocity:
+def guided_velocity(
+    gen: Generator, prompt: Prompt, batch: int, cfg_scale: float, interval: tuple[float, float] = (0.0, 1.0)
+) -> Velocity:
     """The guided velocity ``v_u + s (v_c - v_u)`` of ``gen`` for ``batch`` takes of ``prompt`` (both
-    branches in one network pass), conditions built as `engine.pipeline.render` builds them."""
+    branches in one network pass) inside the guidance ``interval`` and ``v_c`` outside it, conditions built
+    as `engine.pipeline.render` builds them."""
     cond1 = gen.prepare_conditions(prompt.video_tokens, None, prompt.sync, prompt.text, prompt.n_latent)  # B = 1
     cond: Conditions = cond1.repeat(batch)
     uncond = gen.null_like(cond1, prompt.negative).repeat(batch)
-    return guided(lambda x, t: gen.velocity_pair(x, t, cond, uncond), cfg_scale)
+    return guided(
+        lambda x, t: gen.velocity_pair(x, t, cond, uncond),
+        cfg_scale,
+        interval=interval,
+        velocity_c=lambda x, t: gen.velocity(x, t, cond),
+    )
 
 
 class PolicyObjective(nn.Module):
@@ -152,15 +165,21 @@ class PolicyObjective(nn.Module):
         import contextlib
 
         if self.lora:
-            return guided_velocity(self.network(), prompt, batch, self.config.cfg), self.generator.disable_adapter
-        return guided_velocity(self._reference[0], prompt, batch, self.config.cfg), contextlib.nullcontext
+            return guided_velocity(
+                self.network(), prompt, batch, self.config.cfg, self.config.guidance_interval
+            ), self.generator.disable_adapter
+        return guided_velocity(
+            self._reference[0], prompt, batch, self.config.cfg, self.config.guidance_interval
+        ), contextlib.nullcontext
 
     def forward(self, prompt: Prompt, step: dict) -> dict:
         """Loss and statistics of one window step for a minibatch: ``step`` holds x (M, C, T), x_next
         (M, C, T), t, t_next (scalars), old_log_prob (M,), advantages (M,)."""
         cfg, m = self.config, step["x"].shape[0]
         t = torch.full((m,), float(step["t"]), device=step["x"].device)
-        v = guided_velocity(self.network(), prompt, m, cfg.cfg)(step["x"], t)  # (M, C, T), with gradients
+        v = guided_velocity(self.network(), prompt, m, cfg.cfg, cfg.guidance_interval)(
+            step["x"], t
+        )  # (M, C, T), with gradients
         out = sde_step(step["x"], t, step["t_next"], v, None, cfg.noise_level, cfg.logprob_reduce)
         log_prob = gaussian_log_prob(step["x_next"], out.mean, out.std, cfg.logprob_reduce)  # (M,)
         ref_velocity, context = self.reference_velocity(prompt, m)
@@ -341,7 +360,7 @@ def collect_rollouts(policy: PolicyObjective, codec, prompt: Prompt, cfg: GrpoCo
     """N hybrid ODE/SDE rollouts of ``prompt`` (SDE steps in ``window`` only) and their decoded audio."""
     net = policy.network()
     device = next(net.parameters()).device
-    velocity = guided_velocity(net, prompt, cfg.group, cfg.cfg)
+    velocity = guided_velocity(net, prompt, cfg.group, cfg.cfg, cfg.guidance_interval)
     x1 = torch.randn((cfg.group, net.config.latent_dim, prompt.n_latent), generator=rng, device=device)  # (N, C, T)
     traj = sample_hybrid(velocity, x1, cfg.steps, window, cfg.noise_level, rng, cfg.shift, cfg.logprob_reduce)
     steps = [
@@ -427,7 +446,7 @@ def evaluate(s: dict, cfg: GrpoConfig) -> dict:
         for k, prompt in enumerate(s["held"]):
             rng = torch.Generator().manual_seed(cfg.eval_seed + k)
             x1 = torch.randn((1, net.config.latent_dim, prompt.n_latent), generator=rng).to(s["acc"].device)
-            z = sample_ode(guided_velocity(net, prompt, 1, cfg.cfg), x1, cfg.steps, cfg.shift)
+            z = sample_ode(guided_velocity(net, prompt, 1, cfg.cfg, cfg.guidance_interval), x1, cfg.steps, cfg.shift)
             audio = codec.decode(z, prompt.prepared.n_samples).transpose(1, 2).float().cpu().numpy()  # (1, n, 2)
             scores, _ = s["heads"].score_batch(audio, s["bundle"].sample_rate, prompt.view, prompt.cot)
             rows.append(scores[0] | {"weighted": weighted_total(scores[0], cfg.weights)})

@@ -40,12 +40,14 @@ def render_speed(
     steps: int | None = None,
     cfg: float | None = None,
     progress: Callable[[int, int], None] | None = None,
+    interval: tuple[float, float] | None = None,
 ) -> dict:
     """Time ``runs`` end-to-end renders of ``video`` with the bundle ``model``; returns the figures.
 
-    steps, cfg: sampling steps and guidance scale (default: `RenderSettings`' defaults, what users get).
+    steps, cfg, interval: sampling steps, guidance scale and guidance interval (default: `RenderSettings`'
+    defaults, what users get).
 
-    Result: ``{"model", "video_seconds", "runs", "steps", "cfg", "threads", "load_s", "first_s",
+    Result: ``{"model", "video_seconds", "runs", "steps", "cfg", "guidance_interval", "threads", "load_s", "first_s",
     "median_s" (of the runs after the first; the first alone when runs == 1), "times_s", "peak_mb"}``.
     """
     from engine.media import write_wav
@@ -55,6 +57,7 @@ def render_speed(
     defaults = RenderSettings()
     steps = defaults.steps if steps is None else steps
     cfg = defaults.cfg if cfg is None else cfg
+    interval = defaults.guidance_interval if interval is None else tuple(interval)
     t0 = time.perf_counter()
     bundle = load_bundle(model)
     load_s = time.perf_counter() - t0
@@ -64,7 +67,9 @@ def render_speed(
             _prepare_cached.cache_clear()
             t0 = time.perf_counter()
             prepared = prepare_video(video, bundle)
-            audio = render(prepared, BENCH_COT, bundle, RenderSettings(seed=k, steps=steps, cfg=cfg))
+            audio = render(
+                prepared, BENCH_COT, bundle, RenderSettings(seed=k, steps=steps, cfg=cfg, guidance_interval=interval)
+            )
             write_wav(Path(tmp) / f"take{k}.wav", audio, bundle.sample_rate)
             times.append(time.perf_counter() - t0)
             duration = prepared.duration
@@ -77,6 +82,7 @@ def render_speed(
         "runs": runs,
         "steps": steps,
         "cfg": cfg,
+        "guidance_interval": list(interval),
         "threads": torch.get_num_threads(),
         "load_s": round(load_s, 3),
         "first_s": round(times[0], 3),
