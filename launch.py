@@ -487,12 +487,11 @@ def _guidance(text: str) -> float:
 
 def _interval(text: str) -> tuple[float, float]:
     """LO:HI, the noise levels (1 = noise, 0 = data) at which guidance applies."""
-    parts = text.split(":")
     try:
-        lo, hi = (float(v) for v in parts) if len(parts) == 2 else (None, None)
+        lo, hi = map(float, text.split(":"))  # not two numbers: ValueError
     except ValueError:
-        lo = hi = None
-    if lo is None or not 0.0 <= lo <= hi <= 1.0:
+        lo = hi = float("nan")
+    if not 0.0 <= lo <= hi <= 1.0:
         raise argparse.ArgumentTypeError(f"expected LO:HI with 0 <= LO <= HI <= 1, got {text!r}")
     return lo, hi
 

@@ -58,6 +58,13 @@ FALLBACK_COT = Cot(
 GUIDANCE_INTERVAL = (0.4, 1.0)  # the noise levels guided by default (`RenderSettings.guidance_interval`)
 
 
+def check_guidance_interval(interval: tuple[float, float]) -> None:
+    """`UserInputError` unless ``interval`` is (lo, hi) with 0 <= lo <= hi <= 1 (NaN fails the comparison)."""
+    lo, hi = interval
+    if not 0.0 <= lo <= hi <= 1.0:
+        raise UserInputError(f"guidance interval must be lo:hi with 0 <= lo <= hi <= 1, got {lo}:{hi}")
+
+
 @dataclass(frozen=True)
 class RenderSettings:
     """How to sample one take. Validated on creation (`UserInputError`: these come from the user)."""
@@ -82,9 +89,7 @@ class RenderSettings:
             raise UserInputError(f"cfg (guidance scale) must be a finite number >= 0, got {self.cfg}")
         if not 0.0 <= self.rescale <= 1.0:
             raise UserInputError(f"guidance rescale must be in 0 .. 1, got {self.rescale}")
-        lo, hi = self.guidance_interval
-        if not (math.isfinite(lo) and math.isfinite(hi) and 0.0 <= lo <= hi <= 1.0):
-            raise UserInputError(f"guidance interval must be lo:hi with 0 <= lo <= hi <= 1, got {lo}:{hi}")
+        check_guidance_interval(self.guidance_interval)
         if not math.isfinite(self.shift) or self.shift <= 0:
             raise UserInputError(f"shift must be a positive number, got {self.shift}")
         if not self.window > 0 or not 0 <= self.crossfade <= self.window / 3:

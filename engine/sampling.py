@@ -181,7 +181,7 @@ def guided(
     limited interval improves sample and distribution quality in diffusion models"). With t = 1 noise
     and t = 0 data, ``(lo, 1)`` guides the early, coarse part of the path and leaves the last, fine
     part to the conditional model. ``velocity_c(x, t) -> v_c``, when given, is called instead of
-    ``velocity_cu`` at steps where no sample is guided, which halves their cost.
+    ``velocity_cu`` at steps where no sample is guided (one branch evaluated instead of two).
     """
     if not 0.0 <= rescale <= 1.0:
         raise ValueError(f"rescale must be in [0, 1], got {rescale=}")

@@ -41,7 +41,7 @@ from torch import nn
 from engine.errors import UserInputError
 from engine.generator import Conditions, Generator
 from engine.models import ModelBundle, load_bundle, save_bundle
-from engine.pipeline import GUIDANCE_INTERVAL
+from engine.pipeline import GUIDANCE_INTERVAL, check_guidance_interval
 from engine.rewards import DEFAULT_WEIGHTS, RewardHeads, check_weights, load_reward_heads
 from engine.sampling import Velocity, gaussian_log_prob, guided, sample_hybrid, sample_ode, sde_step
 from trainer.grpo_objective import clipped_surrogate, draw_window, gaussian_kl, group_advantages
@@ -104,9 +104,7 @@ class GrpoConfig:
             raise UserInputError("a GRPO group needs at least 2 takes (advantages are relative to the group)")
         if self.lora_rank < 0 or self.ckpt_every < 1 or self.eval_every < 0 or self.kl < 0 or self.lr <= 0:
             raise UserInputError(f"need lora_rank >= 0, ckpt_every >= 1, eval_every >= 0, kl >= 0, lr > 0: {self}")
-        lo, hi = self.guidance_interval
-        if not 0.0 <= lo <= hi <= 1.0:
-            raise UserInputError(f"guidance_interval must be (lo, hi) with 0 <= lo <= hi <= 1, got {lo}:{hi}")
+        check_guidance_interval(self.guidance_interval)
         if self.logprob_reduce not in ("mean", "sum"):
             raise UserInputError(f"logprob_reduce must be 'mean' or 'sum', got {self.logprob_reduce!r}")
 
@@ -164,22 +162,17 @@ class PolicyObjective(nn.Module):
         """(velocity of the reference policy, context to evaluate it in): adapters disabled with LoRA."""
         import contextlib
 
-        if self.lora:
-            return guided_velocity(
-                self.network(), prompt, batch, self.config.cfg, self.config.guidance_interval
-            ), self.generator.disable_adapter
-        return guided_velocity(
-            self._reference[0], prompt, batch, self.config.cfg, self.config.guidance_interval
-        ), contextlib.nullcontext
+        net = self.network() if self.lora else self._reference[0]
+        velocity = guided_velocity(net, prompt, batch, self.config.cfg, self.config.guidance_interval)
+        return velocity, (self.generator.disable_adapter if self.lora else contextlib.nullcontext)
 
     def forward(self, prompt: Prompt, step: dict) -> dict:
         """Loss and statistics of one window step for a minibatch: ``step`` holds x (M, C, T), x_next
         (M, C, T), t, t_next (scalars), old_log_prob (M,), advantages (M,)."""
         cfg, m = self.config, step["x"].shape[0]
         t = torch.full((m,), float(step["t"]), device=step["x"].device)
-        v = guided_velocity(self.network(), prompt, m, cfg.cfg, cfg.guidance_interval)(
-            step["x"], t
-        )  # (M, C, T), with gradients
+        velocity = guided_velocity(self.network(), prompt, m, cfg.cfg, cfg.guidance_interval)
+        v = velocity(step["x"], t)  # (M, C, T), with gradients
         out = sde_step(step["x"], t, step["t_next"], v, None, cfg.noise_level, cfg.logprob_reduce)
         log_prob = gaussian_log_prob(step["x_next"], out.mean, out.std, cfg.logprob_reduce)  # (M,)
         ref_velocity, context = self.reference_velocity(prompt, m)
