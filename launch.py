@@ -138,6 +138,7 @@ def _render_speed(args: argparse.Namespace) -> int:
             cfg=args.cfg,
             progress=_progress("speed"),
             interval=args.guidance_interval,
+            options={k: v for k, v in _interval_kw(args).items() if k != "guidance_interval"},
         )
         if has_planner(args.model):
             report["plan"] = plan_speed(args.model, video, runs=args.speed)
@@ -469,10 +470,30 @@ def _add_interval(parser, what: str) -> None:
         "elsewhere; 0:1 guides every step (default: the studio's, see docs/RESULTS.md)",
     )
 
+    parser.add_argument(
+        "--video-cfg",
+        type=_video_cfg,
+        default=None,
+        metavar="S",
+        help=f"{what}guidance scale of the picture and motion on top of the text's --cfg; 'same' for plain "
+        "guidance at --cfg (default: the studio's, see docs/RESULTS.md)",
+    )
+    parser.add_argument(
+        "--no-declick", action="store_true", help=f"{what}decode the sampled latent without de-clicking its envelope"
+    )
+
+
+def _video_cfg(text: str) -> float | str:
+    """--video-cfg: a guidance scale, or "same" (the --cfg scale: plain guidance)."""
+    return "same" if text == "same" else _guidance(text)
+
 
 def _interval_kw(args: argparse.Namespace) -> dict:
-    """RenderSettings keyword for --guidance-interval: nothing when it was left out."""
-    return {} if args.guidance_interval is None else {"guidance_interval": args.guidance_interval}
+    """RenderSettings keywords for --guidance-interval, --video-cfg and --no-declick: nothing for what was left out."""
+    kw = {} if args.guidance_interval is None else {"guidance_interval": args.guidance_interval}
+    if args.video_cfg is not None:
+        kw["video_cfg"] = None if args.video_cfg == "same" else args.video_cfg
+    return kw | ({"declick": False} if args.no_declick else {})
 
 
 def _guidance(text: str) -> float:
@@ -592,6 +613,8 @@ def cmd_render(args: argparse.Namespace) -> int:
         line = {"video": str(video), **paths, "model": bundle.name, "seed": take.pop("seed"), "steps": settings.steps}
         line |= {
             "cfg": settings.cfg,
+            "video_cfg": settings.video_cfg,
+            "declick": settings.declick,
             "guidance_interval": list(settings.guidance_interval),
             "cot_source": source,
             "duration": prep.duration,

@@ -354,7 +354,8 @@ class StudioActions:
             bundle.sample_rate,
             cot=cot,
             settings={k: settings[k] for k in ("steps", "guidance", "candidates", "weights")}
-            | {"guidance_interval": list(rs.guidance_interval), "model": model},
+            | {"guidance_interval": list(rs.guidance_interval), "video_cfg": rs.video_cfg, "declick": rs.declick}
+            | {"model": model},
             seed=best.seed,
             scores=best.scores,
             total=best.total,

@@ -361,6 +361,29 @@ class Codec(nn.Module):
         norm = (raw - self.latent_mean[:, None]) / self.latent_std[:, None]
         return self.estimate_log_mag(raw) + self.decoder(norm) * LOG_MAG_SCALE
 
+    def declick(self, z: torch.Tensor) -> torch.Tensor:
+        """Normalised latent (B, C, T) with its temporal envelope de-clicked: each group's envelope, read as one
+        sequence of sub-frames (4 T of them, 11.6 ms apart in the default codec), goes through a 3-point
+        running median, the ends held. Spikes and dips one sub-frame long go; steps, attacks and decays two
+        or more sub-frames long stay. Shape and level-difference channels are untouched.
+
+        Generated envelopes are rougher than real ones, most of all across latent-frame boundaries
+        (docs/RESULTS.md, "De-clicking"), and each such jag is heard as a click and counted as an onset.
+        """
+        c = self.config
+        if z.ndim != 3 or z.shape[1] != c.latent_dim:
+            raise ValueError(f"latent must be (B, {c.latent_dim}, T), got {z.shape=}")
+        b, _, t = z.shape
+        lo, hi = c.shape_bands, c.shape_bands + c.env_dim
+        raw = z[:, lo:hi].float() * self.latent_std[lo:hi, None] + self.latent_mean[lo:hi, None]  # (B, G J, T)
+        seq = raw.reshape(b, c.env_groups, c.env_steps, t).transpose(2, 3).reshape(b, c.env_groups, t * c.env_steps)
+        padded = F.pad(seq, (1, 1), mode="replicate")  # (B, G, J T + 2)
+        smooth = padded.unfold(-1, 3, 1).median(dim=-1).values  # (B, G, J T)
+        env = smooth.reshape(b, c.env_groups, t, c.env_steps).transpose(2, 3).reshape(b, c.env_dim, t)
+        out = z.clone()
+        out[:, lo:hi] = ((env - self.latent_mean[lo:hi, None]) / self.latent_std[lo:hi, None]).to(z.dtype)
+        return out
+
     def ild_to_frames(self, ild: torch.Tensor) -> torch.Tensor:
         """Stereo latent channels (B, bands, T) -> level differences in dB at the STFT frames (B, bands, 8T),
         interpolated linearly between latent-frame centres."""

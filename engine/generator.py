@@ -522,9 +522,24 @@ class Generator(nn.Module):
         self, x: torch.Tensor, t: torch.Tensor, cond: Conditions, uncond: Conditions
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(v_cond, v_uncond), each (B, C, T), from one network pass on a batch of 2B (for `sampling.guided`)."""
-        both = concat_conditions([cond, uncond])
-        v = self.velocity(torch.cat([x, x]), torch.cat([t, t]), both)  # (2B, C, T)
-        return v[: x.shape[0]], v[x.shape[0] :]
+        v_c, v_u = self.velocity_branches(x, t, [cond, uncond])
+        return v_c, v_u
+
+    def velocity_branches(
+        self, x: torch.Tensor, t: torch.Tensor, conds: Sequence[Conditions]
+    ) -> tuple[torch.Tensor, ...]:
+        """The velocity at the same x (B, C, T) and t (B,) under each of K conditions, (B, C, T) each, from one
+        network pass on a batch of K B (for `sampling.guided`: two branches, or three with a video scale)."""
+        k = len(conds)
+        v = self.velocity(torch.cat([x] * k), torch.cat([t] * k), concat_conditions(list(conds)))  # (K B, C, T)
+        return tuple(v.split(x.shape[0]))
+
+    def text_only_like(self, cond: Conditions) -> Conditions:
+        """``cond`` with the null video and sync and its own text: the text-only branch of split guidance."""
+        b, dev = cond.batch_size, cond.video.device
+        return self.substitute_null(
+            cond, torch.ones(b, dtype=torch.bool, device=dev), torch.zeros(b, dtype=torch.bool, device=dev)
+        )
 
     def _check_inputs(self, x: torch.Tensor, t: torch.Tensor, cond: Conditions) -> None:
         cfg = self.config

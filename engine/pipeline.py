@@ -12,10 +12,13 @@ Two steps, so the app can cache the first (STYLE 2; MMAudio's ``preprocess_condi
   "What users ... ask for"), each window conditioned on its own slice of video tokens and motion and on
   the same CoT, its noise seeded from the user seed and the window index.
 
-Guidance is classifier-free with both branches in one batch (`Generator.velocity_pair`); the
+Guidance is classifier-free with its branches in one batch (`Generator.velocity_branches`); the
 unconditional branch is the null video and sync plus the CoT's ``negative`` text when set
-(`Generator.null_like`). No loudness or peak normalisation across takes (a defect of the reference):
-each take is only passed through `safety_limit`, which touches nothing unless a sample exceeds full scale.
+(`Generator.null_like`). By default it is split: the text is weighed by ``cfg`` and the picture and motion
+on top of it by ``video_cfg`` (a third, text-only branch), and the sampled latent's envelope is de-clicked
+(`Codec.declick`) before decoding. No loudness or peak normalisation across takes (a defect of the
+reference): each take is only passed through `safety_limit`, which touches nothing unless a sample
+exceeds full scale.
 
 `engine.media.mux_audio` writes a take back into its video with the video stream copied, not re-encoded.
 """
@@ -56,6 +59,7 @@ FALLBACK_COT = Cot(
 
 
 GUIDANCE_INTERVAL = (0.4, 1.0)  # the noise levels guided by default (`RenderSettings.guidance_interval`)
+VIDEO_CFG = 5.0  # the picture-and-motion guidance scale by default (`RenderSettings.video_cfg`, docs/RESULTS.md)
 
 
 def check_guidance_interval(interval: tuple[float, float]) -> None:
@@ -76,6 +80,9 @@ class RenderSettings:
     rescale: float = 0.0  # guidance rescale phi in [0, 1] (`engine.sampling.guided`); 0 = plain guidance
     guidance_interval: tuple[float, float] = GUIDANCE_INTERVAL  # guide only at noise levels lo <= t <= hi (t = 1 is
     #                   noise), the conditional velocity elsewhere (`engine.sampling.guided`)
+    video_cfg: float | None = VIDEO_CFG  # guidance scale of the picture and motion on top of the text (split
+    #                   guidance, `engine.sampling.guided`); None: the same as cfg, plain two-branch guidance
+    declick: bool = True  # pass the sampled latent through `Codec.declick` before decoding
     shift: float = 1.0  # timestep shift of `sampling.timesteps` (1 = the uniform grid of the reference)
     window: float = 10.0  # seconds per window for videos longer than the generator's max_frames
     crossfade: float = 1.0  # seconds of equal-power crossfade between windows (at most window / 3)
@@ -87,6 +94,8 @@ class RenderSettings:
             raise UserInputError(f"steps must be at least 1, got {self.steps}")
         if not math.isfinite(self.cfg) or self.cfg < 0:
             raise UserInputError(f"cfg (guidance scale) must be a finite number >= 0, got {self.cfg}")
+        if self.video_cfg is not None and (not math.isfinite(self.video_cfg) or self.video_cfg < 0):
+            raise UserInputError(f"video guidance scale must be a finite number >= 0, got {self.video_cfg}")
         if not 0.0 <= self.rescale <= 1.0:
             raise UserInputError(f"guidance rescale must be in 0 .. 1, got {self.rescale}")
         check_guidance_interval(self.guidance_interval)
@@ -360,15 +369,23 @@ def _render_window(
     gen, dev = bundle.generator, bundle.device
     sync = torch.tensor(prepared.sync[start : start + length], device=dev)[None]  # (1, T, Ds)
     cond = gen.prepare_conditions(_video_tokens(prepared, bundle, start, length), None, sync, text, length)
-    uncond = gen.null_like(cond, negative)
+    branches = [cond, gen.null_like(cond, negative)]
+    video_cfg = settings.video_cfg
+    if video_cfg is not None and video_cfg != settings.cfg:
+        branches.insert(1, gen.text_only_like(cond))  # split guidance: (cond, text only, uncond)
+    else:
+        video_cfg = None  # the same scale for both: plain guidance, two branches
     noise = torch.randn((1, gen.config.latent_dim, length), generator=torch.Generator().manual_seed(seed))  # (1, C, T)
     velocity = guided(
-        lambda x, t: gen.velocity_pair(x, t, cond, uncond),
+        lambda x, t: gen.velocity_branches(x, t, branches),
         settings.cfg,
         settings.rescale,
         settings.guidance_interval,
         lambda x, t: gen.velocity(x, t, cond),
+        video_cfg,
     )
     z = sample_ode(velocity, noise.to(dev), settings.steps, settings.shift, progress)  # (1, C, T)
+    if settings.declick:
+        z = bundle.codec.declick(z)
     n = min(length * prepared.hop, prepared.n_samples - start * prepared.hop)
     return bundle.codec.decode(z, n)[0].T.float().cpu().numpy()  # (1, 2, n) -> (n, 2)

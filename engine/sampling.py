@@ -162,14 +162,21 @@ def sample_hybrid(
 
 
 def guided(
-    velocity_cu: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
+    velocity_cu: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, ...]],
     scale: float,
     rescale: float = 0.0,
     interval: tuple[float, float] = (0.0, 1.0),
     velocity_c: Velocity | None = None,
+    video_scale: float | None = None,
 ) -> Velocity:
     """Classifier-free guidance ``v = v_u + s (v_c - v_u)`` from a callable that returns both branches
     (ideally evaluated as one batch of 2B, see the generator's ``velocity_pair``).
+
+    With ``video_scale`` s_v the guidance is split between the two conditions (the compositional form of
+    Liu et al. 2022, "Compositional visual generation with composable diffusion models", and of
+    InstructPix2Pix): ``velocity_cu`` returns three branches (v_c, v_t, v_u), v_t conditioned on the text
+    alone, and ``v = v_u + s (v_t - v_u) + s_v (v_c - v_t)``: s weighs the text against nothing, s_v the
+    picture and motion on top of the text. ``video_scale == scale`` is plain guidance again.
 
     ``rescale`` (phi in [0, 1]) blends ``v`` with itself rescaled to the standard deviation of ``v_c``
     per sample: ``phi v std(v_c) / std(v) + (1 - phi) v`` (guidance rescale, Lin et al. 2024, "Common
@@ -193,8 +200,12 @@ def guided(
         inside = (t >= lo) & (t <= hi)  # (B,) which samples are guided at this time
         if velocity_c is not None and not bool(inside.any()):
             return velocity_c(x, t)
-        v_c, v_u = velocity_cu(x, t)
-        v = v_u + scale * (v_c - v_u)
+        if video_scale is None:
+            v_c, v_u = velocity_cu(x, t)
+            v = v_u + scale * (v_c - v_u)
+        else:
+            v_c, v_t, v_u = velocity_cu(x, t)
+            v = v_u + scale * (v_t - v_u) + video_scale * (v_c - v_t)
         if rescale > 0.0:
             dims = tuple(range(1, v.ndim))  # every axis but the batch
             ratio = v_c.std(dim=dims, keepdim=True) / v.std(dim=dims, keepdim=True).clamp_min(1e-12)

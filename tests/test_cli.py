@@ -44,6 +44,8 @@ def assert_one_line_error(proc: subprocess.CompletedProcess, needle: str) -> Non
         (["bench", "--split", "train"], "invalid choice"),
         (["train", "nothing"], "invalid choice"),
         (["frobnicate"], "invalid choice"),
+        (["render", "clip.mp4", "--video-cfg", "-1"], "finite number"),
+        (["bench", "--video-cfg", "loud"], "expected a number"),
     ],
 )
 def test_bad_arguments_get_one_line_errors(args, needle):
@@ -84,3 +86,18 @@ def test_world_speed_reports_clips_per_second():
     result = json.loads(proc.stdout)
     assert result["clips"] == 2 and result["clips_per_second"] > 0
     assert set(result["ms_per_clip"]) == {"scene", "audio", "cot", "video"}
+
+
+def test_sampling_options_become_render_settings():
+    sys.path.insert(0, str(ROOT))
+    from engine.pipeline import RenderSettings
+    from launch import _interval_kw, build_parser
+
+    def settings(*extra: str) -> RenderSettings:
+        return RenderSettings(**_interval_kw(build_parser().parse_args(["render", "clip.mp4", "--out", "o", *extra])))
+
+    assert settings() == RenderSettings()  # nothing given: the studio's defaults
+    assert settings("--video-cfg", "same").video_cfg is None
+    assert settings("--video-cfg", "6.5").video_cfg == 6.5
+    assert settings("--no-declick").declick is False and RenderSettings().declick is True
+    assert settings("--guidance-interval", "0:1").guidance_interval == (0.0, 1.0)

@@ -338,3 +338,30 @@ def test_lr_schedule_warms_up_then_decays():
     assert lr_at(9, c) == pytest.approx(1e-3)
     assert lr_at(55, c) == pytest.approx(1e-3 * (0.1 + 0.9 * 0.5))
     assert lr_at(100, c) == pytest.approx(1e-4)
+
+
+def test_declick_removes_one_sub_frame_spikes_and_keeps_steps():
+    """A one-sub-frame spike in one envelope group goes; a two-sub-frame burst, a step and every
+    shape and level-difference channel stay exactly as they were."""
+    codec = _codec()
+    cfg = codec.config
+    g, j, t = cfg.env_groups, cfg.env_steps, 6
+    lo = cfg.shape_bands
+    seq = torch.zeros(1, g, t * j)  # raw envelope (natural-log power), one sequence of sub-frames per group
+    seq[0, 0, 5] = 4.0  # a spike one sub-frame long (inside frame 1)
+    seq[0, 1, 3:5] = 4.0  # a burst two sub-frames long, across the boundary of frames 0 and 1
+    seq[0, 1, 8:] = -2.0  # a step down that lasts
+    raw = torch.randn(1, cfg.latent_dim, t, generator=torch.Generator().manual_seed(2))
+    raw[:, lo : lo + cfg.env_dim] = seq.reshape(1, g, t, j).transpose(2, 3).reshape(1, cfg.env_dim, t)
+    z = (raw - codec.latent_mean[:, None]) / codec.latent_std[:, None]
+    out = codec.declick(z)
+    back = out * codec.latent_std[:, None] + codec.latent_mean[:, None]
+    env = back[:, lo : lo + cfg.env_dim].reshape(1, g, j, t).transpose(2, 3).reshape(1, g, t * j)
+    expected = seq.clone()
+    expected[0, 0, 5] = 0.0
+    torch.testing.assert_close(env, expected, atol=1e-5, rtol=0)
+    torch.testing.assert_close(out[:, :lo], z[:, :lo], atol=0, rtol=0)
+    torch.testing.assert_close(out[:, lo + cfg.env_dim :], z[:, lo + cfg.env_dim :], atol=0, rtol=0)
+    torch.testing.assert_close(codec.declick(out), out)  # a second pass changes nothing more
+    with pytest.raises(ValueError, match="latent must be"):
+        codec.declick(z[:, :-1])

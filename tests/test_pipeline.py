@@ -123,13 +123,30 @@ def test_guidance_interval_reaches_the_sampler(clip, bundle):
     every = render(prepared, COT, bundle, FAST)  # the default interval
     guided_steps = render(prepared, COT, bundle, replace(FAST, guidance_interval=(0.0, 1.0)))
     conditional = render(prepared, COT, bundle, replace(FAST, guidance_interval=(0.0, 0.0)))  # t = 0 is never sampled
-    scale_one = render(prepared, COT, bundle, replace(FAST, cfg=1.0))  # the same velocity, up to rounding
+    scale_one = render(
+        prepared, COT, bundle, replace(FAST, cfg=1.0, video_cfg=1.0)
+    )  # the same velocity, up to rounding
     np.testing.assert_allclose(conditional, scale_one, atol=1e-4)
     assert np.abs(guided_steps - conditional).mean() > 1e-3 * np.abs(guided_steps).mean()
     assert not np.array_equal(every, guided_steps)  # the default leaves the last of 3 steps (t = 1/3) unguided
     assert np.array_equal(every, render(prepared, COT, bundle, FAST))
     with pytest.raises(UserInputError, match="guidance interval"):
         RenderSettings(guidance_interval=(0.7, 0.3))
+
+
+def test_split_guidance_and_declick_reach_the_render(clip, bundle):
+    prepared = prepare_video(clip, bundle)
+    plain = render(prepared, COT, bundle, replace(FAST, video_cfg=None))
+    same = render(prepared, COT, bundle, replace(FAST, video_cfg=FAST.cfg))  # equal scales: plain guidance
+    assert np.array_equal(plain, same)
+    split = render(prepared, COT, bundle, replace(FAST, video_cfg=FAST.cfg + 3.0))
+    assert np.abs(split - plain).mean() > 1e-3 * np.abs(plain).mean()
+    assert np.array_equal(split, render(prepared, COT, bundle, replace(FAST, video_cfg=FAST.cfg + 3.0)))
+    raw = render(prepared, COT, bundle, replace(FAST, declick=False))
+    assert not np.array_equal(raw, render(prepared, COT, bundle, FAST)) and raw.shape == plain.shape
+    for bad in (-1.0, float("nan"), float("inf")):
+        with pytest.raises(UserInputError, match="video guidance"):
+            RenderSettings(video_cfg=bad)
 
 
 def test_negative_prompt_and_cot_mode_reach_the_generator(clip, bundle):

@@ -152,3 +152,18 @@ def test_guidance_and_its_rescale_exact_cases():
     torch.testing.assert_close(full / plain, (full / plain)[:, :1, :1].expand_as(full))  # only a per-sample gain
     half = guided(lambda x, t: (v_c, v_u), 3.0, rescale=0.5)(x, t)
     torch.testing.assert_close(half, 0.5 * (full + plain))
+
+
+def test_split_guidance_weighs_text_and_picture_separately():
+    g = torch.Generator().manual_seed(4)
+    v_c, v_t, v_u = (torch.randn(2, 4, 6, generator=g) for _ in range(3))
+    x, t = torch.zeros(2, 4, 6), torch.full((2,), 0.5)
+    three = lambda x, t: (v_c, v_t, v_u)  # noqa: E731
+    torch.testing.assert_close(guided(three, 3.0, video_scale=5.0)(x, t), v_u + 3.0 * (v_t - v_u) + 5.0 * (v_c - v_t))
+    torch.testing.assert_close(guided(three, 3.0, video_scale=3.0)(x, t), v_u + 3.0 * (v_c - v_u))  # equal: plain
+    torch.testing.assert_close(guided(three, 0.0, video_scale=1.0)(x, t), v_u + v_c - v_t)  # picture only
+    torch.testing.assert_close(guided(three, 1.0, video_scale=0.0)(x, t), v_t)  # text alone
+    singles = []
+    below = guided(three, 3.0, interval=(0.4, 1.0), velocity_c=lambda x, t: singles.append(t) or v_c, video_scale=5.0)
+    torch.testing.assert_close(below(x, torch.full((2,), 0.2)), v_c)  # outside the interval: conditional only
+    assert len(singles) == 1

@@ -14,6 +14,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -41,14 +42,16 @@ def render_speed(
     cfg: float | None = None,
     progress: Callable[[int, int], None] | None = None,
     interval: tuple[float, float] | None = None,
+    options: dict | None = None,
 ) -> dict:
     """Time ``runs`` end-to-end renders of ``video`` with the bundle ``model``; returns the figures.
 
     steps, cfg, interval: sampling steps, guidance scale and guidance interval (default: `RenderSettings`'
-    defaults, what users get).
+    defaults, what users get); options: further `RenderSettings` keywords (``video_cfg``, ``declick``).
 
-    Result: ``{"model", "video_seconds", "runs", "steps", "cfg", "guidance_interval", "threads", "load_s", "first_s",
-    "median_s" (of the runs after the first; the first alone when runs == 1), "times_s", "peak_mb"}``.
+    Result: ``{"model", "video_seconds", "runs", "steps", "cfg", "guidance_interval", "video_cfg", "declick",
+    "threads", "load_s", "first_s", "median_s" (of the runs after the first; the first alone when runs == 1),
+    "times_s", "peak_mb"}``.
     """
     from engine.media import write_wav
     from engine.models import load_bundle
@@ -58,6 +61,7 @@ def render_speed(
     steps = defaults.steps if steps is None else steps
     cfg = defaults.cfg if cfg is None else cfg
     interval = defaults.guidance_interval if interval is None else tuple(interval)
+    settings = RenderSettings(steps=steps, cfg=cfg, guidance_interval=interval, **(options or {}))
     t0 = time.perf_counter()
     bundle = load_bundle(model)
     load_s = time.perf_counter() - t0
@@ -67,9 +71,7 @@ def render_speed(
             _prepare_cached.cache_clear()
             t0 = time.perf_counter()
             prepared = prepare_video(video, bundle)
-            audio = render(
-                prepared, BENCH_COT, bundle, RenderSettings(seed=k, steps=steps, cfg=cfg, guidance_interval=interval)
-            )
+            audio = render(prepared, BENCH_COT, bundle, replace(settings, seed=k))
             write_wav(Path(tmp) / f"take{k}.wav", audio, bundle.sample_rate)
             times.append(time.perf_counter() - t0)
             duration = prepared.duration
@@ -83,6 +85,8 @@ def render_speed(
         "steps": steps,
         "cfg": cfg,
         "guidance_interval": list(interval),
+        "video_cfg": settings.video_cfg,
+        "declick": settings.declick,
         "threads": torch.get_num_threads(),
         "load_s": round(load_s, 3),
         "first_s": round(times[0], 3),
