@@ -30,6 +30,7 @@ that a 2-core CPU can train a generator on, with every latent channel meaning so
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from dataclasses import asdict, dataclass
@@ -129,6 +130,19 @@ CODEC_PRESETS: dict[str, CodecConfig] = {
 
 
 # ----------------------------------------------------------------------------- building blocks
+
+
+@functools.lru_cache(maxsize=16)
+def _inverse_envelope(n_fft: int, hop: int, frames: int, device: str, dtype: torch.dtype) -> torch.Tensor:
+    """1 / (overlap-added squared Hann windows) of ``frames`` frames, (frames + R - 1, hop), R = n_fft / hop
+    (the sum floored at 1e-11)."""
+    r = n_fft // hop
+    w2 = torch.hann_window(n_fft, dtype=dtype, device=device).square().reshape(r, hop)
+    env = torch.zeros(frames + r - 1, hop, dtype=dtype, device=device)
+    for j in range(r):
+        env[j : j + frames] += w2[j]
+    return 1.0 / env.clamp_min(1e-11)
+
 
 LEAKY_SLOPE = 0.1  # negative slope of the activation (HiFi-GAN's choice)
 POWER_FLOOR = 1e-8  # added to band and envelope powers before the log (-80 dB re a unit bin power)
@@ -286,10 +300,25 @@ class Codec(nn.Module):
         return spec[..., :-1]
 
     def _istft(self, spec: torch.Tensor, n: int) -> torch.Tensor:
-        """Inverse of `_stft`: complex (M, F, K) -> (M, n) with n = K * stft_hop."""
+        """Inverse of `_stft`: complex (M, F, K) -> (M, n) with n = K * stft_hop.
+
+        What ``torch.istft`` computes (windowed overlap-add over the squared-window envelope, the dropped
+        last frame silent, centred), written out for n_fft a multiple of the hop: the overlap-add is R =
+        n_fft / hop shifted sums, and the envelope's inverse is cached per length. Four times faster on
+        the CPU, and Griffin-Lim calls it every iteration.
+        """
         c = self.config
-        spec = torch.cat([spec, torch.zeros_like(spec[..., :1])], dim=-1)  # the dropped frame back, silent
-        return torch.istft(spec, c.n_fft, hop_length=c.stft_hop, window=self.window, center=True, length=n)
+        r, hop = c.n_fft // c.stft_hop, c.stft_hop
+        if c.n_fft % hop:
+            spec = torch.cat([spec, torch.zeros_like(spec[..., :1])], dim=-1)  # the dropped frame back, silent
+            return torch.istft(spec, c.n_fft, hop_length=hop, window=self.window, center=True, length=n)
+        m, _, k = spec.shape
+        frames = (torch.fft.irfft(spec.transpose(1, 2), n=c.n_fft) * self.window).reshape(m, k, r, hop)
+        out = frames.new_zeros(m, k + r, hop)  # (M, K + R, hop): the overlap-add in blocks of one hop
+        for j in range(r):
+            out[:, j : j + k] += frames[:, :, j]
+        inverse = _inverse_envelope(c.n_fft, hop, k + 1, str(frames.device), frames.dtype)  # (K + R, hop)
+        return (out * inverse).reshape(m, -1)[:, c.n_fft // 2 : c.n_fft // 2 + n]
 
     def _check_audio(self, audio: torch.Tensor) -> None:
         if audio.ndim != 3 or audio.shape[1] != AUDIO_CHANNELS or audio.shape[2] < 1:
@@ -398,10 +427,10 @@ class Codec(nn.Module):
         phase = torch.rand(magnitude.shape[-2:], generator=gen).to(magnitude.device) * (2.0 * math.pi)  # (F, K)
         angles = torch.polar(torch.ones_like(magnitude), phase.expand_as(magnitude))
         previous = torch.zeros_like(angles)
+        beta = c.gl_momentum / (1.0 + c.gl_momentum)
         for _ in range(c.gl_iters):
             rebuilt = self._stft(self._istft(magnitude * angles, n))
-            angles = rebuilt - previous * (c.gl_momentum / (1.0 + c.gl_momentum))
-            angles = angles / angles.abs().clamp_min(1e-12)
+            angles = torch.sgn(torch.sub(rebuilt, previous, alpha=beta))  # unit phasors a / |a| (0 where a = 0)
             previous = rebuilt
         return magnitude * angles
 

@@ -365,3 +365,18 @@ def test_declick_removes_one_sub_frame_spikes_and_keeps_steps():
     torch.testing.assert_close(codec.declick(out), out)  # a second pass changes nothing more
     with pytest.raises(ValueError, match="latent must be"):
         codec.declick(z[:, :-1])
+
+
+@pytest.mark.parametrize("cfg", [CODEC_PRESETS["default"], CodecConfig(n_fft=1000, stft_hop=256)])
+def test_inverse_stft_equals_torch_istft(cfg):
+    """The written-out overlap-add (n_fft a multiple of the hop) and the fallback both invert `_stft` as
+    ``torch.istft`` does, to float rounding, for any whole number of STFT frames."""
+    codec = Codec(config=cfg)
+    for n in (cfg.stft_hop * 7, cfg.stft_hop * 40):
+        x = torch.randn(3, n, generator=torch.Generator().manual_seed(n))
+        spec = codec._stft(x)
+        padded = torch.cat([spec, torch.zeros_like(spec[..., :1])], dim=-1)
+        ref = torch.istft(padded, cfg.n_fft, hop_length=cfg.stft_hop, window=codec.window, center=True, length=n)
+        torch.testing.assert_close(codec._istft(spec, n), ref, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(codec._istft(spec, n)[:, cfg.n_fft : -cfg.n_fft], x[:, cfg.n_fft : -cfg.n_fft],
+                                   atol=1e-4, rtol=1e-4)  # fmt: skip
