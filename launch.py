@@ -22,9 +22,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
-# OpenMP threads that spin while waiting make every torch op slow on a busy 2-core machine; set before
-# torch is imported (passive waiting costs nothing measurable when the machine is idle).
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# OpenMP's wait policy is left to the user: on an idle machine the default (threads spin a moment before
+# sleeping) renders two to three times faster than OMP_WAIT_POLICY=PASSIVE (docs/RESULTS.md, "Rendering
+# speed"); PASSIVE is the better choice only when other jobs share the cores.
 
 
 DEFAULT_CODEC = ROOT / "assets" / "models" / "default" / "codec.safetensors"  # the shipped codec
