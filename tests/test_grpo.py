@@ -61,7 +61,7 @@ def test_rollout_log_probs_are_the_gaussian_density_of_the_sde_step(model_dir, p
     group = collect_rollouts(
         policy, bundle.codec, prompt, cfg, (1, 2), noise_generator(0, 0, 0, 0, torch.device("cpu"))
     )
-    velocity = guided_velocity(policy.network(), prompt, cfg.group, cfg.cfg)
+    velocity = guided_velocity(policy.network(), prompt, cfg.group, cfg.cfg, cfg.guidance_interval, cfg.video_cfg)
     for step in group.steps:
         t, t_next, x = float(step["t"]), float(step["t_next"]), step["x"]
         with torch.no_grad():
@@ -118,25 +118,26 @@ def test_windows_move_every_iteration_and_differ_between_processes():
 
 def _count_policy_evals(monkeypatch) -> list[int]:
     """Rows of every generator evaluation made with gradients (the policy's, not the reference's): a guided
-    pair counts its B rows once; a conditional-only pass (outside the guidance interval) its own rows."""
+    pass (two or three branches) counts its B rows once; a conditional-only pass (outside the guidance
+    interval) its own rows."""
     counted: list[int] = []
-    pair, single, in_pair = Generator.velocity_pair, Generator.velocity, []
+    branches, single, in_branches = Generator.velocity_branches, Generator.velocity, []
 
-    def counting_pair(self, x, t, cond, uncond):
+    def counting_branches(self, x, t, conds):
         if torch.is_grad_enabled():
             counted.append(x.shape[0])
-        in_pair.append(True)
+        in_branches.append(True)
         try:
-            return pair(self, x, t, cond, uncond)
+            return branches(self, x, t, conds)
         finally:
-            in_pair.pop()
+            in_branches.pop()
 
     def counting_single(self, x, t, cond):
-        if torch.is_grad_enabled() and not in_pair:
+        if torch.is_grad_enabled() and not in_branches:
             counted.append(x.shape[0])
         return single(self, x, t, cond)
 
-    monkeypatch.setattr(Generator, "velocity_pair", counting_pair)
+    monkeypatch.setattr(Generator, "velocity_branches", counting_branches)
     monkeypatch.setattr(Generator, "velocity", counting_single)
     return counted
 
@@ -158,7 +159,8 @@ def test_policy_evaluations_per_sample_equal_the_window(model_dir, prompt_dir, t
 def test_lora_reference_is_the_base_with_adapters_disabled(model_dir, prompt_dir):
     bundle = load_bundle(model_dir)
     prompt = load_prompts(prompt_dir, bundle, 1)[0]
-    policy = build_policy(bundle, _config(model_dir, prompt_dir, Path("unused"), lora_rank=4))
+    cfg = _config(model_dir, prompt_dir, Path("unused"), lora_rank=4)
+    policy = build_policy(bundle, cfg)
     assert policy.lora and policy._reference == (None,)  # no second copy of the generator
     trainable = {n for n, p in policy.named_parameters() if p.requires_grad}
     assert trainable and all("lora_" in n for n in trainable)
@@ -167,13 +169,34 @@ def test_lora_reference_is_the_base_with_adapters_disabled(model_dir, prompt_dir
             if "lora_B" in n:
                 p.normal_(0, 0.5)  # adapters that change the output (B starts at zero)
         x, t = torch.randn(2, bundle.generator.config.latent_dim, prompt.n_latent), torch.full((2,), 0.6)
-        base = guided_velocity(bundle.generator, prompt, 2, 3.5)(x, t)
+        base = guided_velocity(bundle.generator, prompt, 2, cfg.cfg, cfg.guidance_interval, cfg.video_cfg)(x, t)
         ref_velocity, context = policy.reference_velocity(prompt, 2)
         with context():
             ref = ref_velocity(x, t)
-        adapted = guided_velocity(policy.network(), prompt, 2, 3.5)(x, t)
+        adapted = guided_velocity(policy.network(), prompt, 2, cfg.cfg, cfg.guidance_interval, cfg.video_cfg)(x, t)
     torch.testing.assert_close(ref, base)
     assert (adapted - base).abs().max() > 1e-3
+
+
+def test_split_guidance_of_the_rollouts_is_the_render_s(model_dir, prompt_dir):
+    """`guided_velocity` with a video scale: v_u + s (v_t - v_u) + s_v (v_c - v_t), v_t the text-only branch;
+    at s_v = s it is plain guidance; rollouts use the render defaults."""
+    bundle = load_bundle(model_dir)
+    gen, prompt = bundle.generator, load_prompts(prompt_dir, bundle, 1)[0]
+    with torch.no_grad():
+        x, t = torch.randn(2, gen.config.latent_dim, prompt.n_latent), torch.full((2,), 0.6)
+        cond = gen.prepare_conditions(prompt.video_tokens, None, prompt.sync, prompt.text, prompt.n_latent).repeat(2)
+        v_c, v_t = gen.velocity(x, t, cond), gen.velocity(x, t, gen.text_only_like(cond))
+        plain = guided_velocity(gen, prompt, 2, 3.5)(x, t)
+        split = guided_velocity(gen, prompt, 2, 3.5, video_cfg=5.0)(x, t)
+        torch.testing.assert_close(guided_velocity(gen, prompt, 2, 3.5, video_cfg=3.5)(x, t), plain)
+    torch.testing.assert_close(split, plain + 1.5 * (v_c - v_t), atol=1e-4, rtol=1e-4)
+    assert (split - plain).abs().max() > 1e-4
+    from engine.pipeline import RenderSettings
+
+    defaults = RenderSettings()
+    cfg = _config(model_dir, prompt_dir, Path("x"))
+    assert (cfg.video_cfg, cfg.declick, cfg.cfg) == (defaults.video_cfg, defaults.declick, defaults.cfg)
 
 
 def test_resume_continues_exactly(model_dir, prompt_dir, tmp_path):
@@ -216,7 +239,14 @@ def test_two_processes_end_a_step_with_identical_weights(model_dir, prompt_dir, 
 def test_config_rejects_bad_values(model_dir, prompt_dir):
     from engine.errors import UserInputError
 
-    for bad in (dict(group=1), dict(weights={"semantic": -1.0}), dict(logprob_reduce="max"), dict(window=0)):
+    bads = (
+        dict(group=1),
+        dict(weights={"semantic": -1.0}),
+        dict(logprob_reduce="max"),
+        dict(window=0),
+        dict(video_cfg=-1.0),
+    )
+    for bad in bads:
         with pytest.raises(UserInputError):
             replace(_config(model_dir, prompt_dir, Path("x")), **bad)
 

@@ -41,7 +41,7 @@ from torch import nn
 from engine.errors import UserInputError
 from engine.generator import Conditions, Generator
 from engine.models import ModelBundle, load_bundle, save_bundle
-from engine.pipeline import GUIDANCE_INTERVAL, check_guidance_interval
+from engine.pipeline import GUIDANCE_INTERVAL, VIDEO_CFG, check_guidance_interval
 from engine.rewards import DEFAULT_WEIGHTS, RewardHeads, check_weights, load_reward_heads
 from engine.sampling import Velocity, gaussian_log_prob, guided, sample_hybrid, sample_ode, sde_step
 from trainer.grpo_objective import clipped_surrogate, draw_window, gaussian_kl, group_advantages
@@ -74,6 +74,8 @@ class GrpoConfig:
     noise_level: float = 0.7  # a in sigma_t = a sqrt(t / (1 - t))
     cfg: float = 3.5  # guidance scale of the rollouts and of the policy (the render default)
     guidance_interval: tuple[float, float] = GUIDANCE_INTERVAL  # noise levels that are guided (the render default)
+    video_cfg: float | None = VIDEO_CFG  # picture-and-motion guidance scale (the render default; None: plain)
+    declick: bool = True  # de-click the envelope before decoding rollouts (the render default, `Codec.declick`)
     shift: float = 1.0  # timestep shift of the sampling grid (`engine.sampling.timesteps`)
     weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))  # reward weights
     per_reward_norm: bool = False  # normalise each reward within the group before weighting
@@ -105,6 +107,8 @@ class GrpoConfig:
         if self.lora_rank < 0 or self.ckpt_every < 1 or self.eval_every < 0 or self.kl < 0 or self.lr <= 0:
             raise UserInputError(f"need lora_rank >= 0, ckpt_every >= 1, eval_every >= 0, kl >= 0, lr > 0: {self}")
         check_guidance_interval(self.guidance_interval)
+        if self.video_cfg is not None and not 0 <= self.video_cfg < float("inf"):
+            raise UserInputError(f"video guidance scale must be a finite number >= 0, got {self.video_cfg}")
         if self.logprob_reduce not in ("mean", "sum"):
             raise UserInputError(f"logprob_reduce must be 'mean' or 'sum', got {self.logprob_reduce!r}")
 
@@ -123,19 +127,30 @@ class GrpoConfig:
 
 
 def guided_velocity(
-    gen: Generator, prompt: Prompt, batch: int, cfg_scale: float, interval: tuple[float, float] = (0.0, 1.0)
+    gen: Generator,
+    prompt: Prompt,
+    batch: int,
+    cfg_scale: float,
+    interval: tuple[float, float] = (0.0, 1.0),
+    video_cfg: float | None = None,
 ) -> Velocity:
-    """The guided velocity ``v_u + s (v_c - v_u)`` of ``gen`` for ``batch`` takes of ``prompt`` (both
-    branches in one network pass) inside the guidance ``interval`` and ``v_c`` outside it, conditions built
-    as `engine.pipeline.render` builds them."""
+    """The guided velocity ``v_u + s (v_c - v_u)`` of ``gen`` for ``batch`` takes of ``prompt`` (the branches
+    in one network pass) inside the guidance ``interval`` and ``v_c`` outside it, conditions built as
+    `engine.pipeline.render` builds them; with ``video_cfg`` (not equal to ``cfg_scale``) the split guidance
+    of `engine.sampling.guided` with a text-only third branch."""
     cond1 = gen.prepare_conditions(prompt.video_tokens, None, prompt.sync, prompt.text, prompt.n_latent)  # B = 1
     cond: Conditions = cond1.repeat(batch)
-    uncond = gen.null_like(cond1, prompt.negative).repeat(batch)
+    branches = [cond, gen.null_like(cond1, prompt.negative).repeat(batch)]
+    if video_cfg is not None and video_cfg != cfg_scale:
+        branches.insert(1, gen.text_only_like(cond))
+    else:
+        video_cfg = None
     return guided(
-        lambda x, t: gen.velocity_pair(x, t, cond, uncond),
+        lambda x, t: gen.velocity_branches(x, t, branches),
         cfg_scale,
         interval=interval,
         velocity_c=lambda x, t: gen.velocity(x, t, cond),
+        video_scale=video_cfg,
     )
 
 
@@ -163,7 +178,9 @@ class PolicyObjective(nn.Module):
         import contextlib
 
         net = self.network() if self.lora else self._reference[0]
-        velocity = guided_velocity(net, prompt, batch, self.config.cfg, self.config.guidance_interval)
+        velocity = guided_velocity(
+            net, prompt, batch, self.config.cfg, self.config.guidance_interval, self.config.video_cfg
+        )
         return velocity, (self.generator.disable_adapter if self.lora else contextlib.nullcontext)
 
     def forward(self, prompt: Prompt, step: dict) -> dict:
@@ -171,7 +188,7 @@ class PolicyObjective(nn.Module):
         (M, C, T), t, t_next (scalars), old_log_prob (M,), advantages (M,)."""
         cfg, m = self.config, step["x"].shape[0]
         t = torch.full((m,), float(step["t"]), device=step["x"].device)
-        velocity = guided_velocity(self.network(), prompt, m, cfg.cfg, cfg.guidance_interval)
+        velocity = guided_velocity(self.network(), prompt, m, cfg.cfg, cfg.guidance_interval, cfg.video_cfg)
         v = velocity(step["x"], t)  # (M, C, T), with gradients
         out = sde_step(step["x"], t, step["t_next"], v, None, cfg.noise_level, cfg.logprob_reduce)
         log_prob = gaussian_log_prob(step["x_next"], out.mean, out.std, cfg.logprob_reduce)  # (M,)
@@ -353,7 +370,7 @@ def collect_rollouts(policy: PolicyObjective, codec, prompt: Prompt, cfg: GrpoCo
     """N hybrid ODE/SDE rollouts of ``prompt`` (SDE steps in ``window`` only) and their decoded audio."""
     net = policy.network()
     device = next(net.parameters()).device
-    velocity = guided_velocity(net, prompt, cfg.group, cfg.cfg, cfg.guidance_interval)
+    velocity = guided_velocity(net, prompt, cfg.group, cfg.cfg, cfg.guidance_interval, cfg.video_cfg)
     x1 = torch.randn((cfg.group, net.config.latent_dim, prompt.n_latent), generator=rng, device=device)  # (N, C, T)
     traj = sample_hybrid(velocity, x1, cfg.steps, window, cfg.noise_level, rng, cfg.shift, cfg.logprob_reduce)
     steps = [
@@ -361,7 +378,8 @@ def collect_rollouts(policy: PolicyObjective, codec, prompt: Prompt, cfg: GrpoCo
         | {"old_log_prob": traj.log_probs[j]}
         for j in traj.sde_steps
     ]
-    audio = codec.decode(traj.states[-1], prompt.prepared.n_samples)  # (N, 2, samples)
+    z = codec.declick(traj.states[-1]) if cfg.declick else traj.states[-1]
+    audio = codec.decode(z, prompt.prepared.n_samples)  # (N, 2, samples)
     return Group(prompt, steps, audio.transpose(1, 2).float().cpu().numpy())
 
 
@@ -439,7 +457,10 @@ def evaluate(s: dict, cfg: GrpoConfig) -> dict:
         for k, prompt in enumerate(s["held"]):
             rng = torch.Generator().manual_seed(cfg.eval_seed + k)
             x1 = torch.randn((1, net.config.latent_dim, prompt.n_latent), generator=rng).to(s["acc"].device)
-            z = sample_ode(guided_velocity(net, prompt, 1, cfg.cfg, cfg.guidance_interval), x1, cfg.steps, cfg.shift)
+            z = sample_ode(
+                guided_velocity(net, prompt, 1, cfg.cfg, cfg.guidance_interval, cfg.video_cfg), x1, cfg.steps, cfg.shift
+            )
+            z = codec.declick(z) if cfg.declick else z
             audio = codec.decode(z, prompt.prepared.n_samples).transpose(1, 2).float().cpu().numpy()  # (1, n, 2)
             scores, _ = s["heads"].score_batch(audio, s["bundle"].sample_rate, prompt.view, prompt.cot)
             rows.append(scores[0] | {"weighted": weighted_total(scores[0], cfg.weights)})
