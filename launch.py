@@ -137,8 +137,7 @@ def _render_speed(args: argparse.Namespace) -> int:
             steps=args.steps,
             cfg=args.cfg,
             progress=_progress("speed"),
-            interval=args.guidance_interval,
-            options={k: v for k, v in _interval_kw(args).items() if k != "guidance_interval"},
+            options=_sampling_kw(args),
         )
         if has_planner(args.model):
             report["plan"] = plan_speed(args.model, video, runs=args.speed)
@@ -197,7 +196,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         bundle = load_bundle(args.model)
         planner = _planner(args.model) if args.cot == "planner" else None
         settings = RenderSettings(
-            seed=args.seed, steps=args.steps, cfg=args.cfg, rescale=args.rescale, **_interval_kw(args)
+            seed=args.seed, steps=args.steps, cfg=args.cfg, rescale=args.rescale, **_sampling_kw(args)
         )
         extra["model"] = render_row(bundle, data, settings, planner, args.candidates, args.weights)
     if args.rewards:  # the reward heads instead of the FoleyBench metrics
@@ -459,8 +458,8 @@ def _add_weights(parser, what: str) -> None:
     parser.add_argument("--weights", type=_weights, default=default, help=f"{what}, e.g. {default} (left out = 0)")
 
 
-def _add_interval(parser, what: str) -> None:
-    """The --guidance-interval option (left out: `RenderSettings`' default, what the studio uses)."""
+def _add_sampling_options(parser, what: str) -> None:
+    """--guidance-interval, --video-cfg and --no-declick (left out: `RenderSettings`' defaults, the studio's)."""
     parser.add_argument(
         "--guidance-interval",
         type=_interval,
@@ -488,7 +487,7 @@ def _video_cfg(text: str) -> float | str:
     return "same" if text == "same" else _guidance(text)
 
 
-def _interval_kw(args: argparse.Namespace) -> dict:
+def _sampling_kw(args: argparse.Namespace) -> dict:
     """RenderSettings keywords for --guidance-interval, --video-cfg and --no-declick: nothing for what was left out."""
     kw = {} if args.guidance_interval is None else {"guidance_interval": args.guidance_interval}
     if args.video_cfg is not None:
@@ -540,7 +539,7 @@ def _render_inputs(args: argparse.Namespace):
     if cot is None and not has_planner(args.model):
         cot, source = FALLBACK_COT, "fallback"
     seed = secrets.randbelow(2**31) if args.seed is None else args.seed
-    settings = RenderSettings(seed=seed, steps=args.steps, cfg=args.cfg, **_interval_kw(args))
+    settings = RenderSettings(seed=seed, steps=args.steps, cfg=args.cfg, **_sampling_kw(args))
     return out, videos, cot, source, settings
 
 
@@ -763,7 +762,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--steps", type=_positive_int, default=24, help="model row / --speed: sampling steps")
     b.add_argument("--cfg", type=_guidance, default=3.5, help="model row / --speed: guidance scale")
     b.add_argument("--rescale", type=float, default=0.0, help="model row: guidance rescale in 0 .. 1")
-    _add_interval(b, "model row / --speed: ")
+    _add_sampling_options(b, "model row / --speed: ")
     b.add_argument(
         "--candidates", type=_positive_int, default=1, help="model row: best of N seeds by the weighted reward"
     )
@@ -881,7 +880,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=_nonneg_int, default=None, help="noise seed (default: random, printed)")
     r.add_argument("--steps", type=_positive_int, default=24, help="sampling steps")
     r.add_argument("--cfg", type=_guidance, default=3.5, help="classifier-free guidance scale")
-    _add_interval(r, "")
+    _add_sampling_options(r, "")
     r.add_argument(
         "--candidates",
         type=_positive_int,

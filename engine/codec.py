@@ -397,7 +397,8 @@ class Codec(nn.Module):
         or more sub-frames long stay. Shape and level-difference channels are untouched.
 
         Generated envelopes are rougher than real ones, most of all across latent-frame boundaries
-        (docs/RESULTS.md, "De-clicking"), and each such jag is heard as a click and counted as an onset.
+        (docs/RESULTS.md, "Split guidance and de-clicking"), and each such jag is heard as a click and
+        counted as an onset.
         """
         c = self.config
         if z.ndim != 3 or z.shape[1] != c.latent_dim:

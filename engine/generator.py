@@ -522,8 +522,7 @@ class Generator(nn.Module):
         self, x: torch.Tensor, t: torch.Tensor, cond: Conditions, uncond: Conditions
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(v_cond, v_uncond), each (B, C, T), from one network pass on a batch of 2B (for `sampling.guided`)."""
-        v_c, v_u = self.velocity_branches(x, t, [cond, uncond])
-        return v_c, v_u
+        return self.velocity_branches(x, t, [cond, uncond])
 
     def velocity_branches(
         self, x: torch.Tensor, t: torch.Tensor, conds: Sequence[Conditions]

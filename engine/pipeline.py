@@ -39,10 +39,10 @@ import torch
 
 from .cot import Cot, validate_cot
 from .errors import FoleyError, UserInputError
-from .generator import TextBlock, cot_text_blocks, encode_negative
+from .generator import Conditions, Generator, TextBlock, cot_text_blocks, encode_negative
 from .models import ModelBundle
 from .planner_net import PlannerNet
-from .sampling import guided, sample_ode
+from .sampling import Velocity, guided, sample_ode
 from .sync import sync_features
 from .video_io import VideoInfo, _scan, resample_indices
 
@@ -60,6 +60,40 @@ FALLBACK_COT = Cot(
 
 GUIDANCE_INTERVAL = (0.4, 1.0)  # the noise levels guided by default (`RenderSettings.guidance_interval`)
 VIDEO_CFG = 5.0  # the picture-and-motion guidance scale by default (`RenderSettings.video_cfg`, docs/RESULTS.md)
+
+
+def check_video_cfg(video_cfg: float | None) -> None:
+    """`UserInputError` unless ``video_cfg`` is None or a finite number >= 0 (NaN fails the comparison)."""
+    if video_cfg is not None and not 0.0 <= video_cfg < math.inf:
+        raise UserInputError(f"video guidance scale must be a finite number >= 0, got {video_cfg}")
+
+
+def generator_guidance(
+    gen: Generator,
+    cond: Conditions,
+    uncond: Conditions,
+    cfg: float,
+    interval: tuple[float, float],
+    video_cfg: float | None,
+    rescale: float = 0.0,
+) -> Velocity:
+    """The guided velocity of ``gen`` for ``cond`` against ``uncond`` (`engine.sampling.guided`), the
+    branches in one network pass: split guidance with a text-only third branch when ``video_cfg`` is set
+    and differs from ``cfg``, plain two-branch guidance otherwise; the conditional velocity alone outside
+    ``interval``. Renders and the GRPO policy both sample with it."""
+    branches = [cond, uncond]
+    if video_cfg is not None and video_cfg != cfg:
+        branches.insert(1, gen.text_only_like(cond))  # (cond, text only, uncond)
+    else:
+        video_cfg = None  # the same scale for both: plain guidance
+    return guided(
+        lambda x, t: gen.velocity_branches(x, t, branches),
+        cfg,
+        rescale,
+        interval,
+        lambda x, t: gen.velocity(x, t, cond),
+        video_cfg,
+    )
 
 
 def check_guidance_interval(interval: tuple[float, float]) -> None:
@@ -94,8 +128,7 @@ class RenderSettings:
             raise UserInputError(f"steps must be at least 1, got {self.steps}")
         if not math.isfinite(self.cfg) or self.cfg < 0:
             raise UserInputError(f"cfg (guidance scale) must be a finite number >= 0, got {self.cfg}")
-        if self.video_cfg is not None and (not math.isfinite(self.video_cfg) or self.video_cfg < 0):
-            raise UserInputError(f"video guidance scale must be a finite number >= 0, got {self.video_cfg}")
+        check_video_cfg(self.video_cfg)
         if not 0.0 <= self.rescale <= 1.0:
             raise UserInputError(f"guidance rescale must be in 0 .. 1, got {self.rescale}")
         check_guidance_interval(self.guidance_interval)
@@ -369,20 +402,10 @@ def _render_window(
     gen, dev = bundle.generator, bundle.device
     sync = torch.tensor(prepared.sync[start : start + length], device=dev)[None]  # (1, T, Ds)
     cond = gen.prepare_conditions(_video_tokens(prepared, bundle, start, length), None, sync, text, length)
-    branches = [cond, gen.null_like(cond, negative)]
-    video_cfg = settings.video_cfg
-    if video_cfg is not None and video_cfg != settings.cfg:
-        branches.insert(1, gen.text_only_like(cond))  # split guidance: (cond, text only, uncond)
-    else:
-        video_cfg = None  # the same scale for both: plain guidance, two branches
+    uncond = gen.null_like(cond, negative)
     noise = torch.randn((1, gen.config.latent_dim, length), generator=torch.Generator().manual_seed(seed))  # (1, C, T)
-    velocity = guided(
-        lambda x, t: gen.velocity_branches(x, t, branches),
-        settings.cfg,
-        settings.rescale,
-        settings.guidance_interval,
-        lambda x, t: gen.velocity(x, t, cond),
-        video_cfg,
+    velocity = generator_guidance(
+        gen, cond, uncond, settings.cfg, settings.guidance_interval, settings.video_cfg, settings.rescale
     )
     z = sample_ode(velocity, noise.to(dev), settings.steps, settings.shift, progress)  # (1, C, T)
     if settings.declick:

@@ -170,7 +170,7 @@ def guided(
     video_scale: float | None = None,
 ) -> Velocity:
     """Classifier-free guidance ``v = v_u + s (v_c - v_u)`` from a callable that returns both branches
-    (ideally evaluated as one batch of 2B, see the generator's ``velocity_pair``).
+    (ideally evaluated as one batch of 2B, see the generator's ``velocity_branches``).
 
     With ``video_scale`` s_v the guidance is split between the two conditions (the compositional form of
     Liu et al. 2022, "Compositional visual generation with composable diffusion models", and of

@@ -91,10 +91,10 @@ def test_world_speed_reports_clips_per_second():
 def test_sampling_options_become_render_settings():
     sys.path.insert(0, str(ROOT))
     from engine.pipeline import RenderSettings
-    from launch import _interval_kw, build_parser
+    from launch import _sampling_kw, build_parser
 
     def settings(*extra: str) -> RenderSettings:
-        return RenderSettings(**_interval_kw(build_parser().parse_args(["render", "clip.mp4", "--out", "o", *extra])))
+        return RenderSettings(**_sampling_kw(build_parser().parse_args(["render", "clip.mp4", "--out", "o", *extra])))
 
     assert settings() == RenderSettings()  # nothing given: the studio's defaults
     assert settings("--video-cfg", "same").video_cfg is None

@@ -41,9 +41,9 @@ from torch import nn
 from engine.errors import UserInputError
 from engine.generator import Conditions, Generator
 from engine.models import ModelBundle, load_bundle, save_bundle
-from engine.pipeline import GUIDANCE_INTERVAL, VIDEO_CFG, check_guidance_interval
+from engine.pipeline import GUIDANCE_INTERVAL, VIDEO_CFG, check_guidance_interval, check_video_cfg, generator_guidance
 from engine.rewards import DEFAULT_WEIGHTS, RewardHeads, check_weights, load_reward_heads
-from engine.sampling import Velocity, gaussian_log_prob, guided, sample_hybrid, sample_ode, sde_step
+from engine.sampling import Velocity, gaussian_log_prob, sample_hybrid, sample_ode, sde_step
 from trainer.grpo_objective import clipped_surrogate, draw_window, gaussian_kl, group_advantages
 from trainer.grpo_prompts import Prompt
 from trainer.run_state import ema_decay, load_training_state, save_training_state
@@ -107,8 +107,7 @@ class GrpoConfig:
         if self.lora_rank < 0 or self.ckpt_every < 1 or self.eval_every < 0 or self.kl < 0 or self.lr <= 0:
             raise UserInputError(f"need lora_rank >= 0, ckpt_every >= 1, eval_every >= 0, kl >= 0, lr > 0: {self}")
         check_guidance_interval(self.guidance_interval)
-        if self.video_cfg is not None and not 0 <= self.video_cfg < float("inf"):
-            raise UserInputError(f"video guidance scale must be a finite number >= 0, got {self.video_cfg}")
+        check_video_cfg(self.video_cfg)
         if self.logprob_reduce not in ("mean", "sum"):
             raise UserInputError(f"logprob_reduce must be 'mean' or 'sum', got {self.logprob_reduce!r}")
 
@@ -136,22 +135,12 @@ def guided_velocity(
 ) -> Velocity:
     """The guided velocity ``v_u + s (v_c - v_u)`` of ``gen`` for ``batch`` takes of ``prompt`` (the branches
     in one network pass) inside the guidance ``interval`` and ``v_c`` outside it, conditions built as
-    `engine.pipeline.render` builds them; with ``video_cfg`` (not equal to ``cfg_scale``) the split guidance
-    of `engine.sampling.guided` with a text-only third branch."""
+    `engine.pipeline.render` builds them; with ``video_cfg`` (not equal to ``cfg_scale``) split guidance
+    (`engine.pipeline.generator_guidance`)."""
     cond1 = gen.prepare_conditions(prompt.video_tokens, None, prompt.sync, prompt.text, prompt.n_latent)  # B = 1
     cond: Conditions = cond1.repeat(batch)
-    branches = [cond, gen.null_like(cond1, prompt.negative).repeat(batch)]
-    if video_cfg is not None and video_cfg != cfg_scale:
-        branches.insert(1, gen.text_only_like(cond))
-    else:
-        video_cfg = None
-    return guided(
-        lambda x, t: gen.velocity_branches(x, t, branches),
-        cfg_scale,
-        interval=interval,
-        velocity_c=lambda x, t: gen.velocity(x, t, cond),
-        video_scale=video_cfg,
-    )
+    uncond = gen.null_like(cond1, prompt.negative).repeat(batch)
+    return generator_guidance(gen, cond, uncond, cfg_scale, interval, video_cfg)
 
 
 class PolicyObjective(nn.Module):

@@ -41,13 +41,12 @@ def render_speed(
     steps: int | None = None,
     cfg: float | None = None,
     progress: Callable[[int, int], None] | None = None,
-    interval: tuple[float, float] | None = None,
     options: dict | None = None,
 ) -> dict:
     """Time ``runs`` end-to-end renders of ``video`` with the bundle ``model``; returns the figures.
 
-    steps, cfg, interval: sampling steps, guidance scale and guidance interval (default: `RenderSettings`'
-    defaults, what users get); options: further `RenderSettings` keywords (``video_cfg``, ``declick``).
+    steps, cfg: sampling steps and guidance scale (default: `RenderSettings`' defaults, what users get);
+    options: further `RenderSettings` keywords (``guidance_interval``, ``video_cfg``, ``declick``).
 
     Result: ``{"model", "video_seconds", "runs", "steps", "cfg", "guidance_interval", "video_cfg", "declick",
     "threads", "load_s", "first_s", "median_s" (of the runs after the first; the first alone when runs == 1),
@@ -60,8 +59,7 @@ def render_speed(
     defaults = RenderSettings()
     steps = defaults.steps if steps is None else steps
     cfg = defaults.cfg if cfg is None else cfg
-    interval = defaults.guidance_interval if interval is None else tuple(interval)
-    settings = RenderSettings(steps=steps, cfg=cfg, guidance_interval=interval, **(options or {}))
+    settings = RenderSettings(steps=steps, cfg=cfg, **(options or {}))
     t0 = time.perf_counter()
     bundle = load_bundle(model)
     load_s = time.perf_counter() - t0
@@ -84,7 +82,7 @@ def render_speed(
         "runs": runs,
         "steps": steps,
         "cfg": cfg,
-        "guidance_interval": list(interval),
+        "guidance_interval": list(settings.guidance_interval),
         "video_cfg": settings.video_cfg,
         "declick": settings.declick,
         "threads": torch.get_num_threads(),
