@@ -459,7 +459,8 @@ def _add_weights(parser, what: str) -> None:
 
 
 def _add_sampling_options(parser, what: str) -> None:
-    """--guidance-interval, --video-cfg and --no-declick (left out: `RenderSettings`' defaults, the studio's)."""
+    """--guidance-interval, --video-cfg, --shift, --no-declick and --no-gate (left out: `RenderSettings`' defaults,
+    the studio's)."""
     parser.add_argument(
         "--guidance-interval",
         type=_interval,
@@ -478,7 +479,20 @@ def _add_sampling_options(parser, what: str) -> None:
         "guidance at --cfg (default: the studio's, see docs/RESULTS.md)",
     )
     parser.add_argument(
+        "--shift",
+        type=_shift,
+        default=None,
+        metavar="S",
+        help=f"{what}timestep shift of the sampling grid: above 1 spends more steps near the noise end "
+        "(default: the studio's, see docs/RESULTS.md)",
+    )
+    parser.add_argument(
         "--no-declick", action="store_true", help=f"{what}decode the sampled latent without de-clicking its envelope"
+    )
+    parser.add_argument(
+        "--no-gate",
+        action="store_true",
+        help=f"{what}keep the weak envelope rises where the picture shows no event (no transient gate)",
     )
 
 
@@ -487,12 +501,26 @@ def _video_cfg(text: str) -> float | str:
     return "same" if text == "same" else _guidance(text)
 
 
+def _shift(text: str) -> float:
+    """--shift: a finite number above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 < value < float("inf"):  # NaN fails too
+        raise argparse.ArgumentTypeError(f"expected a finite number above 0, got {text}")
+    return value
+
+
 def _sampling_kw(args: argparse.Namespace) -> dict:
-    """RenderSettings keywords for --guidance-interval, --video-cfg and --no-declick: nothing for what was left out."""
+    """RenderSettings keywords for --guidance-interval, --video-cfg, --shift, --no-declick and --no-gate: nothing for
+    what was left out."""
     kw = {} if args.guidance_interval is None else {"guidance_interval": args.guidance_interval}
+    if args.shift is not None:
+        kw["shift"] = args.shift
     if args.video_cfg is not None:
         kw["video_cfg"] = None if args.video_cfg == "same" else args.video_cfg
-    return kw | ({"declick": False} if args.no_declick else {})
+    return kw | ({"declick": False} if args.no_declick else {}) | ({"gate": False} if args.no_gate else {})
 
 
 def _guidance(text: str) -> float:

@@ -354,7 +354,8 @@ class StudioActions:
             bundle.sample_rate,
             cot=cot,
             settings={k: settings[k] for k in ("steps", "guidance", "candidates", "weights")}
-            | {"guidance_interval": list(rs.guidance_interval), "video_cfg": rs.video_cfg, "declick": rs.declick}
+            | {"guidance_interval": list(rs.guidance_interval), "video_cfg": rs.video_cfg}
+            | {"declick": rs.declick, "gate": rs.gate}
             | {"model": model},
             seed=best.seed,
             scores=best.scores,

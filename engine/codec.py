@@ -147,6 +147,8 @@ def _inverse_envelope(n_fft: int, hop: int, frames: int, device: str, dtype: tor
 LEAKY_SLOPE = 0.1  # negative slope of the activation (HiFi-GAN's choice)
 POWER_FLOOR = 1e-8  # added to band and envelope powers before the log (-80 dB re a unit bin power)
 LOG_POWER_MAX = 30.0  # decoded log powers are clamped below this (far above full scale)
+GATE_SLEW = 0.1  # `Codec.gate_transients`: nats of log power an envelope group may rise per sub-frame where gated
+GATE_PASS = 1.5  # ... and the mean rise over the groups (nats, one sub-frame) that passes the gate anyway
 
 
 def _act() -> nn.Module:
@@ -413,6 +415,41 @@ class Codec(nn.Module):
         out = z.clone()
         out[:, lo:hi] = ((env - self.latent_mean[lo:hi, None]) / self.latent_std[lo:hi, None]).to(z.dtype)
         return out
+
+    def gate_transients(
+        self, z: torch.Tensor, closed: torch.Tensor, slew: float = GATE_SLEW, pass_rise: float = GATE_PASS
+    ) -> torch.Tensor:
+        """Normalised latent (B, C, T) with the weak rises of its envelope slowed where ``closed`` (B, T) bool
+        says the picture shows no sound event at that latent frame (`engine.sync.event_gate`).
+
+        The envelope is read as in `declick`, one sequence of sub-frames per group. In the sub-frames of a
+        closed frame, unless the take's own rise into that sub-frame averages ``pass_rise`` nats or more over
+        the groups (a strong attack passes), each group may rise at most ``slew`` nats above its previous
+        (gated) value, so a weak jump becomes a ramp that catches up within a few sub-frames; falls, the spectral
+        shape and the level differences are untouched. Generated takes add weak onsets inside sustained
+        sounds and second bumps after an impact where the picture shows nothing (docs/RESULTS.md,
+        "Transient gate"); the picture's events keep the gate open.
+        """
+        c = self.config
+        if z.ndim != 3 or z.shape[1] != c.latent_dim:
+            raise ValueError(f"latent must be (B, {c.latent_dim}, T), got {z.shape=}")
+        b, _, t = z.shape
+        if closed.shape != (b, t):
+            raise ValueError(f"closed must be (B={b}, T={t}) bool, got {tuple(closed.shape)}")
+        lo, hi = c.shape_bands, c.shape_bands + c.env_dim
+        raw = z[:, lo:hi].float() * self.latent_std[lo:hi, None] + self.latent_mean[lo:hi, None]  # (B, G J, T)
+        seq = raw.reshape(b, c.env_groups, c.env_steps, t).transpose(2, 3).reshape(b, c.env_groups, t * c.env_steps)
+        rise = F.pad(seq.diff(dim=-1), (1, 0)).clamp_min(0.0).mean(1)  # (B, J T): the take's own rise, group mean
+        limit = closed.to(torch.bool).repeat_interleave(c.env_steps, dim=1) & (rise < pass_rise)  # (B, J T)
+        limit[:, 0] = False
+        out = seq.clone()  # (B, G, J T)
+        for j in limit.any(0).nonzero().flatten().tolist():
+            cur = out[:, :, j]
+            out[:, :, j] = torch.where(limit[:, j, None], torch.minimum(cur, out[:, :, j - 1] + slew), cur)
+        env = out.reshape(b, c.env_groups, t, c.env_steps).transpose(2, 3).reshape(b, c.env_dim, t)
+        result = z.clone()
+        result[:, lo:hi] = ((env - self.latent_mean[lo:hi, None]) / self.latent_std[lo:hi, None]).to(z.dtype)
+        return result
 
     def ild_to_frames(self, ild: torch.Tensor) -> torch.Tensor:
         """Stereo latent channels (B, bands, T) -> level differences in dB at the STFT frames (B, bands, 8T),

@@ -16,7 +16,8 @@ Guidance is classifier-free with its branches in one batch (`Generator.velocity_
 unconditional branch is the null video and sync plus the CoT's ``negative`` text when set
 (`Generator.null_like`). By default it is split: the text is weighed by ``cfg`` and the picture and motion
 on top of it by ``video_cfg`` (a third, text-only branch), and the sampled latent's envelope is de-clicked
-(`Codec.declick`) before decoding. No loudness or peak normalisation across takes (a defect of the
+(`Codec.declick`) and its weak rises slowed where the picture shows no event (`Codec.gate_transients`,
+`finish_latent`) before decoding. No loudness or peak normalisation across takes (a defect of the
 reference): each take is only passed through `safety_limit`, which touches nothing unless a sample
 exceeds full scale.
 
@@ -43,7 +44,7 @@ from .generator import Conditions, Generator, TextBlock, cot_text_blocks, encode
 from .models import ModelBundle
 from .planner_net import PlannerNet
 from .sampling import Velocity, guided, sample_ode
-from .sync import sync_features
+from .sync import event_gate, sync_features
 from .video_io import VideoInfo, _scan, resample_indices
 
 Progress = Callable[[int, int], None]  # (steps done, steps in all) over every window of a render
@@ -117,6 +118,8 @@ class RenderSettings:
     video_cfg: float | None = VIDEO_CFG  # guidance scale of the picture and motion on top of the text (split
     #                   guidance, `engine.sampling.guided`); None: the same as cfg, plain two-branch guidance
     declick: bool = True  # pass the sampled latent through `Codec.declick` before decoding
+    gate: bool = True  # then slow weak envelope rises where the picture shows no event (`Codec.gate_transients`;
+    #                   only for models whose sync features carry planner cues)
     shift: float = 1.0  # timestep shift of `sampling.timesteps` (1 = the uniform grid of the reference)
     window: float = 10.0  # seconds per window for videos longer than the generator's max_frames
     crossfade: float = 1.0  # seconds of equal-power crossfade between windows (at most window / 3)
@@ -386,6 +389,18 @@ def _video_tokens(prepared: PreparedVideo, bundle: ModelBundle, start: int, leng
     return bundle.video_encoder(frames)
 
 
+def finish_latent(codec, z: torch.Tensor, sync, declick: bool, gate: bool) -> torch.Tensor:
+    """What a sampled latent (B, C, T) goes through before decoding, in renders and RL rollouts alike:
+    `Codec.declick`, then `Codec.gate_transients` where `engine.sync.event_gate` reads no event in the
+    sync features (T, Ds) of its frames (nothing for a model without planner cues)."""
+    if declick:
+        z = codec.declick(z)
+    closed = event_gate(sync) if gate else None
+    if closed is not None:
+        z = codec.gate_transients(z, closed.to(z.device)[None].expand(z.shape[0], -1))
+    return z
+
+
 def _render_window(
     prepared: PreparedVideo,
     bundle: ModelBundle,
@@ -408,7 +423,6 @@ def _render_window(
         gen, cond, uncond, settings.cfg, settings.guidance_interval, settings.video_cfg, settings.rescale
     )
     z = sample_ode(velocity, noise.to(dev), settings.steps, settings.shift, progress)  # (1, C, T)
-    if settings.declick:
-        z = bundle.codec.declick(z)
+    z = finish_latent(bundle.codec, z, prepared.sync[start : start + length], settings.declick, settings.gate)
     n = min(length * prepared.hop, prepared.n_samples - start * prepared.hop)
     return bundle.codec.decode(z, n)[0].T.float().cpu().numpy()  # (1, 2, n) -> (n, 2)

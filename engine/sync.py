@@ -87,3 +87,24 @@ def sync_features(
         planner_frames = native[resample_indices(times, duration, cfg.rate)]
     cues = cues_at_latent_rate(frame_cues(planner, planner_frames), cfg.rate, latent_rate, n_latent)
     return np.concatenate([motion, cues], axis=1)
+
+
+GATE_EVENT = 0.3  # `event_gate`: a planner event probability at least this high keeps the transient gate open
+GATE_REACH = 1  # ... for this many latent frames (~46 ms each) either side of the frame it is read at
+
+
+def event_gate(sync: np.ndarray | torch.Tensor, threshold: float = GATE_EVENT, reach: int = GATE_REACH):
+    """Latent frames where the picture shows no sound event, for `engine.codec.Codec.gate_transients`:
+    sync features (T, Ds) -> (T,) bool tensor, True where no class's event probability (the cues' event
+    channel) reaches ``threshold`` within ``reach`` frames; None for motion features alone (no cues to read)."""
+    sync = torch.from_numpy(np.array(sync, np.float32)) if isinstance(sync, np.ndarray) else sync  # a copy: read-only
+    if sync.ndim != 2:
+        raise ValueError(f"sync must be (T, Ds), got {tuple(sync.shape)}")
+    cues = sync.shape[1] - SYNC_DIM
+    if cues <= 0:
+        return None
+    if cues % CUES_PER_CLASS:
+        raise ValueError(f"sync width {sync.shape[1]} is not {SYNC_DIM} motion + {CUES_PER_CLASS} cues per class")
+    event = sync[:, SYNC_DIM + 1 :: CUES_PER_CLASS].float().amax(1)  # (T,) the most likely event of any class
+    near = torch.nn.functional.max_pool1d(event[None, None], 2 * reach + 1, stride=1, padding=reach)[0, 0]
+    return near < threshold

@@ -100,4 +100,9 @@ def test_sampling_options_become_render_settings():
     assert settings("--video-cfg", "same").video_cfg is None
     assert settings("--video-cfg", "6.5").video_cfg == 6.5
     assert settings("--no-declick").declick is False and RenderSettings().declick is True
+    assert settings("--no-gate").gate is False and RenderSettings().gate is True
+    assert settings("--shift", "2").shift == 2.0 and RenderSettings().shift == 1.0
+    for bad in ("0", "-1", "nan", "x"):
+        with pytest.raises(SystemExit):
+            settings("--shift", bad)
     assert settings("--guidance-interval", "0:1").guidance_interval == (0.0, 1.0)

@@ -367,6 +367,65 @@ def test_declick_removes_one_sub_frame_spikes_and_keeps_steps():
         codec.declick(z[:, :-1])
 
 
+def _with_envelope(codec, seq: torch.Tensor) -> torch.Tensor:
+    """A normalised latent (1, C, T) whose raw envelope is ``seq`` (1, G, J T), random elsewhere."""
+    cfg = codec.config
+    g, t = cfg.env_groups, seq.shape[-1] // cfg.env_steps
+    raw = torch.randn(1, cfg.latent_dim, t, generator=torch.Generator().manual_seed(3))
+    env = seq.reshape(1, g, t, cfg.env_steps).transpose(2, 3).reshape(1, cfg.env_dim, t)
+    raw[:, cfg.shape_bands : cfg.shape_bands + cfg.env_dim] = env
+    return (raw - codec.latent_mean[:, None]) / codec.latent_std[:, None]
+
+
+def _envelope(codec, z: torch.Tensor) -> torch.Tensor:
+    cfg = codec.config
+    back = z * codec.latent_std[:, None] + codec.latent_mean[:, None]
+    env = back[:, cfg.shape_bands : cfg.shape_bands + cfg.env_dim]
+    return env.reshape(1, cfg.env_groups, cfg.env_steps, -1).transpose(2, 3).reshape(1, cfg.env_groups, -1)
+
+
+def test_gate_turns_weak_rises_into_ramps_where_closed_and_passes_the_rest():
+    """In closed frames a weak rise of every group becomes a ramp of ``slew`` nats per sub-frame that
+    catches up, a strong rise and every fall pass untouched; open frames, shape and level differences are
+    never touched."""
+    codec = _codec()
+    cfg = codec.config
+    j, t = cfg.env_steps, 10
+    seq = torch.zeros(1, cfg.env_groups, t * j)
+    seq[0, :, j + 1 :] = 0.5  # a weak rise (0.5 nats in every group) inside frame 1, held
+    seq[0, :, 6 * j :] = 3.5  # a strong rise (3 nats) at the start of frame 6
+    seq[0, :, 8 * j :] = 1.0  # a fall in frame 8
+    z = _with_envelope(codec, seq)
+    closed = torch.ones(1, t, dtype=torch.bool)
+    out = codec.gate_transients(z, closed, slew=0.1, pass_rise=1.5)
+    env = _envelope(codec, out)
+    expected = seq.clone()
+    expected[0, :, j + 1 : j + 6] = torch.tensor([0.1, 0.2, 0.3, 0.4, 0.5])  # the ramp, caught up in 5 sub-frames
+    torch.testing.assert_close(env, expected, atol=1e-5, rtol=0)
+    lo, hi = cfg.shape_bands, cfg.shape_bands + cfg.env_dim
+    torch.testing.assert_close(out[:, :lo], z[:, :lo], atol=0, rtol=0)
+    torch.testing.assert_close(out[:, hi:], z[:, hi:], atol=0, rtol=0)
+    opened = closed.clone()
+    opened[0, 1] = False  # the picture shows an event in frame 1: the weak rise passes there
+    torch.testing.assert_close(_envelope(codec, codec.gate_transients(z, opened, 0.1, 1.5)), seq, atol=1e-5, rtol=0)
+    assert torch.equal(codec.gate_transients(z, torch.zeros_like(closed)), z)
+    with pytest.raises(ValueError, match="closed must be"):
+        codec.gate_transients(z, closed[:, 1:])
+
+
+def test_gate_judges_a_rise_by_the_take_not_by_the_ramp_behind_it():
+    """A weak rise that is still being ramped does not turn the next weak rise into a strong one: the
+    rise that passes the gate is the take's own, and the ramp goes on at ``slew`` from where it is."""
+    codec = _codec()
+    cfg = codec.config
+    seq = torch.zeros(1, cfg.env_groups, 8 * cfg.env_steps)
+    seq[0, :, 2:] = 1.0  # weak (1 nat < 1.5)
+    seq[0, :, 3:] = 2.0  # weak again: 2 nats above the ramp, 1 above the take's previous sub-frame
+    out = _envelope(codec, codec.gate_transients(_with_envelope(codec, seq), torch.ones(1, 8, dtype=torch.bool),
+                                                 slew=0.5, pass_rise=1.5))  # fmt: skip
+    torch.testing.assert_close(out[0, 0, :7], torch.tensor([0.0, 0.0, 0.5, 1.0, 1.5, 2.0, 2.0]), atol=1e-5, rtol=0)
+
+
 @pytest.mark.parametrize("cfg", [CODEC_PRESETS["default"], CodecConfig(n_fft=1000, stft_hop=256)])
 def test_inverse_stft_equals_torch_istft(cfg):
     """The written-out overlap-add (n_fft a multiple of the hop) and the fallback both invert `_stft` as

@@ -196,7 +196,12 @@ def test_split_guidance_of_the_rollouts_is_the_render_s(model_dir, prompt_dir):
 
     defaults = RenderSettings()
     cfg = _config(model_dir, prompt_dir, Path("x"))
-    assert (cfg.video_cfg, cfg.declick, cfg.cfg) == (defaults.video_cfg, defaults.declick, defaults.cfg)
+    assert (cfg.video_cfg, cfg.declick, cfg.gate, cfg.cfg) == (
+        defaults.video_cfg,
+        defaults.declick,
+        defaults.gate,
+        defaults.cfg,
+    )
 
 
 def test_resume_continues_exactly(model_dir, prompt_dir, tmp_path):

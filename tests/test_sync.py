@@ -15,10 +15,18 @@ from engine.errors import UserInputError
 from engine.media import write_mp4
 from engine.models import ModelBundle, load_bundle, save_bundle
 from engine.motion import SYNC_DIM, motion_features
-from engine.pipeline import RenderSettings, prepare_video, render
+from engine.pipeline import RenderSettings, finish_latent, prepare_video, render
 from engine.planner import CUES_FILE, PLANNER_FILE
 from engine.planner_net import load_planner_net, save_planner
-from engine.sync import CUES_PER_CLASS, cue_dim, cues_at_latent_rate, frame_cues, sync_dim, sync_features
+from engine.sync import (
+    CUES_PER_CLASS,
+    cue_dim,
+    cues_at_latent_rate,
+    event_gate,
+    frame_cues,
+    sync_dim,
+    sync_features,
+)
 from tests.bundles import tiny_bundle, tiny_planner
 from trainer.features import FeatureConfig, FeatureDataset, build_features, file_sha256
 from trainer.foleyworld.scene import WorldConfig, sample_scene
@@ -64,6 +72,31 @@ def test_sync_features_are_motion_then_cues():
     np.testing.assert_array_equal(sync_features(native, times, 2.0, LATENT_RATE, 43, None), with_cues[:, :SYNC_DIM])
 
 
+def test_event_gate_is_open_near_a_likely_event_of_any_class():
+    sync = np.zeros((12, SYNC_DIM + 2 * CUES_PER_CLASS), np.float32)
+    sync[:, SYNC_DIM] = 1.0  # class 0 visible throughout: visibility alone opens nothing
+    sync[5, SYNC_DIM + CUES_PER_CLASS + 1] = 0.6  # class 1: an event at frame 5
+    sync[9, SYNC_DIM + 1] = 0.2  # class 0: an unlikely one at frame 9
+    closed = event_gate(sync, threshold=0.3, reach=1)
+    assert closed.tolist() == [True] * 4 + [False] * 3 + [True] * 5
+    assert event_gate(sync, threshold=0.1, reach=0).tolist() == [i not in (5, 9) for i in range(12)]
+    assert event_gate(sync[:, :SYNC_DIM]) is None  # motion alone: nothing to read
+    with pytest.raises(ValueError, match="cues per class"):
+        event_gate(sync[:, :-1])
+
+
+def test_finish_latent_gates_only_with_cues_and_when_asked():
+    codec = Codec(config=CODEC_PRESETS["tiny"])
+    z = torch.randn(2, codec.config.latent_dim, 12, generator=torch.Generator().manual_seed(0))
+    quiet = np.zeros((12, SYNC_DIM + CUES_PER_CLASS), np.float32)  # cues, and no event anywhere
+    gated = codec.gate_transients(codec.declick(z), torch.ones(2, 12, dtype=torch.bool))
+    assert not torch.equal(gated, codec.declick(z))
+    torch.testing.assert_close(finish_latent(codec, z, quiet, declick=True, gate=True), gated, atol=0, rtol=0)
+    torch.testing.assert_close(finish_latent(codec, z, quiet, declick=True, gate=False), codec.declick(z))
+    torch.testing.assert_close(finish_latent(codec, z, quiet[:, :SYNC_DIM], True, True), codec.declick(z))
+    torch.testing.assert_close(finish_latent(codec, z, quiet, declick=False, gate=False), z, atol=0, rtol=0)
+
+
 def test_bundle_with_cues_renders_and_round_trips(tmp_path):
     bundle = tiny_bundle(tiny_planner())
     scene = sample_scene(3, WorldConfig(duration=2.0))
@@ -73,6 +106,9 @@ def test_bundle_with_cues_renders_and_round_trips(tmp_path):
     assert prepared.sync.shape == (prepared.n_latent, sync_dim(bundle.planner))
     audio = render(prepared, scene_cot(), bundle, RenderSettings(steps=2))
     assert audio.shape == (prepared.n_samples, 2) and np.abs(audio).max() > 0
+    ungated = render(prepared, scene_cot(), bundle, RenderSettings(steps=2, gate=False))
+    expected_same = bool(event_gate(prepared.sync).logical_not().all())  # an open gate everywhere changes nothing
+    assert np.array_equal(ungated, audio) == expected_same
     folder = save_bundle(bundle, tmp_path / "model")
     assert json.loads((folder / "model.json").read_text())["sync_cues"] is True
     back = load_bundle(folder)

@@ -41,7 +41,14 @@ from torch import nn
 from engine.errors import UserInputError
 from engine.generator import Conditions, Generator
 from engine.models import ModelBundle, load_bundle, save_bundle
-from engine.pipeline import GUIDANCE_INTERVAL, VIDEO_CFG, check_guidance_interval, check_video_cfg, generator_guidance
+from engine.pipeline import (
+    GUIDANCE_INTERVAL,
+    VIDEO_CFG,
+    check_guidance_interval,
+    check_video_cfg,
+    finish_latent,
+    generator_guidance,
+)
 from engine.rewards import DEFAULT_WEIGHTS, RewardHeads, check_weights, load_reward_heads
 from engine.sampling import Velocity, gaussian_log_prob, sample_hybrid, sample_ode, sde_step
 from trainer.grpo_objective import clipped_surrogate, draw_window, gaussian_kl, group_advantages
@@ -76,6 +83,7 @@ class GrpoConfig:
     guidance_interval: tuple[float, float] = GUIDANCE_INTERVAL  # noise levels that are guided (the render default)
     video_cfg: float | None = VIDEO_CFG  # picture-and-motion guidance scale (the render default; None: plain)
     declick: bool = True  # de-click the envelope before decoding rollouts (the render default, `Codec.declick`)
+    gate: bool = True  # and gate its weak rises by the picture's events (the render default, `Codec.gate_transients`)
     shift: float = 1.0  # timestep shift of the sampling grid (`engine.sampling.timesteps`)
     weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))  # reward weights
     per_reward_norm: bool = False  # normalise each reward within the group before weighting
@@ -367,7 +375,7 @@ def collect_rollouts(policy: PolicyObjective, codec, prompt: Prompt, cfg: GrpoCo
         | {"old_log_prob": traj.log_probs[j]}
         for j in traj.sde_steps
     ]
-    z = codec.declick(traj.states[-1]) if cfg.declick else traj.states[-1]
+    z = finish_latent(codec, traj.states[-1], prompt.prepared.sync, cfg.declick, cfg.gate)
     audio = codec.decode(z, prompt.prepared.n_samples)  # (N, 2, samples)
     return Group(prompt, steps, audio.transpose(1, 2).float().cpu().numpy())
 
@@ -449,7 +457,7 @@ def evaluate(s: dict, cfg: GrpoConfig) -> dict:
             z = sample_ode(
                 guided_velocity(net, prompt, 1, cfg.cfg, cfg.guidance_interval, cfg.video_cfg), x1, cfg.steps, cfg.shift
             )
-            z = codec.declick(z) if cfg.declick else z
+            z = finish_latent(codec, z, prompt.prepared.sync, cfg.declick, cfg.gate)
             audio = codec.decode(z, prompt.prepared.n_samples).transpose(1, 2).float().cpu().numpy()  # (1, n, 2)
             scores, _ = s["heads"].score_batch(audio, s["bundle"].sample_rate, prompt.view, prompt.cot)
             rows.append(scores[0] | {"weighted": weighted_total(scores[0], cfg.weights)})

@@ -46,11 +46,11 @@ def render_speed(
     """Time ``runs`` end-to-end renders of ``video`` with the bundle ``model``; returns the figures.
 
     steps, cfg: sampling steps and guidance scale (default: `RenderSettings`' defaults, what users get);
-    options: further `RenderSettings` keywords (``guidance_interval``, ``video_cfg``, ``declick``).
+    options: further `RenderSettings` keywords (``guidance_interval``, ``video_cfg``, ``declick``, ``gate``...).
 
     Result: ``{"model", "video_seconds", "runs", "steps", "cfg", "guidance_interval", "video_cfg", "declick",
-    "threads", "load_s", "first_s", "median_s" (of the runs after the first; the first alone when runs == 1),
-    "times_s", "peak_mb"}``.
+    "gate", "shift", "threads", "load_s", "first_s", "median_s" (of the runs after the first; the first alone
+    when runs == 1), "times_s", "peak_mb"}``.
     """
     from engine.media import write_wav
     from engine.models import load_bundle
@@ -85,6 +85,8 @@ def render_speed(
         "guidance_interval": list(settings.guidance_interval),
         "video_cfg": settings.video_cfg,
         "declick": settings.declick,
+        "gate": settings.gate,
+        "shift": settings.shift,
         "threads": torch.get_num_threads(),
         "load_s": round(load_s, 3),
         "first_s": round(times[0], 3),
