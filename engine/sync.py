@@ -89,7 +89,7 @@ def sync_features(
     return np.concatenate([motion, cues], axis=1)
 
 
-GATE_EVENT = 0.3  # `event_gate`: a planner event probability at least this high keeps the transient gate open
+GATE_EVENT = 0.3  # `event_gate`: an event probability at least this high keeps the transient gate open
 GATE_REACH = 1  # ... for this many latent frames (~46 ms each) either side of the frame it is read at
 
 
