@@ -249,12 +249,24 @@ class CrossAttention(nn.Module):
         self.q_norm, self.k_norm = nn.RMSNorm(width // heads), nn.RMSNorm(width // heads)
         self.out = nn.Linear(width, width)
 
-    def forward(self, h: torch.Tensor, ctx: torch.Tensor, ctx_mask: torch.Tensor) -> torch.Tensor:
-        """h (B, S, D), ctx (B, K, D), ctx_mask (B, K) bool with at least one True per row -> (B, S, D)."""
+    def keys_values(self, ctx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The normalised keys and the values of a context (B, K, D): (B, H, K, hd) each."""
+        k, v = (_split_heads(z, self.heads) for z in self.kv(ctx).chunk(2, -1))
+        return self.k_norm(k), v
+
+    def forward(
+        self,
+        h: torch.Tensor,
+        ctx: torch.Tensor,
+        ctx_mask: torch.Tensor,
+        kv: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """h (B, S, D), ctx (B, K, D), ctx_mask (B, K) bool with at least one True per row -> (B, S, D);
+        ``kv``: `keys_values` of ``ctx`` computed before (a sampler's context is the same at every step)."""
         q = self.q_norm(_split_heads(self.q(h), self.heads))  # (B, H, S, hd)
-        k, v = (_split_heads(z, self.heads) for z in self.kv(ctx).chunk(2, -1))  # (B, H, K, hd) each
+        k, v = self.keys_values(ctx) if kv is None else kv  # (B, H, K, hd) each
         mask = ctx_mask[:, None, None, :]  # (B, 1, 1, K): padded tokens get no weight
-        return self.out(_merge_heads(fn.scaled_dot_product_attention(q, self.k_norm(k), v, attn_mask=mask)))
+        return self.out(_merge_heads(fn.scaled_dot_product_attention(q, k, v, attn_mask=mask)))
 
 
 class GatedInjection(nn.Module):
@@ -297,11 +309,13 @@ class DiTBlock(nn.Module):
         ctx: torch.Tensor,
         ctx_mask: torch.Tensor,
         rope: tuple[torch.Tensor, torch.Tensor],
+        kv: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
-        """h (B, S, D); mod (B, 6, D) shared modulation from the timestep; ctx (B, K, D); ctx_mask (B, K)."""
+        """h (B, S, D); mod (B, 6, D) shared modulation from the timestep; ctx (B, K, D); ctx_mask (B, K);
+        kv: the cross-attention's keys and values of ctx, when computed before."""
         shift1, scale1, gate1, shift2, scale2, gate2 = (mod + self.mod_table).unbind(1)  # (B, D) each
         h = h + gate1[:, None] * self.attn(_modulate(self.norm1(h), shift1, scale1), rope)
-        h = h + self.cross(self.norm_cross(h), ctx, ctx_mask)
+        h = h + self.cross(self.norm_cross(h), ctx, ctx_mask, kv)
         return h + gate2[:, None] * self.mlp(_modulate(self.norm2(h), shift2, scale2))
 
 
@@ -502,21 +516,46 @@ class Generator(nn.Module):
 
     # ---------------------------------------------------------------------------------- velocity
 
-    def velocity(self, x: torch.Tensor, t: torch.Tensor, cond: Conditions) -> torch.Tensor:
-        """Velocity ``v ~ x1 - x0`` at noisy latents x (B, C, T) and times t (B,) in [0, 1] -> (B, C, T)."""
+    def velocity(self, x: torch.Tensor, t: torch.Tensor, cond: Conditions, context: list | None = None) -> torch.Tensor:
+        """Velocity ``v ~ x1 - x0`` at noisy latents x (B, C, T) and times t (B,) in [0, 1] -> (B, C, T).
+
+        ``context``: `context_cache` of ``cond`` (the same at every step of a sampler with fixed weights)."""
         self._check_inputs(x, t, cond)
         b, _, n = x.shape
         c = self.t_embed(t)  # (B, D)
         h = self.latent_in(x.transpose(1, 2))  # (B, C, T) -> (B, T, D)
         h = self.video_gate(self.sync_gate(h, cond.sync), cond.video_seq)  # (B, T, D)
         h = torch.cat([c[:, None], h], 1)  # (B, 1 + T, D): the timestep token first
-        ctx = self.ctx_norm(torch.cat([cond.video, cond.text], 1))  # (B, K = 1 + F + 1 + L, D)
+        ctx = self._context(cond)  # (B, K = 1 + F + 1 + L, D)
         ctx_mask = torch.cat([cond.video_mask, cond.text_mask], 1)  # (B, K)
         mod = self.t_mod(c).view(b, 6, -1)  # (B, 6, D)
         rope = self.rotary(n + 1)
-        for block in self.blocks:
-            h = block(h, mod, ctx, ctx_mask, rope)
+        kvs = context if context is not None else [None] * len(self.blocks)
+        for block, kv in zip(self.blocks, kvs, strict=True):
+            h = block(h, mod, ctx, ctx_mask, rope, kv)
         return self.final(h[:, 1:], c).transpose(1, 2)  # (B, T, C) -> (B, C, T)
+
+    def _context(self, cond: Conditions) -> torch.Tensor:
+        return self.ctx_norm(torch.cat([cond.video, cond.text], 1))
+
+    def context_cache(self, cond: Conditions) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Every block's cross-attention keys and values of ``cond``'s context, for `velocity`: valid while
+        the weights stay as they are (sampling, not training)."""
+        ctx = self._context(cond)
+        return [block.cross.keys_values(ctx) for block in self.blocks]
+
+    def fixed_velocity(self, conds: Sequence[Conditions]):
+        """``velocity_branches`` for conditions that stay fixed over a whole sampler run, with the padded
+        batch of conditions and every block's context keys and values computed once:
+        ``(x (B, C, T), t (B,)) -> tuple of K velocities``. Only while the weights do not change."""
+        both = concat_conditions(list(conds))
+        cache, k = self.context_cache(both), len(conds)
+
+        def velocity(x: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            v = self.velocity(torch.cat([x] * k), torch.cat([t] * k), both, cache)  # (K B, C, T)
+            return tuple(v.split(x.shape[0]))
+
+        return velocity
 
     def velocity_pair(
         self, x: torch.Tensor, t: torch.Tensor, cond: Conditions, uncond: Conditions

@@ -77,24 +77,26 @@ def generator_guidance(
     interval: tuple[float, float],
     video_cfg: float | None,
     rescale: float = 0.0,
+    frozen: bool = False,
 ) -> Velocity:
     """The guided velocity of ``gen`` for ``cond`` against ``uncond`` (`engine.sampling.guided`), the
     branches in one network pass: split guidance with a text-only third branch when ``video_cfg`` is set
     and differs from ``cfg``, plain two-branch guidance otherwise; the conditional velocity alone outside
-    ``interval``. Renders and the GRPO policy both sample with it."""
+    ``interval``. Renders and the GRPO policy both sample with it. ``frozen``: the weights stay fixed
+    while it is used (a render), so the conditions' context is projected once (`Generator.fixed_velocity`);
+    the same velocities, to the bit."""
     branches = [cond, uncond]
     if video_cfg is not None and video_cfg != cfg:
         branches.insert(1, gen.text_only_like(cond))  # (cond, text only, uncond)
     else:
         video_cfg = None  # the same scale for both: plain guidance
-    return guided(
-        lambda x, t: gen.velocity_branches(x, t, branches),
-        cfg,
-        rescale,
-        interval,
-        lambda x, t: gen.velocity(x, t, cond),
-        video_cfg,
-    )
+    if frozen:
+        every, alone = gen.fixed_velocity(branches), gen.fixed_velocity([cond])
+        conditional = lambda x, t: alone(x, t)[0]  # noqa: E731
+    else:
+        every = lambda x, t: gen.velocity_branches(x, t, branches)  # noqa: E731
+        conditional = lambda x, t: gen.velocity(x, t, cond)  # noqa: E731
+    return guided(every, cfg, rescale, interval, conditional, video_cfg)
 
 
 def check_guidance_interval(interval: tuple[float, float]) -> None:
@@ -421,7 +423,7 @@ def _render_window(
     uncond = gen.null_like(cond, negative)
     noise = torch.randn((1, gen.config.latent_dim, length), generator=torch.Generator().manual_seed(seed))  # (1, C, T)
     velocity = generator_guidance(
-        gen, cond, uncond, settings.cfg, settings.guidance_interval, settings.video_cfg, settings.rescale
+        gen, cond, uncond, settings.cfg, settings.guidance_interval, settings.video_cfg, settings.rescale, frozen=True
     )
     z = sample_ode(velocity, noise.to(dev), settings.steps, settings.shift, progress)  # (1, C, T)
     z = finish_latent(bundle, z, prepared.sync[start : start + length], settings.declick, settings.gate)

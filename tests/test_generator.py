@@ -170,6 +170,24 @@ def test_velocity_pair_equals_two_separate_calls():
     assert (v_c - v_u).abs().max() > 1e-3
 
 
+def test_fixed_velocity_with_the_context_projected_once_is_the_same_to_the_bit():
+    """A sampler's conditions stay fixed: their padded batch and every block's context keys and values,
+    computed once, give exactly the velocities computed afresh at each step."""
+    model = _model()
+    video, sync, x, t = _inputs(model)
+    cond = model.prepare_conditions(video, None, sync, _blocks(2), 11)
+    branches = [cond, model.text_only_like(cond), model.null_like(cond)]
+    fixed = model.fixed_velocity(branches)
+    with torch.no_grad():
+        for step in range(3):  # several steps reuse the one cache
+            x_s, t_s = x + step, t * 0.5**step
+            for got, want in zip(fixed(x_s, t_s), model.velocity_branches(x_s, t_s, branches), strict=True):
+                torch.testing.assert_close(got, want, atol=0, rtol=0)
+        cache = model.context_cache(cond)
+        assert len(cache) == TINY.depth and cache[0][0].shape[:2] == (2, TINY.heads)
+        torch.testing.assert_close(model.velocity(x, t, cond, cache), model.velocity(x, t, cond), atol=0, rtol=0)
+
+
 def test_condition_dropout_nulls_whole_modalities_per_row():
     torch.manual_seed(0)
     model = _perturb(Generator(config=replace(TINY, cond_dropout=0.5)))
