@@ -402,16 +402,27 @@ class Codec(nn.Module):
         (docs/RESULTS.md, "Split guidance and de-clicking"), and each such jag is heard as a click and
         counted as an onset.
         """
+        seq = self._envelope_sequence(z)  # (B, G, J T)
+        padded = F.pad(seq, (1, 1), mode="replicate")  # (B, G, J T + 2)
+        return self._with_envelope_sequence(z, padded.unfold(-1, 3, 1).median(dim=-1).values)
+
+    def _envelope_sequence(self, z: torch.Tensor) -> torch.Tensor:
+        """The raw envelope (natural-log group powers) of a normalised latent (B, C, T), one sequence of
+        sub-frames per group: (B, G, J T) float32."""
         c = self.config
         if z.ndim != 3 or z.shape[1] != c.latent_dim:
             raise ValueError(f"latent must be (B, {c.latent_dim}, T), got {z.shape=}")
         b, _, t = z.shape
         lo, hi = c.shape_bands, c.shape_bands + c.env_dim
         raw = z[:, lo:hi].float() * self.latent_std[lo:hi, None] + self.latent_mean[lo:hi, None]  # (B, G J, T)
-        seq = raw.reshape(b, c.env_groups, c.env_steps, t).transpose(2, 3).reshape(b, c.env_groups, t * c.env_steps)
-        padded = F.pad(seq, (1, 1), mode="replicate")  # (B, G, J T + 2)
-        smooth = padded.unfold(-1, 3, 1).median(dim=-1).values  # (B, G, J T)
-        env = smooth.reshape(b, c.env_groups, t, c.env_steps).transpose(2, 3).reshape(b, c.env_dim, t)
+        return raw.reshape(b, c.env_groups, c.env_steps, t).transpose(2, 3).reshape(b, c.env_groups, t * c.env_steps)
+
+    def _with_envelope_sequence(self, z: torch.Tensor, seq: torch.Tensor) -> torch.Tensor:
+        """A copy of the normalised latent ``z`` (B, C, T) with its envelope replaced by ``seq`` (B, G, J T)."""
+        c = self.config
+        b, _, t = z.shape
+        lo, hi = c.shape_bands, c.shape_bands + c.env_dim
+        env = seq.reshape(b, c.env_groups, t, c.env_steps).transpose(2, 3).reshape(b, c.env_dim, t)
         out = z.clone()
         out[:, lo:hi] = ((env - self.latent_mean[lo:hi, None]) / self.latent_std[lo:hi, None]).to(z.dtype)
         return out
@@ -430,26 +441,18 @@ class Codec(nn.Module):
         sounds and second bumps after an impact where the picture shows nothing (docs/RESULTS.md,
         "Transient gate"); the picture's events keep the gate open.
         """
-        c = self.config
-        if z.ndim != 3 or z.shape[1] != c.latent_dim:
-            raise ValueError(f"latent must be (B, {c.latent_dim}, T), got {z.shape=}")
+        seq = self._envelope_sequence(z)  # (B, G, J T)
         b, _, t = z.shape
         if closed.shape != (b, t):
             raise ValueError(f"closed must be (B={b}, T={t}) bool, got {tuple(closed.shape)}")
-        lo, hi = c.shape_bands, c.shape_bands + c.env_dim
-        raw = z[:, lo:hi].float() * self.latent_std[lo:hi, None] + self.latent_mean[lo:hi, None]  # (B, G J, T)
-        seq = raw.reshape(b, c.env_groups, c.env_steps, t).transpose(2, 3).reshape(b, c.env_groups, t * c.env_steps)
         rise = F.pad(seq.diff(dim=-1), (1, 0)).clamp_min(0.0).mean(1)  # (B, J T): the take's own rise, group mean
-        limit = closed.to(torch.bool).repeat_interleave(c.env_steps, dim=1) & (rise < pass_rise)  # (B, J T)
+        limit = closed.to(torch.bool).repeat_interleave(self.config.env_steps, dim=1) & (rise < pass_rise)  # (B, J T)
         limit[:, 0] = False
         out = seq.clone()  # (B, G, J T)
         for j in limit.any(0).nonzero().flatten().tolist():
             cur = out[:, :, j]
             out[:, :, j] = torch.where(limit[:, j, None], torch.minimum(cur, out[:, :, j - 1] + slew), cur)
-        env = out.reshape(b, c.env_groups, t, c.env_steps).transpose(2, 3).reshape(b, c.env_dim, t)
-        result = z.clone()
-        result[:, lo:hi] = ((env - self.latent_mean[lo:hi, None]) / self.latent_std[lo:hi, None]).to(z.dtype)
-        return result
+        return self._with_envelope_sequence(z, out)
 
     def ild_to_frames(self, ild: torch.Tensor) -> torch.Tensor:
         """Stereo latent channels (B, bands, T) -> level differences in dB at the STFT frames (B, bands, 8T),
