@@ -536,6 +536,7 @@ class Generator(nn.Module):
         return self.final(h[:, 1:], c).transpose(1, 2)  # (B, T, C) -> (B, C, T)
 
     def _context(self, cond: Conditions) -> torch.Tensor:
+        """The normalised cross-attention context (B, K, D): video tokens then text tokens."""
         return self.ctx_norm(torch.cat([cond.video, cond.text], 1))
 
     def context_cache(self, cond: Conditions) -> list[tuple[torch.Tensor, torch.Tensor]]:

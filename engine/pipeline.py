@@ -82,9 +82,10 @@ def generator_guidance(
     """The guided velocity of ``gen`` for ``cond`` against ``uncond`` (`engine.sampling.guided`), the
     branches in one network pass: split guidance with a text-only third branch when ``video_cfg`` is set
     and differs from ``cfg``, plain two-branch guidance otherwise; the conditional velocity alone outside
-    ``interval``. Renders and the GRPO policy both sample with it. ``frozen``: the weights stay fixed
-    while it is used (a render), so the conditions' context is projected once (`Generator.fixed_velocity`);
-    the same velocities, to the bit."""
+    ``interval``. Renders and the GRPO policy both sample with it. ``frozen``: the weights (and LoRA
+    adapters) stay as they are from here on (a render), so the conditions' context is projected once
+    (`Generator.fixed_velocity`); the same velocities, to the bit. Not for GRPO, whose reference policy
+    evaluates the same velocity with the adapters switched off."""
     branches = [cond, uncond]
     if video_cfg is not None and video_cfg != cfg:
         branches.insert(1, gen.text_only_like(cond))  # (cond, text only, uncond)
@@ -398,7 +399,7 @@ def finish_latent(bundle: ModelBundle, z: torch.Tensor, sync, declick: bool, gat
     codec = bundle.codec
     if declick:
         z = codec.declick(z)
-    closed = event_gate(sync) if gate and bundle.cue_planner is not None else None
+    closed = event_gate(sync) if gate else None  # None: no cues in the sync features
     if closed is not None:
         z = codec.gate_transients(z, closed.to(z.device)[None].expand(z.shape[0], -1))
     return z
