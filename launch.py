@@ -217,7 +217,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _train_features(args: argparse.Namespace) -> dict:
-    """Build (or grow, or just check) the generator's feature cache to the first --clips train clips."""
+    """Build (or grow, or just check) the generator's feature cache: --clips train clips from --first-scene."""
     from trainer.features import FeatureConfig, build_features
 
     codec = Path(args.codec or DEFAULT_CODEC)
@@ -226,7 +226,7 @@ def _train_features(args: argparse.Namespace) -> dict:
     cues = Path(args.cues) if args.cues else None
     if cues is not None and not cues.is_file():
         raise CliError(f"planner file {cues} not found; pass --cues FILE (a planner trained by `train planner`)")
-    cfg = FeatureConfig(count=args.clips)
+    cfg = FeatureConfig(start=args.first_scene, count=args.clips)
     index = build_features(args.cache, codec, cfg, progress=_progress("features"), planner_path=cues)
     return {"cache": str(args.cache), "clips": len(index["clips"]), "codec": str(codec), "cues": args.cues}
 
@@ -265,6 +265,7 @@ def _train_pretrain(args: argparse.Namespace) -> dict:
         mixed_precision=args.mixed_precision,
         threads=args.threads,
         stop_at=args.stop_at,
+        init=args.init,
     )
     if args.snapshot:
         return {"snapshot": str(export_checkpoint(cfg, args.snapshot))}
@@ -844,8 +845,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--snapshot", default=None, help="pretrain: write the newest checkpoint's EMA models to this folder")
     t.add_argument("--device", default="cpu", help="planner: where the network trains (cpu, cuda)")
     t.add_argument("--workers", type=_positive_int, default=1, help="planner: processes rendering training clips")
-    t.add_argument("--init", default=None, help="planner: start from this planner file's weights")
-    t.add_argument("--first-scene", type=_nonneg_int, default=0, help="planner: train scene index of the first clips")
+    t.add_argument(
+        "--init", default=None, help="planner: start from this planner file's weights; pretrain: this model folder's"
+    )
+    t.add_argument(
+        "--first-scene", type=_nonneg_int, default=0, help="planner, features: train scene index of the first clips"
+    )
     t.add_argument("--planner-file", default=None, help="calibrate-planner: planner file (default: the shipped one)")
     t.add_argument("--calibration-clips", type=_positive_int, default=300, help="calibrate-planner: val clips")
     t.add_argument("--event-beta", type=float, default=1.0, help="calibrate-planner: F-beta of events (> 1: recall)")

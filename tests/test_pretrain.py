@@ -36,7 +36,15 @@ from trainer.features import (
 from trainer.foleyworld.splits import make_clip
 from trainer.foleyworld.video import frame_times, render_frames
 from trainer.losses import flow_matching_loss, logit_normal_times
-from trainer.pretrain import BatchOrder, PretrainConfig, build_model, export_checkpoint, load_pretrained, pretrain
+from trainer.pretrain import (
+    BatchOrder,
+    PretrainConfig,
+    build_model,
+    continue_from,
+    export_checkpoint,
+    load_pretrained,
+    pretrain,
+)
 from trainer.train_codec import CodecTrainConfig, latent_stats_clips, measure_latent_stats
 
 DURATION = 2.0  # seconds per test clip
@@ -292,3 +300,34 @@ def test_saved_model_loads_back(cache, tmp_path):
         v_back = back.generator.velocity(x, t, cond)
     assert v_back.abs().max() > 1e-3  # the trained model is no longer the neutral (zero-velocity) start
     torch.testing.assert_close(v_back, v_ema, rtol=0.02, atol=2e-3)
+
+
+def test_a_run_continues_from_a_trained_model_folder(cache, tmp_path):
+    pretrain(_tiny(cache, steps=2, out=str(tmp_path / "start")), resume=False)
+    start = load_pretrained(tmp_path / "start")
+    # built from the folder and not yet stepped: the model holds the folder's weights exactly
+    model = build_model(_tiny(cache, seed=5), FeatureDataset(cache["dir"], "decomposed").config)
+    continue_from(model, tmp_path / "start", FeatureDataset(cache["dir"], "decomposed").config)
+    for part in ("generator", "video_encoder"):
+        for k, v in getattr(start, part).state_dict().items():
+            assert torch.equal(getattr(model, part).state_dict()[k], v), k
+    # a continued run starts from those weights: its first loss is the start model's, not a fresh one's
+    fresh = pretrain(_tiny(cache, steps=1, lr=1e-12, out=str(tmp_path / "fresh")), resume=False)
+    cont = pretrain(
+        _tiny(cache, steps=1, lr=1e-12, init=str(tmp_path / "start"), out=str(tmp_path / "cont")), resume=False
+    )
+    assert cont["history"][0]["loss"] != fresh["history"][0]["loss"]
+    assert load_pretrained(tmp_path / "cont").manifest["extra"]["train"]["init"] == str(tmp_path / "start")
+
+
+def test_continuing_refuses_a_folder_of_another_codec_or_network(cache, tmp_path):
+    pretrain(_tiny(cache, steps=1, out=str(tmp_path / "start")), resume=False)
+    data = FeatureDataset(cache["dir"], "decomposed").config
+    with pytest.raises(UserInputError, match="other networks"):
+        continue_from(build_model(_tiny(cache, preset="default"), data), tmp_path / "start", data)
+    other = {**data, "codec": {**data["codec"], "sha256": "0" * 64}}
+    with pytest.raises(UserInputError, match="another codec"):
+        continue_from(build_model(_tiny(cache), data), tmp_path / "start", other)
+    cued = {**data, "planner": {"path": "cues.safetensors", "sha256": "1" * 64}}
+    with pytest.raises(UserInputError, match="other sync cues"):
+        continue_from(build_model(_tiny(cache), data), tmp_path / "start", cued)

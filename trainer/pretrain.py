@@ -94,6 +94,7 @@ class PretrainConfig:
     mixed_precision: str | None = None  # "no", "bf16" (GPU) or "fp16"; None: accelerate's env/config decides
     threads: int | None = None  # torch CPU threads for this run (None: leave as is)
     stop_at: int | None = None  # stop (checkpoint, no final model) at this step; resume later
+    init: str | None = None  # start from this model folder's generator and video encoder (`continue_from`)
 
     def __post_init__(self) -> None:
         if self.preset not in GENERATOR_PRESETS:
@@ -163,6 +164,24 @@ def build_model(cfg: PretrainConfig, data: dict) -> FlowMatchingModel:
         cond_dropout=cfg.cond_dropout,
     )
     return FlowMatchingModel(generator=Generator(config=gen_cfg), video_encoder=video_encoder)
+
+
+def continue_from(model: FlowMatchingModel, folder: str | Path, data: dict) -> None:
+    """Load the weights of the trained model folder ``folder`` (`save_pretrained`) into ``model``, so a run
+    continues it on new clips with a schedule of its own. The folder must hold the same networks and have
+    been trained on latents of the cache's codec and cues of the cache's planner; `UserInputError` if not."""
+    from trainer.features import file_sha256
+
+    start = load_pretrained(folder)
+    if start.generator.config != model.generator.config or start.video_encoder.config != model.video_encoder.config:
+        raise UserInputError(f"the model in {folder} has other networks than this run's preset; pick its preset")
+    if file_sha256(start.codec_path) != data["codec"]["sha256"]:
+        raise UserInputError(f"the model in {folder} uses another codec than the cache was built with")
+    cues = (start.manifest.get("planner_source") or {}).get("sha256")
+    if cues != (data.get("planner") or {}).get("sha256"):
+        raise UserInputError(f"the model in {folder} was trained on other sync cues than the cache holds")
+    model.generator.load_state_dict(start.generator.state_dict())
+    model.video_encoder.load_state_dict(start.video_encoder.state_dict())
 
 
 # -------------------------------------------------------------------------------------- data order
@@ -273,6 +292,8 @@ def _setup(cfg: PretrainConfig, resume: bool) -> dict:
     acc = Accelerator(mixed_precision=cfg.mixed_precision)
     data = FeatureDataset(cfg.cache, cfg.cot_mode, cfg.clips)
     model = build_model(cfg, data.config)
+    if cfg.init:
+        continue_from(model, cfg.init, data.config)
     if int(data.lengths().max()) > model.generator.config.max_frames:
         raise UserInputError(f"the cache holds clips longer than the preset's max_frames ({cfg.preset!r})")
     ema = copy.deepcopy(model).requires_grad_(False).eval()  # float32 average of the weights, what ships
