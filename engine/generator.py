@@ -257,12 +257,13 @@ class CrossAttention(nn.Module):
     def forward(
         self,
         h: torch.Tensor,
-        ctx: torch.Tensor,
+        ctx: torch.Tensor | None,
         ctx_mask: torch.Tensor,
         kv: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """h (B, S, D), ctx (B, K, D), ctx_mask (B, K) bool with at least one True per row -> (B, S, D);
-        ``kv``: `keys_values` of ``ctx`` computed before (a sampler's context is the same at every step)."""
+        ``kv``: `keys_values` of the context computed before (a sampler's context is the same at every
+        step), and then ``ctx`` may be None."""
         q = self.q_norm(_split_heads(self.q(h), self.heads))  # (B, H, S, hd)
         k, v = self.keys_values(ctx) if kv is None else kv  # (B, H, K, hd) each
         mask = ctx_mask[:, None, None, :]  # (B, 1, 1, K): padded tokens get no weight
@@ -306,13 +307,13 @@ class DiTBlock(nn.Module):
         self,
         h: torch.Tensor,
         mod: torch.Tensor,
-        ctx: torch.Tensor,
+        ctx: torch.Tensor | None,
         ctx_mask: torch.Tensor,
         rope: tuple[torch.Tensor, torch.Tensor],
         kv: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """h (B, S, D); mod (B, 6, D) shared modulation from the timestep; ctx (B, K, D); ctx_mask (B, K);
-        kv: the cross-attention's keys and values of ctx, when computed before."""
+        kv: the cross-attention's keys and values of the context, when computed before (ctx may then be None)."""
         shift1, scale1, gate1, shift2, scale2, gate2 = (mod + self.mod_table).unbind(1)  # (B, D) each
         h = h + gate1[:, None] * self.attn(_modulate(self.norm1(h), shift1, scale1), rope)
         h = h + self.cross(self.norm_cross(h), ctx, ctx_mask, kv)
@@ -526,7 +527,7 @@ class Generator(nn.Module):
         h = self.latent_in(x.transpose(1, 2))  # (B, C, T) -> (B, T, D)
         h = self.video_gate(self.sync_gate(h, cond.sync), cond.video_seq)  # (B, T, D)
         h = torch.cat([c[:, None], h], 1)  # (B, 1 + T, D): the timestep token first
-        ctx = self._context(cond)  # (B, K = 1 + F + 1 + L, D)
+        ctx = self._context(cond) if context is None else None  # (B, K = 1 + F + 1 + L, D); cached: in `context`
         ctx_mask = torch.cat([cond.video_mask, cond.text_mask], 1)  # (B, K)
         mod = self.t_mod(c).view(b, 6, -1)  # (B, 6, D)
         rope = self.rotary(n + 1)

@@ -392,11 +392,10 @@ def _video_tokens(prepared: PreparedVideo, bundle: ModelBundle, start: int, leng
     return bundle.video_encoder(frames)
 
 
-def finish_latent(bundle: ModelBundle, z: torch.Tensor, sync, declick: bool, gate: bool) -> torch.Tensor:
+def finish_latent(codec, z: torch.Tensor, sync, declick: bool, gate: bool) -> torch.Tensor:
     """What a sampled latent (B, C, T) goes through before decoding, in renders and RL rollouts alike:
     `Codec.declick`, then `Codec.gate_transients` where `engine.sync.event_gate` reads no event in the
     sync features (T, Ds) of its frames (nothing for a model without planner cues)."""
-    codec = bundle.codec
     if declick:
         z = codec.declick(z)
     closed = event_gate(sync) if gate else None  # None: no cues in the sync features
@@ -427,6 +426,6 @@ def _render_window(
         gen, cond, uncond, settings.cfg, settings.guidance_interval, settings.video_cfg, settings.rescale, frozen=True
     )
     z = sample_ode(velocity, noise.to(dev), settings.steps, settings.shift, progress)  # (1, C, T)
-    z = finish_latent(bundle, z, prepared.sync[start : start + length], settings.declick, settings.gate)
+    z = finish_latent(bundle.codec, z, prepared.sync[start : start + length], settings.declick, settings.gate)
     n = min(length * prepared.hop, prepared.n_samples - start * prepared.hop)
     return bundle.codec.decode(z, n)[0].T.float().cpu().numpy()  # (1, 2, n) -> (n, 2)

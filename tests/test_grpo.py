@@ -58,7 +58,9 @@ def test_rollout_log_probs_are_the_gaussian_density_of_the_sde_step(model_dir, p
     cfg = _config(model_dir, prompt_dir, Path("unused"), logprob_reduce="sum")
     prompt = load_prompts(prompt_dir, bundle, 1)[0]
     policy = build_policy(bundle, cfg)
-    group = collect_rollouts(policy, bundle, prompt, cfg, (1, 2), noise_generator(0, 0, 0, 0, torch.device("cpu")))
+    group = collect_rollouts(
+        policy, bundle.codec, prompt, cfg, (1, 2), noise_generator(0, 0, 0, 0, torch.device("cpu"))
+    )
     velocity = guided_velocity(policy.network(), prompt, cfg.group, cfg.cfg, cfg.guidance_interval, cfg.video_cfg)
     for step in group.steps:
         t, t_next, x = float(step["t"]), float(step["t_next"]), step["x"]

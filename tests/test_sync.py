@@ -86,16 +86,15 @@ def test_event_gate_is_open_near_a_likely_event_of_any_class():
 
 
 def test_finish_latent_gates_only_with_cues_and_when_asked():
-    bundle, plain = tiny_bundle(tiny_planner()), tiny_bundle()
-    codec, n_classes = bundle.codec, bundle.cue_planner.config.n_classes
+    codec = Codec(config=CODEC_PRESETS["tiny"])
     z = torch.randn(2, codec.config.latent_dim, 12, generator=torch.Generator().manual_seed(0))
-    quiet = np.zeros((12, SYNC_DIM + CUES_PER_CLASS * n_classes), np.float32)  # cues, and no event anywhere
+    quiet = np.zeros((12, SYNC_DIM + CUES_PER_CLASS), np.float32)  # cues, and no event anywhere
     gated = codec.gate_transients(codec.declick(z), torch.ones(2, 12, dtype=torch.bool))
     assert not torch.equal(gated, codec.declick(z))
-    torch.testing.assert_close(finish_latent(bundle, z, quiet, declick=True, gate=True), gated, atol=0, rtol=0)
-    torch.testing.assert_close(finish_latent(bundle, z, quiet, declick=True, gate=False), codec.declick(z))
-    torch.testing.assert_close(finish_latent(bundle, z, quiet, declick=False, gate=False), z, atol=0, rtol=0)
-    torch.testing.assert_close(finish_latent(plain, z, quiet[:, :SYNC_DIM], True, True), plain.codec.declick(z))
+    torch.testing.assert_close(finish_latent(codec, z, quiet, declick=True, gate=True), gated, atol=0, rtol=0)
+    torch.testing.assert_close(finish_latent(codec, z, quiet, declick=True, gate=False), codec.declick(z))
+    torch.testing.assert_close(finish_latent(codec, z, quiet, declick=False, gate=False), z, atol=0, rtol=0)
+    torch.testing.assert_close(finish_latent(codec, z, quiet[:, :SYNC_DIM], True, True), codec.declick(z))
 
 
 def test_bundle_with_cues_renders_and_round_trips(tmp_path):

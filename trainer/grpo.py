@@ -363,7 +363,7 @@ class Group:
 
 
 @torch.no_grad()
-def collect_rollouts(policy: PolicyObjective, bundle, prompt: Prompt, cfg: GrpoConfig, window, rng) -> Group:
+def collect_rollouts(policy: PolicyObjective, codec, prompt: Prompt, cfg: GrpoConfig, window, rng) -> Group:
     """N hybrid ODE/SDE rollouts of ``prompt`` (SDE steps in ``window`` only) and their decoded audio."""
     net = policy.network()
     device = next(net.parameters()).device
@@ -375,8 +375,8 @@ def collect_rollouts(policy: PolicyObjective, bundle, prompt: Prompt, cfg: GrpoC
         | {"old_log_prob": traj.log_probs[j]}
         for j in traj.sde_steps
     ]
-    z = finish_latent(bundle, traj.states[-1], prompt.prepared.sync, cfg.declick, cfg.gate)
-    audio = bundle.codec.decode(z, prompt.prepared.n_samples)  # (N, 2, samples)
+    z = finish_latent(codec, traj.states[-1], prompt.prepared.sync, cfg.declick, cfg.gate)
+    audio = codec.decode(z, prompt.prepared.n_samples)  # (N, 2, samples)
     return Group(prompt, steps, audio.transpose(1, 2).float().cpu().numpy())
 
 
@@ -424,7 +424,7 @@ def iteration(s: dict, cfg: GrpoConfig, it: int) -> dict:
     window = draw_window(cfg.steps, cfg.width, cfg.seed, it, acc.process_index)
     picks = pick_prompts(len(s["train"]), cfg.prompts_per_iter, cfg.seed, it, acc.process_index, acc.num_processes)
     rngs = [noise_generator(cfg.seed, it, acc.process_index, k, acc.device) for k in range(len(picks))]
-    groups = [collect_rollouts(policy, s["bundle"], s["train"][i], cfg, window, r) for i, r in zip(picks, rngs)]
+    groups = [collect_rollouts(policy, s["bundle"].codec, s["train"][i], cfg, window, r) for i, r in zip(picks, rngs)]
     t_roll = time.perf_counter()
     for g in groups:
         score_group(g, s["heads"], s["bundle"].sample_rate)
@@ -457,7 +457,7 @@ def evaluate(s: dict, cfg: GrpoConfig) -> dict:
             z = sample_ode(
                 guided_velocity(net, prompt, 1, cfg.cfg, cfg.guidance_interval, cfg.video_cfg), x1, cfg.steps, cfg.shift
             )
-            z = finish_latent(s["bundle"], z, prompt.prepared.sync, cfg.declick, cfg.gate)
+            z = finish_latent(codec, z, prompt.prepared.sync, cfg.declick, cfg.gate)
             audio = codec.decode(z, prompt.prepared.n_samples).transpose(1, 2).float().cpu().numpy()  # (1, n, 2)
             scores, _ = s["heads"].score_batch(audio, s["bundle"].sample_rate, prompt.view, prompt.cot)
             rows.append(scores[0] | {"weighted": weighted_total(scores[0], cfg.weights)})
