@@ -854,7 +854,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--planner-file", default=None, help="calibrate-planner: planner file (default: the shipped one)")
     t.add_argument("--calibration-clips", type=_positive_int, default=300, help="calibrate-planner: val clips")
     t.add_argument("--event-beta", type=float, default=1.0, help="calibrate-planner: F-beta of events (> 1: recall)")
-    t.add_argument("--objective", default="exact", choices=["exact", "jaccard"], help="calibrate-planner: presence")
+    t.add_argument(
+        "--objective", default="exact", choices=["exact", "jaccard", "f2"], help="calibrate-planner: presence"
+    )
     g = t.add_argument_group("grpo")
     g.add_argument("--model", default="default", help="grpo: start model (name under assets/models or folder)")
     g.add_argument("--prompts", help="grpo: FoleyWorld split folder or folder of videos (default: FoleyWorld train)")
@@ -875,6 +877,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=_nonneg_int,
         default=None,
         help="grpo: LoRA rank (default 0: full fine-tuning); finetune/dpo: 16",
+    )
+    g.add_argument(
+        "--lora-layers",
+        default="all",
+        choices=["all", "cross", "cross-kv"],
+        help="finetune/dpo: the linears that get adapters (all attention and MLP, the cross-attention, its key-value)",
     )
     g.add_argument(
         "--eval-every",

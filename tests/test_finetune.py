@@ -110,6 +110,22 @@ def test_a_killed_run_resumes_from_its_checkpoint_with_the_same_data_order(data,
         finetune(_cfg(data, tmp_path / "b", batch=3), resume=True)
 
 
+def test_cross_attention_adapters_change_only_the_cross_attention(data, tmp_path):
+    result = finetune(_cfg(data, tmp_path / "kv", steps=4, held_out=0.0, lora_layers="cross-kv"), resume=False)
+    trainable = {n for n, p in result["policy"].named_parameters() if p.requires_grad}
+    assert trainable and all(".cross.kv." in n and "lora_" in n for n in trainable)
+    start, tuned = (
+        load_bundle(data["model"]).generator.state_dict(),
+        load_bundle(tmp_path / "kv").generator.state_dict(),
+    )
+    changed = {k for k in start if not torch.equal(start[k], tuned[k])}
+    assert changed and all(k.endswith("cross.kv.weight") for k in changed)  # merged into the key-value weights alone
+    with pytest.raises(Exception, match="lora_layers"):  # a checkpoint of other layers is not resumed
+        finetune(_cfg(data, tmp_path / "kv", steps=4, held_out=0.0, lora_layers="cross"), resume=True)
+    with pytest.raises(Exception, match="unknown LoRA layers"):
+        _cfg(data, tmp_path / "x", lora_layers="mlp")
+
+
 def test_a_cancelled_run_checkpoints_and_resumes(data, tmp_path):
     calls = iter(range(100))
     result = finetune(_cfg(data, tmp_path / "c", ckpt_every=100), stop=lambda: next(calls) >= 3, resume=False)

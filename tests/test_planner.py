@@ -353,6 +353,19 @@ def test_presence_calibration_finds_a_threshold_per_class():
     assert jaccard(clips, fit_presence(clips, start, 3, objective="jaccard"), 3) == 1.0
 
 
+def test_the_f2_objective_costs_a_missed_source_more_than_a_spurious_one():
+    from trainer.calibrate_planner import fit_presence, recall_f2
+
+    start = np.full(4, 0.5)
+    missed = recall_f2([_clip([0.9, 0.3, 0.0, 0.0], {0, 1})], start, 3)  # knocks named, rain missed
+    spurious = recall_f2([_clip([0.9, 0.9, 0.6, 0.0], {0, 1})], start, 3)  # both named and a third beside
+    assert missed == 5 / 9 and spurious == 10 / 11 and spurious > missed
+    # rain reads weakly where it is (0.35): the objective lowers its threshold until rain is named
+    clips = [_clip([0.9, 0.35, 0.0, 0.0], {0, 1}), _clip([0.9, 0.0, 0.0, 0.0], {0})]
+    t = fit_presence(clips, start, 3, objective="f2")
+    assert t[1] <= 0.35 and recall_f2(clips, t, 3) == 1.0
+
+
 def test_event_calibration_lowers_the_threshold_of_a_class_with_weak_peaks():
     from trainer.calibrate_planner import event_f_beta, fit_events
 

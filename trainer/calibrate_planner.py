@@ -8,8 +8,9 @@ val clips (their mp4 files, decoded as a user's video is) and keeps its outputs,
 - **presence**: one threshold per class by coordinate ascent on the share of clips whose visible classes
   are named exactly (the planner bench's "classes exact", `engine.bench.planning`), or on the mean
   Jaccard overlap of named and visible classes (``objective="jaccard"``: a clip of three sources with two
-  named counts in part), every other class's threshold held, class after class, until a whole round
-  changes nothing;
+  named counts in part), or on the mean F2 score of named against visible classes (``objective="f2"``:
+  a missed source costs more than a spurious one), every other class's threshold held, class after class,
+  until a whole round changes nothing;
 - **events**: for each class with discrete events, the threshold that maximises the F-beta score of its
   events matched one to one within 100 ms, over the clips where the calibrated presence names the class
   (events of a class named but absent count against precision, events of a class present but not named
@@ -88,7 +89,18 @@ def jaccard(clips: list[ClipOutputs], thresholds: np.ndarray, max_sources: int) 
     return float(np.mean(out))
 
 
-OBJECTIVES = {"exact": exact_rate, "jaccard": jaccard}
+def recall_f2(clips: list[ClipOutputs], thresholds: np.ndarray, max_sources: int) -> float:
+    """Mean over clips of the F2 score of named against visible classes: a missed source costs four times
+    what a spurious one does (a CoT that leaves a source out leaves it out of the take)."""
+    out = []
+    for c in clips:
+        got = named(c.score, thresholds, max_sources)
+        hits = len(got & c.truth)
+        out.append(5 * hits / (4 * len(c.truth) + len(got)) if hits else 0.0)
+    return float(np.mean(out))
+
+
+OBJECTIVES = {"exact": exact_rate, "jaccard": jaccard, "f2": recall_f2}
 
 
 def fit_presence(
@@ -213,7 +225,7 @@ def calibrate(
                 "before": fn(data, start, settings.max_sources),
                 "after": fn(data, presence, settings.max_sources),
             }
-            for name, fn in (("classes_exact", exact_rate), ("jaccard", jaccard))
+            for name, fn in (("classes_exact", exact_rate), ("jaccard", jaccard), ("f2", recall_f2))
         },
         "thresholds": net.thresholds,
     }

@@ -128,6 +128,7 @@ def _lora_fields(args: argparse.Namespace, out_default: str) -> dict:
     fields |= {k: v for k, v in (("warmup", args.warmup), ("eval_every", args.eval_every)) if v}
     if args.lora_rank:
         fields["lora_rank"] = args.lora_rank
+    fields["lora_layers"] = args.lora_layers
     bench = BenchCheck(clips=args.bench_clips, duration=args.bench_duration, steps=args.bench_steps)
     return fields | {"bench": bench}
 

@@ -1,7 +1,10 @@
 """LoRA adapters (peft) on a copy of a bundle's generator, and the merged result as a new model folder.
 
-The adapters go on the attention and MLP linears of every DiT block (`trainer.grpo.LORA_TARGETS`); the
-input projections, the gates and the null embeddings stay as they were. The reference policy of DPO and
+The adapters go on the attention and MLP linears of every DiT block (`trainer.grpo.LORA_TARGETS`), or only on
+the cross-attention that reads the picture and the CoT (``layers="cross"``: its query, key-value and output
+projections; ``"cross-kv"``: its key-value projection alone, the layer that turns the conditions into what the
+latent attends to, after Custom Diffusion's choice of what to tune for a new concept); the input projections,
+the gates and the null embeddings stay as they were. The reference policy of DPO and
 GRPO is the same network with its adapters disabled (no second copy of the weights). The shared bundle is
 never touched: the generator is deep-copied first. For rendering the adapters are merged into the weights
 (``W + (alpha / r) B A``), so a tuned model is an ordinary bundle that `engine.models.load_bundle` reads.
@@ -25,17 +28,25 @@ from engine.generator import Generator
 from engine.models import ModelBundle, load_bundle, save_bundle
 from trainer.grpo import LORA_TARGETS
 
+LORA_LAYERS = {  # which linears of the DiT blocks get adapters
+    "all": LORA_TARGETS,
+    "cross": r".*blocks\.\d+\.cross\.(q|kv|out)",
+    "cross-kv": r".*blocks\.\d+\.cross\.kv",
+}
 
-def lora_generator(generator: Generator, rank: int, alpha: float | None = None) -> nn.Module:
+
+def lora_generator(generator: Generator, rank: int, alpha: float | None = None, layers: str = "all") -> nn.Module:
     """A peft model around a float32 deep copy of ``generator`` with rank-``rank`` adapters (scale
-    ``alpha / rank``, default 1); only the adapters are trainable (B starts at zero: the copy starts as
-    the original)."""
+    ``alpha / rank``, default 1) on the ``layers`` of `LORA_LAYERS`; only the adapters are trainable (B
+    starts at zero: the copy starts as the original)."""
     from peft import LoraConfig, get_peft_model
 
     if rank < 1:
         raise ValueError(f"LoRA rank must be >= 1, got {rank}")
+    if layers not in LORA_LAYERS:
+        raise UserInputError(f"unknown LoRA layers {layers!r}; choose {', '.join(LORA_LAYERS)}")
     base = copy.deepcopy(generator).float().train()
-    config = LoraConfig(r=rank, lora_alpha=alpha or rank, target_modules=LORA_TARGETS, lora_dropout=0.0)
+    config = LoraConfig(r=rank, lora_alpha=alpha or rank, target_modules=LORA_LAYERS[layers], lora_dropout=0.0)
     return get_peft_model(base, config)
 
 

@@ -37,7 +37,7 @@ from engine.errors import UserInputError
 from engine.models import ModelBundle, load_bundle
 from trainer.bench_guard import BenchCheck, check_against_base
 from trainer.grpo import ParamEma
-from trainer.lora import lora_generator, merged_generator, save_tuned, tuned_bundle
+from trainer.lora import LORA_LAYERS, lora_generator, merged_generator, save_tuned, tuned_bundle
 from trainer.pretrain import BatchOrder, step_rng
 from trainer.run_state import cosine_lr, load_training_state, save_training_state
 
@@ -61,6 +61,7 @@ class LoraTrainConfig:
     grad_clip: float = 1.0  # max global gradient norm
     lora_rank: int = 16  # adapter rank r
     lora_alpha: float | None = None  # adapter scale numerator (default r: scale 1)
+    lora_layers: str = "all"  # which linears get adapters (`trainer.lora.LORA_LAYERS`: all, cross, cross-kv)
     held_out: float = 0.15  # fraction of the sources held out for evaluation (whole sources)
     eval_every: int = 50  # steps between held-out evaluations
     patience: int = 4  # evaluations without improvement before early stopping (0: never stop early)
@@ -79,6 +80,8 @@ class LoraTrainConfig:
             raise UserInputError(f"steps, batch, eval_every, ckpt_every, log_every, lora_rank must be >= 1: {self}")
         if self.lr <= 0 or self.patience < 0 or self.min_delta < 0 or not 0 <= self.held_out < 1:
             raise UserInputError(f"need lr > 0, patience >= 0, min_delta >= 0, 0 <= held_out < 1: {self}")
+        if self.lora_layers not in LORA_LAYERS:
+            raise UserInputError(f"unknown LoRA layers {self.lora_layers!r}; choose {', '.join(LORA_LAYERS)}")
 
 
 class Objective(Protocol):
@@ -94,7 +97,7 @@ class Objective(Protocol):
 
 
 MakeObjective = Callable[[ModelBundle, LoraTrainConfig], Objective]
-MUST_MATCH = ("model", "batch", "lora_rank", "lora_alpha", "held_out", "seed", "bucket")
+MUST_MATCH = ("model", "batch", "lora_rank", "lora_alpha", "lora_layers", "held_out", "seed", "bucket")
 
 
 # ------------------------------------------------------------------------------------------- setup
@@ -109,7 +112,7 @@ def _setup(cfg: LoraTrainConfig, make: MakeObjective, resume: bool) -> dict:
     batch = min(cfg.batch, len(objective.lengths))
     order = BatchOrder(lengths=objective.lengths, batch=batch, bucket=cfg.bucket, seed=cfg.seed, start=0, stop=0)
     torch.manual_seed(cfg.seed)  # the adapters' random A
-    policy = lora_generator(bundle.generator, cfg.lora_rank, cfg.lora_alpha)
+    policy = lora_generator(bundle.generator, cfg.lora_rank, cfg.lora_alpha, cfg.lora_layers)
     trainable = [p for p in policy.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
     best = ParamEma(policy)  # the adapters of the best held-out evaluation (a decay-0 "average")
@@ -128,7 +131,7 @@ def _setup(cfg: LoraTrainConfig, make: MakeObjective, resume: bool) -> dict:
 
 def _restore(ckpt: Path, state: dict, fingerprint: str) -> int:
     try:
-        step = load_training_state(ckpt, state, must_match=MUST_MATCH)
+        step = load_training_state(ckpt, state, must_match=MUST_MATCH, defaults={"lora_layers": "all"})
     except ValueError as exc:
         raise UserInputError(f"{exc}; use --no-resume or another --out") from None
     if state["extra"].get("fingerprint") != fingerprint:

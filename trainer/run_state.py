@@ -62,10 +62,11 @@ def save_training_state(path: Path, state: dict) -> None:
     tmp.replace(path)
 
 
-def load_training_state(path: Path, state: dict, must_match: tuple[str, ...] = ()) -> int:
+def load_training_state(path: Path, state: dict, must_match: tuple[str, ...] = (), defaults: dict | None = None) -> int:
     """Restore ``state`` (model, ema, optim, gen, and ``extra`` when the file has it) in place from
     `save_training_state`'s file; returns the step. Raises ValueError when a config field named in
-    ``must_match`` differs from the saved run."""
+    ``must_match`` differs from the saved run (``defaults``: what a field reads as in a file saved before
+    the field existed)."""
     from safetensors import safe_open
     from safetensors.torch import load_file
 
@@ -73,7 +74,7 @@ def load_training_state(path: Path, state: dict, must_match: tuple[str, ...] = (
         meta = f.metadata()
     saved, now = json.loads(meta["config"]), json.loads(json.dumps(asdict(state["config"])))
     for key in must_match:
-        if saved.get(key) != now.get(key):
+        if saved.get(key, (defaults or {}).get(key)) != now.get(key):
             raise ValueError(f"checkpoint {path} has {key}={saved.get(key)!r}, this run {now.get(key)!r}")
     tensors = load_file(str(path))
     state["model"].load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
