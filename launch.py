@@ -162,12 +162,28 @@ def _planner_bench(args: argparse.Namespace, data: Path) -> int:
     return 0
 
 
+def _grpo_curves(args: argparse.Namespace) -> int:
+    """bench --grpo-runs FAST,FLOW: the held-out reward against training time of two GRPO runs."""
+    from trainer.grpo_compare import compare, figure
+
+    runs = [r for r in args.grpo_runs.split(",") if r]
+    if len(runs) != 2:
+        raise CliError(f"--grpo-runs takes two run folders, FAST,FLOW; got {args.grpo_runs!r}")
+    report = compare(*runs)
+    if args.figure:
+        report["figure"] = str(figure(*runs, args.figure))
+    print(json.dumps(report))
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     """FoleyBench rows on a written split, or (--speed) the render-speed benchmark."""
     from engine.bench.run import bench_split, markdown_table
 
     if args.speed:
         return _render_speed(args)
+    if args.grpo_runs:
+        return _grpo_curves(args)
 
     data = Path(args.data or ROOT / "data" / args.split)
     if not (data / "index.json").is_file():
@@ -803,6 +819,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="instead of FoleyBench: time N end-to-end renders of a 9 s clip (decode, encode, sample, decode, "
         "write) and report the median wall time and the peak memory",
     )
+    b.add_argument(
+        "--grpo-runs",
+        default=None,
+        metavar="FAST,FLOW",
+        help="instead of FoleyBench: two GRPO run folders (Fast-GRPO, Flow-GRPO from the same start); reports the "
+        "time Fast-GRPO takes to reach Flow-GRPO's final held-out reward",
+    )
+    b.add_argument("--figure", default=None, metavar="PNG", help="--grpo-runs: write the reward-time figure here")
     b.set_defaults(func=cmd_bench)
 
     t = sub.add_parser("train", help="training commands")

@@ -279,3 +279,35 @@ def test_train_grpo_command_and_a_plain_video_folder(model_dir, prompt_dir, tmp_
     assert "grpo 1/1" in err
     rc, out, err = _cli(*args, "--group", "1", "--out", tmp_path / "bad", capsys=capsys)
     assert rc == 2 and err.startswith("error:") and len(err.strip().splitlines()) == 1
+    # the run's own log reads as a reward-time curve (here compared with itself)
+    run = str(tmp_path / "run")
+    rc, out, err = _cli("bench", "--grpo-runs", f"{run},{run}", "--figure", tmp_path / "f.png", capsys=capsys)
+    report = json.loads(out)
+    assert rc == 0 and report["fast"]["policy_nfe_per_sample"] == 1 and report["fast"]["iterations"] == 1
+    assert 0 <= report["time_share"] <= 1 and (tmp_path / "f.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def _log(folder: Path, evals: list[tuple[float, float]], window: int, nfe: float) -> Path:
+    folder.mkdir(parents=True)
+    lines = [{"iteration": 0, "train_seconds": 0.0, "eval_weighted": evals[0][1]}]
+    for k, (sec, reward) in enumerate(evals[1:], 1):
+        lines.append({"iteration": k, "window": window, "policy_nfe_per_sample": nfe, "train_seconds": sec})
+        lines[-1]["eval_weighted"] = reward
+    (folder / "train_log.jsonl").write_text("".join(json.dumps(e) + "\n" for e in lines))
+    return folder
+
+
+def test_fast_against_flow_reads_the_time_to_flows_final_reward(tmp_path):
+    from engine.errors import UserInputError
+    from trainer.grpo_compare import compare, figure
+
+    fast = _log(tmp_path / "fast", [(0, 0.50), (10, 0.55), (20, 0.61), (30, 0.63)], 2, 2.0)
+    flow = _log(tmp_path / "flow", [(0, 0.50), (40, 0.56), (80, 0.60)], 24, 24.0)
+    r = compare(fast, flow)
+    assert r["flow_final_reward"] == 0.60 and r["fast_seconds_to_flow_final"] == 20 and r["time_share"] == 0.25
+    assert r["fast"]["policy_nfe_per_sample"] == 2 and r["flow"]["window"] == 24 and r["flow"]["train_seconds"] == 80
+    slow = _log(tmp_path / "slow", [(0, 0.50), (100, 0.52)], 2, 2.0)
+    assert compare(slow, flow)["time_share"] is None  # never reached
+    assert figure(fast, flow, tmp_path / "c.png").stat().st_size > 1000
+    with pytest.raises(UserInputError, match="evaluations"):
+        compare(_log(tmp_path / "one", [(0, 0.5)], 2, 2.0), flow)
