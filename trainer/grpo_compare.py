@@ -78,8 +78,11 @@ def figure(fast: str | os.PathLike, flow: str | os.PathLike, out: str | os.PathL
     """PNG of both curves with Flow-GRPO's final reward as a dashed line and Fast-GRPO's crossing marked."""
     from matplotlib.figure import Figure
 
-    a, b = read_curve(fast), read_curve(flow)
+    out = Path(out)
+    if out.suffix.lower() != ".png":
+        raise UserInputError(f"the figure is a .png file, got {out}")
     report = compare(fast, flow)
+    a, b = read_curve(fast), read_curve(flow)
     fig = Figure(figsize=(7, 4.2), layout="constrained")
     ax = fig.subplots()
     for c, name, colour in ((a, "Fast-GRPO", "tab:blue"), (b, "Flow-GRPO", "tab:orange")):
@@ -93,9 +96,6 @@ def figure(fast: str | os.PathLike, flow: str | os.PathLike, out: str | os.PathL
     ax.set_ylabel("held-out weighted reward")
     ax.set_title(title or "Fast-GRPO against Flow-GRPO from the same start")
     ax.legend(loc="lower right", fontsize=8)
-    out = Path(out)
-    if out.suffix.lower() != ".png":
-        raise UserInputError(f"the figure is a .png file, got {out}")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp.png")
     fig.savefig(tmp, dpi=130)
