@@ -169,9 +169,9 @@ def _grpo_curves(args: argparse.Namespace) -> int:
     runs = [r for r in args.grpo_runs.split(",") if r]
     if len(runs) != 2:
         raise CliError(f"--grpo-runs takes two run folders, FAST,FLOW; got {args.grpo_runs!r}")
-    report = compare(*runs)
+    report = compare(*runs, smooth=args.smooth)
     if args.figure:
-        report["figure"] = str(figure(*runs, args.figure))
+        report["figure"] = str(figure(*runs, args.figure, smooth=args.smooth))
     print(json.dumps(report))
     return 0
 
@@ -827,6 +827,9 @@ def build_parser() -> argparse.ArgumentParser:
         "time Fast-GRPO takes to reach Flow-GRPO's final held-out reward",
     )
     b.add_argument("--figure", default=None, metavar="PNG", help="--grpo-runs: write the reward-time figure here")
+    b.add_argument(
+        "--smooth", type=_positive_int, default=1, help="--grpo-runs: trailing mean over this many evaluations"
+    )
     b.set_defaults(func=cmd_bench)
 
     t = sub.add_parser("train", help="training commands")

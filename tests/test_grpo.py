@@ -306,6 +306,9 @@ def test_fast_against_flow_reads_the_time_to_flows_final_reward(tmp_path):
     r = compare(fast, flow)
     assert r["flow_final_reward"] == 0.60 and r["fast_seconds_to_flow_final"] == 20 and r["time_share"] == 0.25
     assert r["fast"]["policy_nfe_per_sample"] == 2 and r["flow"]["window"] == 24 and r["flow"]["train_seconds"] == 80
+    # through a trailing mean of two evaluations Flow ends at 0.58 and Fast first reaches it at 20 s (0.58)
+    r2 = compare(fast, flow, smooth=2)
+    assert np.isclose(r2["flow_final_reward"], 0.58) and r2["fast_seconds_to_flow_final"] == 20
     slow = _log(tmp_path / "slow", [(0, 0.50), (100, 0.52)], 2, 2.0)
     assert compare(slow, flow)["time_share"] is None  # never reached
     assert figure(fast, flow, tmp_path / "c.png").stat().st_size > 1000
