@@ -95,8 +95,7 @@ def recall_f2(clips: list[ClipOutputs], thresholds: np.ndarray, max_sources: int
     out = []
     for c in clips:
         got = named(c.score, thresholds, max_sources)
-        hits = len(got & c.truth)
-        out.append(5 * hits / (4 * len(c.truth) + len(got)) if hits else 0.0)
+        out.append(event_f_beta(len(got & c.truth), len(c.truth), len(got), 2.0))
     return float(np.mean(out))
 
 
@@ -131,7 +130,7 @@ def fit_presence(
 
 
 def event_f_beta(hits: int, truth: int, found: int, beta: float) -> float:
-    """F-beta of matched events (0 when nothing was found or nothing was there)."""
+    """F-beta of matched items, events or classes (0 when nothing was found or nothing was there)."""
     if hits == 0:
         return 0.0
     p, r = hits / found, hits / truth

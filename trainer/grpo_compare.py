@@ -65,9 +65,12 @@ def compare(fast: str | os.PathLike, flow: str | os.PathLike, smooth: int = 1) -
     """The report: each run's curve summary, Flow-GRPO's final held-out reward and training time, the time
     Fast-GRPO takes to reach that reward and its share of Flow-GRPO's time (None when it never does); the
     rewards through `trailing_mean` of ``smooth`` evaluations."""
-    a, b = read_curve(fast), read_curve(flow)
-    for c in (a, b):
-        c["reward"] = trailing_mean(c["reward"], smooth)
+    return _report(read_curve(fast), read_curve(flow), smooth)
+
+
+def _report(fast: dict, flow: dict, smooth: int) -> dict:
+    """`compare` of two curves as `read_curve` returns them (left as they are)."""
+    a, b = ({**c, "reward": trailing_mean(c["reward"], smooth)} for c in (fast, flow))
     target, flow_s = float(b["reward"][-1]), float(b["seconds"][-1])
     reach = time_to_reach(a, target)
 
@@ -101,8 +104,8 @@ def figure(
     out = Path(out)
     if out.suffix.lower() != ".png":
         raise UserInputError(f"the figure is a .png file, got {out}")
-    report = compare(fast, flow, smooth)
     a, b = read_curve(fast), read_curve(flow)
+    report = _report(a, b, smooth)
     fig = Figure(figsize=(7, 4.2), layout="constrained")
     ax = fig.subplots()
     for c, name, colour in ((a, "Fast-GRPO", "tab:blue"), (b, "Flow-GRPO", "tab:orange")):
