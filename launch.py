@@ -393,6 +393,7 @@ def _train_grpo(args: argparse.Namespace) -> dict:
         eval_every=10 if args.eval_every is None else args.eval_every,
         seed=args.seed,
         threads=args.threads,
+        max_minutes=args.max_minutes,
     )
 
     def show(e: dict) -> None:

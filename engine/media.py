@@ -22,7 +22,9 @@ import soundfile as sf
 from .errors import UserInputError
 
 AUDIO_CHUNK = 1 << 14  # samples per AudioFrame handed to the AAC encoder (it re-chunks to 1024)
-X264_OPTIONS = {"crf": "18", "preset": "veryfast"}  # visually lossless for flat synthetic frames, fast
+# visually lossless for flat synthetic frames, fast; without the macroblock tree (whose lookahead gives
+# different bits from one encode of the same frames to the next) so a FoleyWorld clip is the same every time
+X264_OPTIONS = {"crf": "18", "preset": "veryfast", "x264-params": "mbtree=0"}
 
 
 @contextlib.contextmanager

@@ -220,6 +220,17 @@ def test_resume_continues_exactly(model_dir, prompt_dir, tmp_path):
         train_grpo(_config(model_dir, prompt_dir, tmp_path / "b", lora_rank=4, group=4, iterations=3), resume=True)
 
 
+def test_time_limit_ends_the_run_evaluated_with_its_model(model_dir, prompt_dir, tmp_path):
+    cfg = _config(model_dir, prompt_dir, tmp_path / "t", iterations=5, max_minutes=1e-6)
+    result = train_grpo(cfg, resume=False)
+    assert result["finished"] and result["iterations"] == 1 and result["stopped"] == "time limit of 1e-06 minutes"
+    assert "eval_weighted" in result["history"][-1]  # the last iteration is evaluated, as at a normal end
+    trained = load_bundle(tmp_path / "t").generator.state_dict()  # and the model is written
+    start = load_bundle(model_dir).generator.state_dict()
+    assert any(not torch.equal(start[k], trained[k]) for k in start)
+    assert "stopped" not in train_grpo(_config(model_dir, prompt_dir, tmp_path / "n"), resume=False)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -248,6 +259,7 @@ def test_config_rejects_bad_values(model_dir, prompt_dir):
         dict(group=1),
         dict(weights={"semantic": -1.0}),
         dict(logprob_reduce="max"),
+        dict(max_minutes=0),
         dict(window=0),
         dict(video_cfg=-1.0),
     )

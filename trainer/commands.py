@@ -48,7 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--beta", type=float, default=2000.0, help="dpo: inverse temperature of the preference")
     g.add_argument("--held-out", type=float, default=0.15, help="finetune/dpo/grpo: fraction of sources held out")
     g.add_argument("--patience", type=int, default=4, help="finetune/dpo: evaluations without improvement")
-    g.add_argument("--max-minutes", type=float, default=None, help="finetune/dpo: stop after this training time")
+    g.add_argument("--max-minutes", type=float, default=None, help="finetune/dpo/grpo: stop after this training time")
     g.add_argument("--bench-clips", type=int, default=16, help="FoleyBench clips of the check (0: no check)")
     g.add_argument("--bench-duration", type=float, default=4.0, help="seconds per FoleyBench check clip")
     g.add_argument("--bench-steps", type=int, default=12, help="sampler steps of the FoleyBench check")

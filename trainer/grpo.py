@@ -105,6 +105,7 @@ class GrpoConfig:
     threads: int | None = None  # torch CPU threads (None: leave as is)
     cpu: bool = False  # stay on the CPU even when a GPU is there
     stop_at: int | None = None  # stop (checkpoint, no final model) after this iteration; resume later
+    max_minutes: float | None = None  # end the run (evaluated, final model written) after this much training time
 
     def __post_init__(self) -> None:
         check_weights(self.weights)
@@ -118,6 +119,8 @@ class GrpoConfig:
         check_video_cfg(self.video_cfg)
         if self.logprob_reduce not in ("mean", "sum"):
             raise UserInputError(f"logprob_reduce must be 'mean' or 'sum', got {self.logprob_reduce!r}")
+        if self.max_minutes is not None and self.max_minutes <= 0:
+            raise UserInputError(f"max_minutes must be > 0, got {self.max_minutes}")
 
     @property
     def width(self) -> int:
@@ -510,6 +513,15 @@ def _train_seconds(cfg: GrpoConfig) -> float:
     return float(json.loads(lines[-1]).get("train_seconds", 0.0)) if lines else 0.0
 
 
+def _time_up(s: dict, cfg: GrpoConfig, train_s: float) -> bool:
+    """Whether the training time limit is reached; every process takes the main process's answer, so all
+    of them stop after the same iteration."""
+    if cfg.max_minutes is None:
+        return False
+    up = torch.tensor([float(train_s >= 60.0 * cfg.max_minutes)], device=s["acc"].device)
+    return bool(s["acc"].gather(up)[0].item())
+
+
 def train_grpo(
     cfg: GrpoConfig,
     progress: Progress | None = None,
@@ -519,8 +531,9 @@ def train_grpo(
 ) -> dict:
     """Run (or resume) GRPO as ``cfg`` says; returns ``{"out", "finished", "iterations", "resumed_from",
     "history", "sec_per_iteration", "policy"}`` (``policy``: the trained `PolicyObjective` of this process,
-    its live weights, not the EMA). ``heads`` replaces the default reward heads; ``stop()`` returning True
-    (checked before every iteration, single process) ends the run with a checkpoint, to be resumed."""
+    its live weights, not the EMA) and ``stopped`` when ``max_minutes`` ended the run (evaluated, the model
+    written). ``heads`` replaces the default reward heads; ``stop()`` returning True (checked before every
+    iteration, single process) ends the run with a checkpoint, to be resumed."""
     old_threads = torch.get_num_threads()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -528,7 +541,7 @@ def train_grpo(
         s = _setup(cfg, resume, heads)
         start, history = s["start"], []
         end = min(cfg.iterations, cfg.stop_at) if cfg.stop_at is not None else cfg.iterations
-        train_s = _train_seconds(cfg)
+        train_s, timed_out = _train_seconds(cfg), False
         if start == 0 and cfg.eval_every and s["acc"].is_main_process:
             _log(s, cfg, {"iteration": 0, "train_seconds": 0.0} | evaluate(s, cfg), progress, history)
         for it in range(start, end):
@@ -540,17 +553,23 @@ def train_grpo(
             entry = iteration(s, cfg, it)
             train_s += time.perf_counter() - t0
             entry |= {"seconds": time.perf_counter() - t0, "train_seconds": train_s}
+            if _time_up(s, cfg, train_s):
+                end, timed_out = it + 1, True
             if s["acc"].is_main_process and ((cfg.eval_every and (it + 1) % cfg.eval_every == 0) or it + 1 == end):
                 entry |= evaluate(s, cfg)
             _log(s, cfg, entry, progress, history)
             if (it + 1) % cfg.ckpt_every == 0 or it + 1 == end:
                 save_checkpoint(s, cfg, it + 1)
-        finished = end >= cfg.iterations  # False after a stop: ``end`` is where it stopped
+            if timed_out:
+                break
+        # False after a stop: ``end`` is where it stopped; a run that used up its time limit is finished
+        finished = end >= cfg.iterations or timed_out
         if finished and s["acc"].is_main_process:
             save_model(s, cfg, end)
         s["acc"].wait_for_everyone()
         done = [h["seconds"] for h in history if "seconds" in h]
         result = {"out": cfg.out if finished else None, "finished": finished, "iterations": end, "resumed_from": start}
+        result |= {"stopped": f"time limit of {cfg.max_minutes:g} minutes"} if timed_out else {}
         result |= {"history": history, "sec_per_iteration": float(np.mean(done)) if done else None}
         return result | {"policy": s["policy"], "window_starts": [h.get("window_starts") for h in history]}
     finally:
