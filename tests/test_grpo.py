@@ -228,6 +228,8 @@ def test_time_limit_ends_the_run_evaluated_with_its_model(model_dir, prompt_dir,
     trained = load_bundle(tmp_path / "t").generator.state_dict()  # and the model is written
     start = load_bundle(model_dir).generator.state_dict()
     assert any(not torch.equal(start[k], trained[k]) for k in start)
+    again = train_grpo(cfg, resume=True)  # resuming it does not train past the limit
+    assert again["finished"] and again["iterations"] == again["resumed_from"] == 1 and again["history"] == []
     assert "stopped" not in train_grpo(_config(model_dir, prompt_dir, tmp_path / "n"), resume=False)
 
 

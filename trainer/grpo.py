@@ -544,6 +544,8 @@ def train_grpo(
         train_s, timed_out = _train_seconds(cfg), False
         if start == 0 and cfg.eval_every and s["acc"].is_main_process:
             _log(s, cfg, {"iteration": 0, "train_seconds": 0.0} | evaluate(s, cfg), progress, history)
+        if start > 0 and _time_up(s, cfg, train_s):  # resuming a run that used up its time: nothing to do
+            end, timed_out = start, True
         for it in range(start, end):
             if stop is not None and stop():
                 save_checkpoint(s, cfg, it)
