@@ -234,12 +234,14 @@ def test_distillation_targets_the_start_models_velocity_on_replayed_clips_only(d
 
 
 def test_measure_house_renders_the_start_model_once_and_a_tune_at_each_strength(data, tmp_path):
+    from engine.bench.run import load_clips
     from engine.models import save_bundle
     from trainer.house import write_library
     from trainer.lora import tuned_bundle
-    from trainer.measure import house_markdown, measure_house
+    from trainer.measure import house_markdown, mean_level, measure_house
 
     write_library(tmp_path / "house", per_class=1, duration=2.0, test_per_class=2, sounds_per_class=0)
+    truth = load_clips(tmp_path / "house" / "test")[1]
     bundle = load_bundle(data["model"])
     moved = copy.deepcopy(bundle.generator).float()  # a copy whose weights then move
     with torch.no_grad():
@@ -267,8 +269,47 @@ def test_measure_house_renders_the_start_model_once_and_a_tune_at_each_strength(
     assert result["house"]["tuned"]["fd"] != result["house"]["base"]["fd"]
     assert full["foleybench"]["tuned"] != full["foleybench"]["base"]
     assert len(calls) == 8 * 3 + 2 * 4  # three models over the eight house clips, the start model's renders made once
+    ref = result["reference"]
+    assert ref["house audio"]["fd"] == pytest.approx(0.0, abs=1e-3) and ref["codec"]["fd"] > 0.0
+    assert ref["house audio"]["level"] == pytest.approx(mean_level(truth)) and np.isfinite(ref["codec"]["level"])
+    assert result["settings"]["base"] == result["settings"]["tuned"]
     text = house_markdown(result)
     assert "tuned at 0: FD drop 0.0%" in text and text.count("| FoleyBench |") == 2
+    assert "| (house audio) |" in text and "| (codec) |" in text and "guidance" not in text
     with pytest.raises(Exception, match="strengths"):
         house = tmp_path / "house" / "test"
         measure_house(house, str(data["model"]), str(tuned), settings, check, tmp_path / "w", strengths=(1.5,))
+
+
+def test_measure_house_renders_the_tune_with_its_own_guidance(data, tmp_path):
+    from engine.errors import UserInputError
+    from trainer.commands import tuned_guidance
+    from trainer.house import write_library
+    from trainer.measure import house_markdown, measure_house
+
+    write_library(tmp_path / "house", per_class=1, duration=2.0, test_per_class=2, sounds_per_class=0)
+    settings, check = RenderSettings(seed=3, steps=2), BenchCheck(clips=2, duration=2.0, steps=2)
+    plain = tuned_guidance(settings, "1")
+    assert (plain.cfg, plain.video_cfg, plain.seed, plain.steps) == (1.0, settings.video_cfg, 3, 2)
+    split = tuned_guidance(settings, "1.5:2")
+    assert (split.cfg, split.video_cfg) == (1.5, 2.0) and tuned_guidance(settings, None) is settings
+    for bad in ("x", "1:2:3", "1:", "-1"):
+        with pytest.raises(UserInputError):
+            tuned_guidance(settings, bad)
+    model = str(data["model"])  # the start model as its own "tune" at strength 0: only the guidance differs
+    house = tmp_path / "house" / "test"
+    result = measure_house(house, model, model, settings, check, tmp_path / "w", strengths=(0.0,), tuned_settings=plain)
+    assert result["settings"]["tuned"]["cfg"] == 1.0 and result["settings"]["base"]["cfg"] == settings.cfg
+    assert result["house"]["tuned at 0"]["fd"] != result["house"]["base"]["fd"]  # other renders
+    verdict = result["tunes"][0]["foleybench"]
+    assert verdict["tuned"] != verdict["base"]  # the check renders the tune with its guidance too
+    assert "the tune's {'cfg': 1.0" in house_markdown(result)
+
+
+def test_mean_level_is_the_mean_rms_level_in_dbfs():
+    from trainer.measure import mean_level
+
+    square = np.where(np.arange(1000) % 2, 1.0, -1.0)[:, None].repeat(2, 1).astype(np.float32)  # (N, 2)
+    assert mean_level([square]) == pytest.approx(0.0, abs=1e-9)
+    assert mean_level([0.5 * square, square]) == pytest.approx(-10 * np.log10(4) / 2, abs=1e-6)
+    assert mean_level([np.zeros((10, 2), np.float32)]) == pytest.approx(-120.0)

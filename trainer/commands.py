@@ -60,6 +60,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     h.add_argument("--tuned", help="measure, blend: the tuned model folder")
     h.add_argument("--strength", type=float, default=1.0, help="blend: 0 (the start model) .. 1 (the tune)")
     h.add_argument("--strengths", default="1", help="measure: the tune's strengths, comma-separated (e.g. 1,0.7)")
+    h.add_argument(
+        "--tuned-guidance",
+        default=None,
+        metavar="CFG[:VIDEO]",
+        help="measure: the tune renders with this text guidance scale (and picture scale; default the render "
+        "defaults, as the start model), its FoleyBench check too",
+    )
     h.add_argument("--dimension", default="temporal", help="measure-dpo: the dimension the designer prefers")
     h.add_argument("--pair-clips", type=int, default=24, help="measure-dpo: clips rendered for pairs")
     h.add_argument("--takes", type=int, default=4, help="measure-dpo: takes rendered per clip")
@@ -198,10 +205,31 @@ def measure_command(args: argparse.Namespace) -> dict:
         strengths = tuple(float(v) for v in args.strengths.split(","))
     except ValueError:
         raise UserInputError(f"--strengths must be numbers separated by commas, got {args.strengths!r}") from None
+    tuned_settings = tuned_guidance(settings, args.tuned_guidance)
     work = Path(args.out or Path(args.tuned) / "measure")
-    result = measure_house(test, args.model, args.tuned, settings, bench, work, _show("measure"), strengths)
+    result = measure_house(
+        test, args.model, args.tuned, settings, bench, work, _show("measure"), strengths, tuned_settings
+    )
     print(house_markdown(result), file=sys.stderr)
     return result
+
+
+def tuned_guidance(settings, text: str | None):
+    """``settings`` with --tuned-guidance "CFG" or "CFG:VIDEO" applied (the picture scale stays the default
+    when only CFG is given); ``settings`` itself without it."""
+    from dataclasses import replace
+
+    if text is None:
+        return settings
+    parts = text.split(":")
+    try:
+        values = [float(v) for v in parts]
+    except ValueError:
+        values = []
+    if not 1 <= len(values) <= 2 or len(parts) != len(values):
+        raise UserInputError(f"--tuned-guidance must be CFG or CFG:VIDEO (numbers), got {text!r}")
+    kw = {"cfg": values[0]} | ({"video_cfg": values[1]} if len(values) == 2 else {})
+    return replace(settings, **kw)  # RenderSettings validates the scales
 
 
 def measure_dpo_command(args: argparse.Namespace) -> dict:

@@ -6,7 +6,11 @@ on preference pairs raise the preferred dimension's reward on held-out clips?
   to the house audio of the same clips, and its contrastive model the score of each render against its
   Semantic block (the new tags); FoleyBench on the original classes (`trainer.bench_guard`) says what the
   tune cost there. Relative changes: ``fd_drop = 1 - FD_tuned / FD_base`` (the issue asks >= 0.30),
-  ``clap_gain = CLAP_tuned - CLAP_base`` (> 0), and the bench check's relative drops (<= 0.10).
+  ``clap_gain = CLAP_tuned - CLAP_base`` (> 0), and the bench check's relative drops (<= 0.10). Two
+  reference rows say what the numbers can reach: the house audio itself (its CLAP~ and level; FD 0) and
+  the start model's codec reconstruction of it (encode, decode: the FD no render through that codec
+  can be expected to beat). A tune may render at its own guidance (``tuned_settings``; its FoleyBench
+  check too), the start model at ``settings``: a tuned conditional branch can need less guidance.
 - `preference_pairs`: N takes of each of a set of FoleyWorld clips, scored by the reward heads; on the
   chosen dimension the best take is "starred" and the worst "rejected" (a designer who cares about that
   dimension), written as a pairs file for `trainer.dpo`.
@@ -64,10 +68,29 @@ def house_metrics(audios: list[np.ndarray], truth: list[np.ndarray], metas: list
     with torch.no_grad():
         clap = np.array([float(e @ models.contrastive.text_embed(t[None])[0]) for (_, e), t in zip(got, text)])
     emb = np.stack([g for g, _ in got])
-    out = {"fd": float(frechet_distance(emb, ref)), "clap": float(clap.mean()), "per_class": {}}
+    out = {"fd": float(frechet_distance(emb, ref)), "clap": float(clap.mean()), "level": mean_level(audios)}
+    out["per_class"] = {}
     for cls in sorted({m["classes"][0] for m in metas}):
         rows = [k for k, m in enumerate(metas) if m["classes"][0] == cls]
         out["per_class"][cls] = {"fd": float(frechet_distance(emb[rows], ref[rows])), "clap": float(clap[rows].mean())}
+    return out
+
+
+def mean_level(audios: list[np.ndarray]) -> float:
+    """Mean over clips of each clip's RMS level in dB full scale (both channels together; silence -120)."""
+    levels = [10.0 * np.log10(np.mean(np.square(a, dtype=np.float64)) + 1e-12) for a in audios]
+    return float(np.mean(levels))
+
+
+def codec_reconstruction(bundle: ModelBundle, audios: list[np.ndarray]) -> list[np.ndarray]:
+    """Each (N, 2) clip through ``bundle``'s codec, encoded and decoded to its own length (N, 2)."""
+    import torch
+
+    out = []
+    with torch.no_grad():
+        for a in audios:
+            x = torch.from_numpy(np.ascontiguousarray(a.T, dtype=np.float32))[None]  # (1, 2, N)
+            out.append(bundle.codec.decode(bundle.codec.encode(x), x.shape[-1])[0].numpy().T)
     return out
 
 
@@ -85,11 +108,13 @@ def measure_house(
     work: str | Path,
     progress: Progress | None = None,
     strengths: tuple[float, ...] = (1.0,),
+    tuned_settings: RenderSettings | None = None,
 ) -> dict:
     """Both models on the held-out house clips and on FoleyBench's original classes (see the module doc), the
-    tune at each of ``strengths`` (`trainer.lora.blended_generator`; 1: the tune as trained). The start
-    model's renders are made once for all strengths. -> {"house_clips", "house": {row: metrics},
-    "tunes": [{"strength", "name", "fd_drop", "clap_gain", "foleybench": verdict}]}."""
+    tune at each of ``strengths`` (`trainer.lora.blended_generator`; 1: the tune as trained) and rendered
+    with ``tuned_settings`` (default ``settings``). The start model's renders are made once for all
+    strengths. -> {"house_clips", "reference": {"house audio", "codec": metrics}, "house": {row: metrics},
+    "settings": {"base", "tuned"}, "tunes": [{"strength", "name", "fd_drop", "clap_gain", "foleybench"}]}."""
     from engine.bench.run import load_clips, load_metric_models
     from trainer.bench_guard import check_many
     from trainer.lora import blended_generator, tuned_bundle
@@ -101,25 +126,45 @@ def measure_house(
     base, tuned = load_bundle(base_model), load_bundle(tuned_model)
     blended = lambda s: blended_generator(base.generator, tuned.generator, s)  # noqa: E731
     tunes = {tune_name(s): tuned if s == 1.0 else tuned_bundle(tuned, blended(s), tune_name(s)) for s in strengths}
+    tuned_settings = tuned_settings or settings
+    reference = {
+        "house audio": house_metrics(truth, truth, metas, sr, models),
+        "codec": house_metrics(codec_reconstruction(base, truth), truth, metas, sr, models),
+    }
     rows = {}
     for name, bundle in ({"base": base} | tunes).items():
-        rows[name] = house_metrics(
-            _renders(bundle, Path(test), metas, truth, settings, progress), truth, metas, sr, models
-        )
-    verdicts = check_many(base, tunes, bench, Path(work) / "bench", progress)
+        how = settings if name == "base" else tuned_settings
+        rows[name] = house_metrics(_renders(bundle, Path(test), metas, truth, how, progress), truth, metas, sr, models)
+    verdicts = check_many(base, tunes, bench, Path(work) / "bench", progress, tuned_settings)
     out = []
     for s, name in zip(strengths, tunes):
         fd_drop = 1.0 - rows[name]["fd"] / rows["base"]["fd"] if rows["base"]["fd"] > 0 else float("nan")
         gain = rows[name]["clap"] - rows["base"]["clap"]
         out.append({"strength": s, "name": name, "fd_drop": fd_drop, "clap_gain": gain, "foleybench": verdicts[name]})
-    return {"house_clips": len(metas), "house": rows, "tunes": out}
+    how = {"base": _guidance(settings), "tuned": _guidance(tuned_settings)}
+    return {"house_clips": len(metas), "reference": reference, "house": rows, "settings": how, "tunes": out}
+
+
+def _guidance(settings: RenderSettings) -> dict:
+    """The guidance part of ``settings`` (what a tune may render with differently from the start model)."""
+    return {
+        "cfg": settings.cfg,
+        "video_cfg": settings.video_cfg,
+        "rescale": settings.rescale,
+        "guidance_interval": list(settings.guidance_interval),
+    }
 
 
 def house_markdown(result: dict) -> str:
     """The measurement as markdown tables (house library, then FoleyBench on the original classes)."""
-    lines = [f"House library ({result['house_clips']} held-out clips)", "", "| model | FD | CLAP~ |", "|---|---|---|"]
-    lines += [f"| {n} | {r['fd']:.2f} | {r['clap']:.3f} |" for n, r in result["house"].items()]
+    lines = [f"House library ({result['house_clips']} held-out clips)", ""]
+    lines += ["| row | FD | CLAP~ | level dBFS |", "|---|---|---|---|"]
+    every = {f"({n})": r for n, r in result.get("reference", {}).items()} | result["house"]
+    lines += [f"| {n} | {r['fd']:.2f} | {r['clap']:.3f} | {r['level']:.1f} |" for n, r in every.items()]
     lines.append("")
+    how = result.get("settings", {})
+    if how.get("base") != how.get("tuned"):
+        lines += [f"start model's guidance {how['base']}, the tune's {how['tuned']}", ""]
     for tune in result["tunes"]:
         lines += [f"{tune['name']}: FD drop {tune['fd_drop']:.1%}, CLAP~ gain {tune['clap_gain']:+.3f}", ""]
         fb = tune["foleybench"]
