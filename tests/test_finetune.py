@@ -272,7 +272,7 @@ def test_measure_house_renders_the_start_model_once_and_a_tune_at_each_strength(
     ref = result["reference"]
     assert ref["house audio"]["fd"] == pytest.approx(0.0, abs=1e-3) and ref["codec"]["fd"] > 0.0
     assert ref["house audio"]["level"] == pytest.approx(mean_level(truth)) and np.isfinite(ref["codec"]["level"])
-    assert result["settings"]["base"] == result["settings"]["tuned"]
+    assert all(t["guidance"] == result["settings"]["base"] for t in result["tunes"])
     text = house_markdown(result)
     assert "tuned at 0: FD drop 0.0%" in text and text.count("| FoleyBench |") == 2
     assert "| (house audio) |" in text and "| (codec) |" in text and "guidance" not in text
@@ -289,21 +289,28 @@ def test_measure_house_renders_the_tune_with_its_own_guidance(data, tmp_path):
 
     write_library(tmp_path / "house", per_class=1, duration=2.0, test_per_class=2, sounds_per_class=0)
     settings, check = RenderSettings(seed=3, steps=2), BenchCheck(clips=2, duration=2.0, steps=2)
-    plain = tuned_guidance(settings, "1")
+    (plain,) = tuned_guidance(settings, "1")
     assert (plain.cfg, plain.video_cfg, plain.seed, plain.steps) == (1.0, settings.video_cfg, 3, 2)
-    split = tuned_guidance(settings, "1.5:2")
-    assert (split.cfg, split.video_cfg) == (1.5, 2.0) and tuned_guidance(settings, None) is settings
-    for bad in ("x", "1:2:3", "1:", "-1"):
+    split, rescaled = tuned_guidance(settings, "1.5:2,1.5:2:0.7")
+    assert (split.cfg, split.video_cfg, split.rescale) == (1.5, 2.0, settings.rescale)
+    assert (rescaled.cfg, rescaled.video_cfg, rescaled.rescale) == (1.5, 2.0, 0.7)
+    assert tuned_guidance(settings, None) == (settings,)
+    for bad in ("x", "1:2:3", "1:2:0.5:1", "1:", "-1", "1,1", "2,"):
         with pytest.raises(UserInputError):
             tuned_guidance(settings, bad)
     model = str(data["model"])  # the start model as its own "tune" at strength 0: only the guidance differs
     house = tmp_path / "house" / "test"
-    result = measure_house(house, model, model, settings, check, tmp_path / "w", strengths=(0.0,), tuned_settings=plain)
-    assert result["settings"]["tuned"]["cfg"] == 1.0 and result["settings"]["base"]["cfg"] == settings.cfg
-    assert result["house"]["tuned at 0"]["fd"] != result["house"]["base"]["fd"]  # other renders
-    verdict = result["tunes"][0]["foleybench"]
-    assert verdict["tuned"] != verdict["base"]  # the check renders the tune with its guidance too
-    assert "the tune's {'cfg': 1.0" in house_markdown(result)
+    hows = (settings, plain)
+    result = measure_house(house, model, model, settings, check, tmp_path / "w", strengths=(0.0,), tuned_settings=hows)
+    same, other = result["tunes"]
+    assert (same["name"], other["name"]) == ("tuned at 0", "tuned at 0 (cfg 1, video 5)")
+    assert other["guidance"]["cfg"] == 1.0 and result["settings"]["base"]["cfg"] == settings.cfg
+    assert result["house"]["tuned at 0"]["fd"] == pytest.approx(result["house"]["base"]["fd"])  # the same renders
+    assert result["house"][other["name"]]["fd"] != result["house"]["base"]["fd"]  # other renders
+    assert same["foleybench"]["tuned"] == same["foleybench"]["base"]
+    assert other["foleybench"]["tuned"] != other["foleybench"]["base"]  # the check renders it with its guidance
+    text = house_markdown(result)
+    assert "a tune's name gives its own" in text and "tuned at 0 (cfg 1, video 5): FD drop" in text
 
 
 def test_mean_level_is_the_mean_rms_level_in_dbfs():

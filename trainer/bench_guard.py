@@ -83,8 +83,8 @@ def check_many(
 ) -> dict[str, dict]:
     """`check_against_base` of several tuned models against one start model, whose clips render once:
     ``{name: verdict}`` (each verdict's ``"tuned"`` row is that model's). ``tuned_settings`` (a
-    `RenderSettings`): the tunes render with its guidance (the check's seed and steps kept), the start
-    model with the check's cfg."""
+    `RenderSettings`, or one per tune name): the tunes render with its guidance (the check's seed and steps
+    kept), the start model with the check's cfg."""
     from engine.bench.run import bench_split, render_row
     from engine.pipeline import RenderSettings
 
@@ -94,9 +94,11 @@ def check_many(
         raise ValueError("a tuned model cannot be named 'base'")
     data = _clips(Path(folder), check)
     settings = RenderSettings(seed=check.seed, steps=check.steps, cfg=check.cfg)
-    theirs = replace(tuned_settings, seed=check.seed, steps=check.steps) if tuned_settings else settings
+    if not isinstance(tuned_settings, dict):
+        tuned_settings = dict.fromkeys(tuned, tuned_settings)
+    theirs = {n: replace(h, seed=check.seed, steps=check.steps) if h else settings for n, h in tuned_settings.items()}
     models = {"base": base} | tuned
-    rows = {n: render_row(b, data, settings if n == "base" else theirs) for n, b in models.items()}
+    rows = {n: render_row(b, data, settings if n == "base" else theirs[n]) for n, b in models.items()}
     result = bench_split(data, rows=list(models), limit=check.clips, extra_rows=rows, progress=progress)
     keep = lambda row: {k: float(v) for k, v in row.items() if k != "n_clips"}  # noqa: E731
     base_row, out = result["rows"]["base"], {}

@@ -63,9 +63,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     h.add_argument(
         "--tuned-guidance",
         default=None,
-        metavar="CFG[:VIDEO]",
-        help="measure: the tune renders with this text guidance scale (and picture scale; default the render "
-        "defaults, as the start model), its FoleyBench check too",
+        metavar="CFG[:VIDEO[:RESCALE]],...",
+        help="measure: the tune renders with this text guidance scale (picture scale, guidance rescale; default "
+        "the render defaults, as the start model), its FoleyBench check too; several, comma-separated, are "
+        "measured in one run",
     )
     h.add_argument("--dimension", default="temporal", help="measure-dpo: the dimension the designer prefers")
     h.add_argument("--pair-clips", type=int, default=24, help="measure-dpo: clips rendered for pairs")
@@ -214,22 +215,30 @@ def measure_command(args: argparse.Namespace) -> dict:
     return result
 
 
-def tuned_guidance(settings, text: str | None):
-    """``settings`` with --tuned-guidance "CFG" or "CFG:VIDEO" applied (the picture scale stays the default
-    when only CFG is given); ``settings`` itself without it."""
+def tuned_guidance(settings, text: str | None) -> tuple:
+    """The tune's render settings from --tuned-guidance: ``settings`` with each comma-separated "CFG",
+    "CFG:VIDEO" or "CFG:VIDEO:RESCALE" applied (what is not given stays as in ``settings``); ``(settings,)``
+    without it."""
     from dataclasses import replace
 
     if text is None:
-        return settings
-    parts = text.split(":")
-    try:
-        values = [float(v) for v in parts]
-    except ValueError:
-        values = []
-    if not 1 <= len(values) <= 2 or len(parts) != len(values):
-        raise UserInputError(f"--tuned-guidance must be CFG or CFG:VIDEO (numbers), got {text!r}")
-    kw = {"cfg": values[0]} | ({"video_cfg": values[1]} if len(values) == 2 else {})
-    return replace(settings, **kw)  # RenderSettings validates the scales
+        return (settings,)
+    out = []
+    for item in text.split(","):
+        parts = item.split(":")
+        try:
+            values = [float(v) for v in parts]
+        except ValueError:
+            values = []
+        if not 1 <= len(values) <= 3 or len(parts) != len(values):
+            raise UserInputError(
+                f"--tuned-guidance must be CFG, CFG:VIDEO or CFG:VIDEO:RESCALE (numbers, comma-separated), got {text!r}"
+            )
+        kw = dict(zip(("cfg", "video_cfg", "rescale"), values))
+        out.append(replace(settings, **kw))  # RenderSettings validates the scales
+    if len(set(out)) != len(out):
+        raise UserInputError(f"--tuned-guidance repeats a setting: {text!r}")
+    return tuple(out)
 
 
 def measure_dpo_command(args: argparse.Namespace) -> dict:

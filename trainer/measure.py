@@ -9,8 +9,8 @@ on preference pairs raise the preferred dimension's reward on held-out clips?
   ``clap_gain = CLAP_tuned - CLAP_base`` (> 0), and the bench check's relative drops (<= 0.10). Two
   reference rows say what the numbers can reach: the house audio itself (its CLAP~ and level; FD 0) and
   the start model's codec reconstruction of it (encode, decode: the FD no render through that codec
-  can be expected to beat). A tune may render at its own guidance (``tuned_settings``; its FoleyBench
-  check too), the start model at ``settings``: a tuned conditional branch can need less guidance.
+  can be expected to beat). A tune may render at its own guidance, or at several (``tuned_settings``; its
+  FoleyBench check too), the start model at ``settings``: a tuned conditional branch can need less guidance.
 - `preference_pairs`: N takes of each of a set of FoleyWorld clips, scored by the reward heads; on the
   chosen dimension the best take is "starred" and the worst "rejected" (a designer who cares about that
   dimension), written as a pairs file for `trainer.dpo`.
@@ -94,9 +94,15 @@ def codec_reconstruction(bundle: ModelBundle, audios: list[np.ndarray]) -> list[
     return out
 
 
-def tune_name(strength: float) -> str:
-    """The row name of a tune at ``strength`` ("tuned" at full strength)."""
-    return "tuned" if strength == 1.0 else f"tuned at {strength:g}"
+def tune_name(strength: float, how: RenderSettings | None = None, base: RenderSettings | None = None) -> str:
+    """The row name of a tune at ``strength`` ("tuned" at full strength), with its guidance when it renders
+    otherwise than the start model (``how`` against ``base``): "tuned at 0.7 (cfg 2, video 2.5)"."""
+    name = "tuned" if strength == 1.0 else f"tuned at {strength:g}"
+    if how is None or base is None or _guidance(how) == _guidance(base):
+        return name
+    video = "as text" if how.video_cfg is None else f"{how.video_cfg:g}"
+    rescale = f", rescale {how.rescale:g}" if how.rescale else ""
+    return f"{name} (cfg {how.cfg:g}, video {video}{rescale})"
 
 
 def measure_house(
@@ -108,13 +114,14 @@ def measure_house(
     work: str | Path,
     progress: Progress | None = None,
     strengths: tuple[float, ...] = (1.0,),
-    tuned_settings: RenderSettings | None = None,
+    tuned_settings: tuple[RenderSettings, ...] = (),
 ) -> dict:
     """Both models on the held-out house clips and on FoleyBench's original classes (see the module doc), the
-    tune at each of ``strengths`` (`trainer.lora.blended_generator`; 1: the tune as trained) and rendered
-    with ``tuned_settings`` (default ``settings``). The start model's renders are made once for all
-    strengths. -> {"house_clips", "reference": {"house audio", "codec": metrics}, "house": {row: metrics},
-    "settings": {"base", "tuned"}, "tunes": [{"strength", "name", "fd_drop", "clap_gain", "foleybench"}]}."""
+    tune at each of ``strengths`` (`trainer.lora.blended_generator`; 1: the tune as trained) rendered with
+    each of ``tuned_settings`` (default ``settings`` alone). The start model's renders are made once for
+    all of them. -> {"house_clips", "reference": {"house audio", "codec": metrics}, "house": {row: metrics},
+    "settings": {"base": guidance}, "tunes": [{"strength", "guidance", "name", "fd_drop", "clap_gain",
+    "foleybench"}]}."""
     from engine.bench.run import load_clips, load_metric_models
     from trainer.bench_guard import check_many
     from trainer.lora import blended_generator, tuned_bundle
@@ -125,24 +132,41 @@ def measure_house(
     models = load_metric_models()
     base, tuned = load_bundle(base_model), load_bundle(tuned_model)
     blended = lambda s: blended_generator(base.generator, tuned.generator, s)  # noqa: E731
-    tunes = {tune_name(s): tuned if s == 1.0 else tuned_bundle(tuned, blended(s), tune_name(s)) for s in strengths}
-    tuned_settings = tuned_settings or settings
+    weights = {s: tuned if s == 1.0 else tuned_bundle(tuned, blended(s), tune_name(s)) for s in strengths}
+    hows = tuple(tuned_settings) or (settings,)
+    plan = {tune_name(s, how, settings): (s, how) for s in strengths for how in hows}
+    tunes = {name: weights[s] for name, (s, _) in plan.items()}
     reference = {
         "house audio": house_metrics(truth, truth, metas, sr, models),
         "codec": house_metrics(codec_reconstruction(base, truth), truth, metas, sr, models),
     }
-    rows = {}
-    for name, bundle in ({"base": base} | tunes).items():
-        how = settings if name == "base" else tuned_settings
-        rows[name] = house_metrics(_renders(bundle, Path(test), metas, truth, how, progress), truth, metas, sr, models)
-    verdicts = check_many(base, tunes, bench, Path(work) / "bench", progress, tuned_settings)
+    scored = lambda bundle, how: house_metrics(  # noqa: E731
+        _renders(bundle, Path(test), metas, truth, how, progress), truth, metas, sr, models
+    )
+    rows = {"base": scored(base, settings)} | {name: scored(tunes[name], how) for name, (_, how) in plan.items()}
+    their = {name: how for name, (_, how) in plan.items()}
+    verdicts = check_many(base, tunes, bench, Path(work) / "bench", progress, their)
     out = []
-    for s, name in zip(strengths, tunes):
+    for name, (s, how) in plan.items():
         fd_drop = 1.0 - rows[name]["fd"] / rows["base"]["fd"] if rows["base"]["fd"] > 0 else float("nan")
         gain = rows[name]["clap"] - rows["base"]["clap"]
-        out.append({"strength": s, "name": name, "fd_drop": fd_drop, "clap_gain": gain, "foleybench": verdicts[name]})
-    how = {"base": _guidance(settings), "tuned": _guidance(tuned_settings)}
-    return {"house_clips": len(metas), "reference": reference, "house": rows, "settings": how, "tunes": out}
+        out.append(
+            {
+                "strength": s,
+                "guidance": _guidance(how),
+                "name": name,
+                "fd_drop": fd_drop,
+                "clap_gain": gain,
+                "foleybench": verdicts[name],
+            }
+        )
+    return {
+        "house_clips": len(metas),
+        "reference": reference,
+        "house": rows,
+        "settings": {"base": _guidance(settings)},
+        "tunes": out,
+    }
 
 
 def _guidance(settings: RenderSettings) -> dict:
@@ -162,9 +186,9 @@ def house_markdown(result: dict) -> str:
     every = {f"({n})": r for n, r in result.get("reference", {}).items()} | result["house"]
     lines += [f"| {n} | {r['fd']:.2f} | {r['clap']:.3f} | {r['level']:.1f} |" for n, r in every.items()]
     lines.append("")
-    how = result.get("settings", {})
-    if how.get("base") != how.get("tuned"):
-        lines += [f"start model's guidance {how['base']}, the tune's {how['tuned']}", ""]
+    base = result.get("settings", {}).get("base")
+    if base and any(t.get("guidance", base) != base for t in result["tunes"]):
+        lines += [f"start model's guidance {base}; a tune's name gives its own where it differs", ""]
     for tune in result["tunes"]:
         lines += [f"{tune['name']}: FD drop {tune['fd_drop']:.1%}, CLAP~ gain {tune['clap_gain']:+.3f}", ""]
         fb = tune["foleybench"]
