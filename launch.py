@@ -313,6 +313,17 @@ def _train_codec(args: argparse.Namespace) -> dict:
     return {k: v for k, v in report.items() if k != "history"}
 
 
+def _int_list(text: str, flag: str) -> tuple[int, ...]:
+    """ "24,48,80" -> (24, 48, 80); `CliError` unless every item is a positive whole number."""
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if not values or min(values) < 1:
+        raise CliError(f"{flag} must be positive whole numbers separated by commas, got {text!r}")
+    return values
+
+
 def _train_planner(args: argparse.Namespace) -> dict:
     """Train the default planner on rendered FoleyWorld scenes; checkpoints beside the output, resumable."""
     import torch
@@ -335,6 +346,10 @@ def _train_planner(args: argparse.Namespace) -> dict:
         init=args.init,
         first_scene=args.first_scene,
         stop_at=args.stop_at,
+        layout=args.layout,
+        flip=args.flip,
+        **({"channels": _int_list(args.channels, "--channels")} if args.channels else {}),
+        **({"width": args.width} if args.width else {}),
     )
 
     def show(step: int, total: int, parts: dict) -> None:
@@ -879,6 +894,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--first-scene", type=_nonneg_int, default=0, help="planner, features: train scene index of the first clips"
     )
+    t.add_argument(
+        "--layout", default="frame", choices=["frame", "columns"], help="planner: network layout (engine.planner_net)"
+    )
+    t.add_argument("--channels", default=None, help="planner: widths of the stride-2 convolutions, e.g. 24,48,80")
+    t.add_argument("--width", type=_positive_int, default=None, help="planner: feature width over time (128)")
+    t.add_argument("--flip", action="store_true", help="planner: mirror half the training crops left to right")
     t.add_argument("--planner-file", default=None, help="calibrate-planner: planner file (default: the shipped one)")
     t.add_argument("--calibration-clips", type=_positive_int, default=300, help="calibrate-planner: val clips")
     t.add_argument("--event-beta", type=float, default=1.0, help="calibrate-planner: F-beta of events (> 1: recall)")

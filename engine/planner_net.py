@@ -14,11 +14,26 @@ strided and residual convolutions whose last map is pooled over height only, so
 horizontal position survives; over frames, residual dilated temporal convolutions (receptive field
 ~1.3 s at 24 fps) give each frame the context to tell a bounce from a drop. `engine.planner` turns
 these outputs into the four CoT blocks.
+
+Two layouts of what follows the convolutions (`PlannerConfig.layout`):
+
+- ``"frame"``: the columns of the last map are projected together into one feature vector per frame,
+  and one linear head reads every class from it. Every class's logit then sees the whole picture, so
+  the network can learn that one source rules out another wherever it stands: in FoleyWorld's train
+  split eight class pairs never meet, and on test-multi a source beside its never-seen partner is
+  missed about twice as often as beside others.
+- ``"columns"``: each column keeps its own features, temporal convolutions and class logits (weights
+  shared across columns), and a class's outputs are pooled over columns: presence and events by a
+  log-sum-exp (a soft maximum: the class is seen if it is seen somewhere; multiple-instance learning),
+  position as the presence-weighted mean of column centres plus a per-column offset, size and level
+  presence-weighted. What decides that a class is in a column is the convolutions' receptive field
+  around it (~31 px of 64), not the whole frame, and the position comes from where the class is seen.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -30,6 +45,7 @@ from .weights import read_weights, write_weights
 
 FORMAT = "foley-planner/1"  # safetensors metadata tag of a saved planner
 HEADS = ("present", "event", "x", "size", "level")  # per-class outputs, in this order on the last axis
+LAYOUTS = ("frame", "columns")  # what follows the convolutions (`PlannerConfig.layout`)
 
 
 @dataclass(frozen=True)
@@ -54,10 +70,14 @@ class PlannerConfig:
     refine: int = 1  # residual stride-1 3x3 convolutions at the last resolution (shape needs depth)
     width: int = 128  # D: per-frame feature width over time
     dilations: tuple[int, ...] = (1, 2, 4, 8)  # one residual temporal conv (kernel 3) per entry
+    layout: str = "frame"  # "frame": one feature vector per frame; "columns": per-column features and logits,
+    #                        pooled over columns (see the module doc); files written before it read as "frame"
 
     def __post_init__(self) -> None:
         if not self.classes:
             raise ValueError("a planner needs at least one class")
+        if self.layout not in LAYOUTS:
+            raise ValueError(f"layout must be one of {LAYOUTS}, got {self.layout=}")
         if self.size % 2 ** len(self.channels):
             raise ValueError(f"size must be a multiple of 2^{len(self.channels)}, got {self.size=}")
 
@@ -95,7 +115,8 @@ class PlannerNet(nn.Module):
         c = (6, *cfg.channels)  # picture + difference to the previous frame
         self.convs = nn.ModuleList(nn.Conv2d(a, b, 3, stride=2, padding=1) for a, b in zip(c[:-1], c[1:]))
         self.refine = nn.ModuleList(nn.Conv2d(c[-1], c[-1], 3, padding=1) for _ in range(cfg.refine))
-        self.proj = nn.Linear(cfg.channels[-1] * cfg.columns * 2, cfg.width)  # columns x (mean, max over height)
+        per_column = cfg.layout == "columns"  # project each column alone, or all columns together
+        self.proj = nn.Linear(cfg.channels[-1] * 2 * (1 if per_column else cfg.columns), cfg.width)  # (mean, max)
         self.temporal = nn.ModuleList(nn.Conv1d(cfg.width, cfg.width, 3, padding=d, dilation=d) for d in cfg.dilations)
         self.norms = nn.ModuleList(nn.LayerNorm(cfg.width) for _ in cfg.dilations)  # per frame: no clip-wide statistics
         self.head = nn.Linear(cfg.width, cfg.n_classes * len(HEADS))
@@ -118,8 +139,8 @@ class PlannerNet(nn.Module):
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
-    def frame_features(self, frames: torch.Tensor) -> torch.Tensor:
-        """(B, F, S, S, 3) uint8 -> (B, D, F) per-frame features."""
+    def column_maps(self, frames: torch.Tensor) -> torch.Tensor:
+        """(B, F, S, S, 3) uint8 -> (B, F, 2c, W) the last map pooled over height (mean and max), W columns."""
         b, f, s = frames.shape[:3]
         if frames.ndim != 5 or frames.shape[-1] != 3 or s != self.config.size:
             raise ValueError(f"expected frames (B, F, {self.config.size}, {self.config.size}, 3), got {frames.shape=}")
@@ -130,18 +151,65 @@ class PlannerNet(nn.Module):
             x = fn.gelu(conv(x))  # (B*F, c, S', S')
         for conv in self.refine:
             x = x + fn.gelu(conv(x))  # residual: larger receptive field at the last resolution
-        x = torch.cat([x.mean(dim=2), x.amax(dim=2)], dim=1)  # pool over height: (B*F, 2c, columns)
-        x = self.proj(x.reshape(b, f, -1))  # (B, F, D)
+        x = torch.cat([x.mean(dim=2), x.amax(dim=2)], dim=1)  # pool over height: (B*F, 2c, W)
+        return x.reshape(b, f, *x.shape[1:])
+
+    def frame_features(self, frames: torch.Tensor) -> torch.Tensor:
+        """(B, F, S, S, 3) uint8 -> (B, D, F) per-frame features ("frame" layout)."""
+        x = self.column_maps(frames)  # (B, F, 2c, W)
+        x = self.proj(x.flatten(2))  # (B, F, D)
         return x.transpose(1, 2)  # (B, D, F)
+
+    def _temporal(self, h: torch.Tensor) -> torch.Tensor:
+        """(N, D, F) -> (N, D, F) through the residual dilated temporal convolutions."""
+        for conv, norm in zip(self.temporal, self.norms):
+            h = h + conv(fn.gelu(norm(h.transpose(1, 2)).transpose(1, 2)))  # residual, sees both sides of a frame
+        return h
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         """(B, F, S, S, 3) uint8 -> (B, F, C, H) with H = len(HEADS)."""
-        h = self.frame_features(frames)  # (B, D, F)
-        for conv, norm in zip(self.temporal, self.norms):
-            h = h + conv(fn.gelu(norm(h.transpose(1, 2)).transpose(1, 2)))  # residual, sees both sides of a frame
+        if self.config.layout == "columns":
+            return self._forward_columns(frames)
+        h = self._temporal(self.frame_features(frames))  # (B, D, F)
         out = self.head(h.transpose(1, 2))  # (B, F, C * H)
         b, f = out.shape[:2]
         return out.reshape(b, f, self.config.n_classes, len(HEADS))
+
+    def _forward_columns(self, frames: torch.Tensor) -> torch.Tensor:
+        """The "columns" layout: per-column logits (B, W, F, C, H) pooled over the W columns into the same
+        (B, F, C, H) raw outputs as the "frame" layout, so `engine.planner.activate` reads both alike."""
+        x = self.column_maps(frames)  # (B, F, 2c, W)
+        b, f, _, w = x.shape
+        h = self.proj(x.permute(0, 3, 1, 2))  # (B, W, F, D)
+        h = self._temporal(h.reshape(b * w, f, -1).transpose(1, 2))  # (B*W, D, F)
+        out = self.head(h.transpose(1, 2)).reshape(b, w, f, self.config.n_classes, len(HEADS))  # (B, W, F, C, H)
+        return pool_columns(out)
+
+
+def pool_columns(out: torch.Tensor) -> torch.Tensor:
+    """Per-column raw outputs (B, W, F, C, H) -> (B, F, C, H), what a "frame" layout network returns:
+
+    - ``present``, ``event``: log-sum-exp over the W columns minus log W (a soft maximum; at equal logits
+      their value, so a fresh network starts undecided rather than sure);
+    - ``x``: with weights softmax over columns of ``present``, the weighted mean of each column's centre
+      plus ``tanh(dx) / W`` (half a column either way), written as the raw value that `engine.planner.activate`
+      (``1.5 tanh``) turns back into that position;
+    - ``size``, ``level``: the weighted mean of the columns' raw values.
+    """
+    b, w = out.shape[:2]
+    present, event, dx, size, level = out.unbind(-1)  # each (B, W, F, C)
+    weight = present.softmax(dim=1)  # where along the columns the class is seen
+    centre = (torch.arange(w, dtype=out.dtype, device=out.device) + 0.5) * 2.0 / w - 1.0  # (W,) in -1 .. 1
+    x_col = centre[:, None, None] + torch.tanh(dx) / w  # (B, W, F, C)
+    x_pos = (weight * x_col).sum(dim=1)  # (B, F, C) in -1 .. 1
+    pooled = [
+        torch.logsumexp(present, dim=1) - math.log(w),
+        torch.logsumexp(event, dim=1) - math.log(w),
+        torch.atanh((x_pos / 1.5).clamp(-0.999, 0.999)),
+        (weight * size).sum(dim=1),
+        (weight * level).sum(dim=1),
+    ]
+    return torch.stack(pooled, dim=-1)  # (B, F, C, H)
 
 
 def save_planner(model: PlannerNet, path: str | Path, dtype: torch.dtype = torch.float16) -> None:

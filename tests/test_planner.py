@@ -4,6 +4,8 @@ measure, training targets and resumption, and the `plan` / `render` command line
 from __future__ import annotations
 
 import json
+import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -16,12 +18,20 @@ from engine.cot_writer import SceneSketch, SourceSketch, write_blocks
 from engine.errors import UserInputError
 from engine.media import write_mp4
 from engine.models import save_bundle
-from engine.planner import PLANNER_FILE, DefaultPlanner, ReadSettings, pick_events, read_scene
-from engine.planner_net import HEADS, ClassInfo, PlannerConfig, PlannerNet, load_planner_net, save_planner
+from engine.planner import PLANNER_FILE, DefaultPlanner, ReadSettings, activate, pick_events, read_scene
+from engine.planner_net import (
+    HEADS,
+    ClassInfo,
+    PlannerConfig,
+    PlannerNet,
+    load_planner_net,
+    pool_columns,
+    save_planner,
+)
 from tests.bundles import tiny_bundle
 from trainer.foleyworld.scene import WorldConfig, sample_scene
 from trainer.foleyworld.video import render_frames
-from trainer.train_planner import PlannerTrainConfig, clip_targets, planner_classes, train_planner
+from trainer.train_planner import PlannerTrainConfig, clip_targets, mirrored, planner_classes, train_planner
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -82,6 +92,56 @@ def test_network_shapes_and_save_load_round_trip(tmp_path):
     (tmp_path / "bad.safetensors").write_bytes(b"nope")
     with pytest.raises(UserInputError, match="not a safetensors file"):
         load_planner_net(tmp_path / "bad.safetensors")
+
+
+def test_columns_layout_shapes_round_trip_and_config_of_older_files(tmp_path):
+    torch.manual_seed(0)
+    cfg = replace(TINY, layout="columns")
+    net = PlannerNet(config=cfg).eval()
+    frames = torch.randint(0, 256, (2, 10, 64, 64, 3), dtype=torch.uint8)
+    out = net(frames)
+    assert out.shape == (2, 10, len(CLASSES), len(HEADS)) and torch.isfinite(out).all()
+    save_planner(net, tmp_path / "c.safetensors", dtype=torch.float32)
+    back = load_planner_net(tmp_path / "c.safetensors")
+    assert back.config == cfg
+    torch.testing.assert_close(back(frames), out)
+    old = json.loads(TINY.to_json())
+    del old["layout"]  # a file written before the field existed
+    assert PlannerConfig.from_json(json.dumps(old)) == TINY and TINY.layout == "frame"
+    with pytest.raises(ValueError, match="layout"):
+        replace(TINY, layout="grid")
+
+
+def test_pooling_over_columns_reads_a_class_where_it_is_seen():
+    w, c = 8, len(CLASSES)
+    out = torch.zeros(1, w, 3, c, len(HEADS))  # (B, W, F, C, H): nothing decided anywhere
+    pooled = activate(pool_columns(out))
+    torch.testing.assert_close(pooled["present"], torch.zeros(1, 3, c))  # the mean of equal logits: undecided
+    torch.testing.assert_close(pooled["x"], torch.zeros(1, 3, c), atol=1e-6, rtol=0)  # the mean of the centres
+    out[0, :, :, 1, 0] = -30.0  # class 1 seen in column 6 alone, a quarter column right of its centre
+    out[0, 6, :, 1, 0] = 12.0
+    out[0, 6, :, 1, HEADS.index("x")] = math.atanh(0.5)
+    out[0, 6, :, 1, HEADS.index("size")] = 0.8
+    out[0, 2, :, 1, HEADS.index("size")] = -5.0  # where it is not seen, its size does not count
+    pooled = activate(pool_columns(out))
+    torch.testing.assert_close(pooled["present"][0, :, 1], torch.full((3,), 12.0 - math.log(w)))
+    centre = (6 + 0.5) * 2 / w - 1
+    torch.testing.assert_close(pooled["x"][0, :, 1], torch.full((3,), centre + 0.5 / w), atol=1e-5, rtol=0)
+    torch.testing.assert_close(pooled["size"][0, :, 1], torch.full((3,), 1.0 + 0.5 * math.tanh(0.8)), atol=1e-5, rtol=0)
+
+
+def test_mirrored_crops_flip_the_picture_and_negate_positions():
+    rng = np.random.default_rng(0)
+    item = {
+        "frames": rng.integers(0, 256, (4, 8, 8, 3), dtype=np.uint8),
+        "present": rng.random((4, 2)).astype(np.float32),
+        "x": rng.uniform(-1, 1, (4, 2)).astype(np.float32),
+    }
+    flipped = mirrored(item)
+    assert np.array_equal(flipped["frames"][:, :, 0], item["frames"][:, :, 7])
+    assert np.array_equal(flipped["x"], -item["x"]) and flipped["present"] is item["present"]
+    twice = mirrored(flipped)
+    assert all(np.array_equal(twice[k], item[k]) for k in item)
 
 
 def test_the_network_sees_only_a_limited_window_of_frames():
@@ -207,10 +267,13 @@ def test_targets_follow_the_scene():
     assert shown == {s.cls for s in scene.sources if not s.offscreen}
 
 
-def test_training_resumes_exactly_and_learns(tmp_path):
+@pytest.mark.parametrize("layout", ["frame", "columns"])
+def test_training_resumes_exactly_and_learns(tmp_path, layout):
     # rendered frames, not the H.264 round trip: libx264 does not give the same bits on every run of a busy
     # machine, and exact resumption is about the training state, not the encoder
     cfg = dict(
+        layout=layout,
+        flip=layout == "columns",  # mirrored crops are drawn from the crop RNG: resumption stays exact
         via_mp4=False,
         steps=8,
         batch=2,

@@ -11,6 +11,7 @@ current, draw a batch of crops, one optimiser step, EMA, log, checkpoint (resuma
 from __future__ import annotations
 
 import copy
+import json
 import multiprocessing
 import tempfile
 import time
@@ -65,6 +66,10 @@ class PlannerTrainConfig:
     workers: int = 1  # processes rendering the pool's clips (each clip is a function of its index alone)
     init: str | None = None  # start from this planner file's weights instead of a fresh initialisation
     first_scene: int = 0  # train scene index of the first pool (a warm-started run can go on to unseen scenes)
+    layout: str = "frame"  # the network's layout after its convolutions (`engine.planner_net.PlannerConfig`)
+    channels: tuple[int, ...] = (24, 48, 64)  # its stride-2 convolutions' widths
+    width: int = 128  # its feature width over time
+    flip: bool = False  # mirror half the crops left to right (positions negated): the world has no handedness
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch < 1 or self.crop_frames < 8 or self.pool_size < 1 or self.first_scene < 0:
@@ -173,8 +178,17 @@ class ScenePool:
         for _ in range(self.config.batch):
             clip = self.clips[keys[int(torch.randint(len(keys), (1,), generator=gen))]]
             off = int(torch.randint(len(clip["frames"]) - n + 1, (1,), generator=gen))
-            items.append({k: v[off : off + n] for k, v in clip.items()})
+            item = {k: v[off : off + n] for k, v in clip.items()}
+            if self.config.flip and bool(torch.randint(2, (1,), generator=gen)):
+                item = mirrored(item)
+            items.append(item)
         return {k: torch.from_numpy(np.stack([it[k] for it in items])) for k in items[0]}
+
+
+def mirrored(item: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """A crop mirrored left to right: frames (F, S, S, 3) flipped along their width, positions negated; the
+    other targets (visibility, events, size, level) are the same."""
+    return item | {"frames": np.ascontiguousarray(item["frames"][:, :, ::-1]), "x": -item["x"]}
 
 
 def planner_loss(out: torch.Tensor, batch: dict[str, torch.Tensor], pos_weight: float) -> tuple[torch.Tensor, dict]:
@@ -194,10 +208,18 @@ def planner_loss(out: torch.Tensor, batch: dict[str, torch.Tensor], pos_weight: 
     return loss, {k: float(v.detach()) for k, v in parts.items()}
 
 
+def network_config(config: PlannerTrainConfig) -> PlannerConfig:
+    """The network a run trains (FoleyWorld's classes; sizes and layout from the run's config)."""
+    c = config
+    return PlannerConfig(
+        classes=planner_classes(), rate=c.rate, size=c.size, channels=c.channels, width=c.width, layout=c.layout
+    )
+
+
 def new_training_state(config: PlannerTrainConfig) -> dict:
     """Freshly initialised planner, EMA copy, AdamW and crop RNG (seeded by ``config.seed``)."""
     torch.manual_seed(config.seed)
-    model = PlannerNet(config=PlannerConfig(classes=planner_classes(), rate=config.rate, size=config.size))
+    model = PlannerNet(config=network_config(config))
     if config.init:
         start = load_planner_net(config.init)
         if start.config != model.config:
@@ -240,7 +262,9 @@ def train_planner(
     """
     out_path, c = Path(out_path), config
     ckpt, state = out_path.with_suffix(".ckpt.safetensors"), new_training_state(c)
-    step = load_training_state(ckpt, state, ("rate", "size")) if resume and ckpt.is_file() else 0
+    fields = ("rate", "size", "layout", "channels", "width", "flip")  # a checkpoint older than a field has its default
+    before = json.loads(json.dumps(asdict(PlannerTrainConfig())))  # as the saved configs read (lists, not tuples)
+    step = load_training_state(ckpt, state, fields, before) if resume and ckpt.is_file() else 0
     start, pool, history, window, t0 = step, ScenePool(config=c, classes=planner_classes()), [], [], time.perf_counter()
     end = min(c.steps, c.stop_at) if c.stop_at is not None else c.steps
     while step < end:
