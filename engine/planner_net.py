@@ -196,7 +196,7 @@ def pool_columns(out: torch.Tensor) -> torch.Tensor:
       (``1.5 tanh``) turns back into that position;
     - ``size``, ``level``: the weighted mean of the columns' raw values.
     """
-    b, w = out.shape[:2]
+    w = out.shape[1]  # W columns
     present, event, dx, size, level = out.unbind(-1)  # each (B, W, F, C)
     weight = present.softmax(dim=1)  # where along the columns the class is seen
     centre = (torch.arange(w, dtype=out.dtype, device=out.device) + 0.5) * 2.0 / w - 1.0  # (W,) in -1 .. 1
