@@ -282,6 +282,7 @@ def _train_pretrain(args: argparse.Namespace) -> dict:
         threads=args.threads,
         stop_at=args.stop_at,
         init=args.init,
+        recue=args.recue,
     )
     if args.snapshot:
         return {"snapshot": str(export_checkpoint(cfg, args.snapshot))}
@@ -890,6 +891,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--workers", type=_positive_int, default=1, help="planner: processes rendering training clips")
     t.add_argument(
         "--init", default=None, help="planner: start from this planner file's weights; pretrain: this model folder's"
+    )
+    t.add_argument(
+        "--recue",
+        action="store_true",
+        help="pretrain with --init: the cache's sync cues come from another planner network; the run re-learns them",
     )
     t.add_argument(
         "--first-scene", type=_nonneg_int, default=0, help="planner, features: train scene index of the first clips"

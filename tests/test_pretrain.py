@@ -331,3 +331,9 @@ def test_continuing_refuses_a_folder_of_another_codec_or_network(cache, tmp_path
     cued = {**data, "planner": {"path": "cues.safetensors", "sha256": "1" * 64}}
     with pytest.raises(UserInputError, match="other sync cues"):
         continue_from(build_model(_tiny(cache), data), tmp_path / "start", cued)
+    model = build_model(_tiny(cache, seed=5), data)  # re-learning other cues of the same width is asked for
+    continue_from(model, tmp_path / "start", cued, recue=True)
+    start = load_pretrained(tmp_path / "start").generator.state_dict()
+    assert all(torch.equal(model.generator.state_dict()[k], v) for k, v in start.items())
+    with pytest.raises(UserInputError, match="another codec"):  # the codec is never waived
+        continue_from(build_model(_tiny(cache), data), tmp_path / "start", other, recue=True)

@@ -95,6 +95,8 @@ class PretrainConfig:
     threads: int | None = None  # torch CPU threads for this run (None: leave as is)
     stop_at: int | None = None  # stop (checkpoint, no final model) at this step; resume later
     init: str | None = None  # start from this model folder's generator and video encoder (`continue_from`)
+    recue: bool = False  # with init: the cache's sync cues may come from another planner network of the same
+    #                      classes and width than the one ``init`` was trained on; the run re-learns them
 
     def __post_init__(self) -> None:
         if self.preset not in GENERATOR_PRESETS:
@@ -166,10 +168,11 @@ def build_model(cfg: PretrainConfig, data: dict) -> FlowMatchingModel:
     return FlowMatchingModel(generator=Generator(config=gen_cfg), video_encoder=video_encoder)
 
 
-def continue_from(model: FlowMatchingModel, folder: str | Path, data: dict) -> None:
+def continue_from(model: FlowMatchingModel, folder: str | Path, data: dict, recue: bool = False) -> None:
     """Load the weights of the trained model folder ``folder`` (`save_pretrained`) into ``model``, so a run
     continues it on new clips with a schedule of its own. The folder must hold the same networks and have
-    been trained on latents of the cache's codec and cues of the cache's planner; `UserInputError` if not."""
+    been trained on latents of the cache's codec and cues of the cache's planner (``recue``: cues of another
+    planner are accepted, the sync width being part of the networks' config); `UserInputError` if not."""
     from trainer.features import file_sha256
 
     start = load_pretrained(folder)
@@ -178,8 +181,10 @@ def continue_from(model: FlowMatchingModel, folder: str | Path, data: dict) -> N
     if file_sha256(start.codec_path) != data["codec"]["sha256"]:
         raise UserInputError(f"the model in {folder} uses another codec than the cache was built with")
     cues = (start.manifest.get("planner_source") or {}).get("sha256")
-    if cues != (data.get("planner") or {}).get("sha256"):
-        raise UserInputError(f"the model in {folder} was trained on other sync cues than the cache holds")
+    if cues != (data.get("planner") or {}).get("sha256") and not recue:
+        raise UserInputError(
+            f"the model in {folder} was trained on other sync cues than the cache holds (--recue: re-learn them)"
+        )
     model.generator.load_state_dict(start.generator.state_dict())
     model.video_encoder.load_state_dict(start.video_encoder.state_dict())
 
@@ -293,7 +298,7 @@ def _setup(cfg: PretrainConfig, resume: bool) -> dict:
     data = FeatureDataset(cfg.cache, cfg.cot_mode, cfg.clips)
     model = build_model(cfg, data.config)
     if cfg.init:
-        continue_from(model, cfg.init, data.config)
+        continue_from(model, cfg.init, data.config, cfg.recue)
     if int(data.lengths().max()) > model.generator.config.max_frames:
         raise UserInputError(f"the cache holds clips longer than the preset's max_frames ({cfg.preset!r})")
     ema = copy.deepcopy(model).requires_grad_(False).eval()  # float32 average of the weights, what ships
