@@ -320,3 +320,52 @@ def test_mean_level_is_the_mean_rms_level_in_dbfs():
     assert mean_level([square]) == pytest.approx(0.0, abs=1e-9)
     assert mean_level([0.5 * square, square]) == pytest.approx(-10 * np.log10(4) / 2, abs=1e-6)
     assert mean_level([np.zeros((10, 2), np.float32)]) == pytest.approx(-120.0)
+
+
+def test_the_compensated_target_makes_the_guided_velocity_the_flow_matching_target():
+    from engine.sampling import guided
+    from trainer.finetune import guidance_compensated_target
+
+    g = torch.Generator().manual_seed(3)
+    target, v_t, v_u = (torch.randn(2, 4, 6, generator=g) for _ in range(3))
+    t = torch.full((2,), 0.7)
+    split = guidance_compensated_target(target, v_t, v_u, 3.5, 5.0)
+    v = guided(lambda x, s: (split, v_t, v_u), 3.5, video_scale=5.0)(target, t)
+    assert torch.allclose(v, target, atol=1e-5)
+    plain = guidance_compensated_target(target, None, v_u, 3.5, None)
+    assert torch.allclose(guided(lambda x, s: (plain, v_u), 3.5)(target, t), target, atol=1e-5)
+    # the conditional branch moves by 1 / s_v of the target's change
+    moved = guidance_compensated_target(target + 1.0, v_t, v_u, 3.5, 5.0)
+    assert torch.allclose(moved - split, torch.full_like(split, 0.2), atol=1e-6)
+    with pytest.raises(Exception, match="guidance"):
+        guidance_compensated_target(target, v_t, v_u, 3.5, 0.0)
+
+
+def test_guided_targets_change_only_the_studio_windows_with_picture_and_text(data, tmp_path):
+    bundle = load_bundle(data["model"])
+    torch.manual_seed(0)
+    policy = lora_generator(bundle.generator, 4)
+
+    def run(guided: bool):
+        objective = FlowObjective(bundle, _cfg(data, tmp_path / "run", held_out=0.0, guided=guided))
+        flags = [bool(objective.data[i]["video"]) for i in objective.train_ids]
+        out = {}
+        for video in (True, False):
+            ids = [k for k, f in enumerate(flags) if f is video][:4]
+            loss, logs = objective.loss(policy, ids, torch.Generator().manual_seed(11))
+            out[video] = (float(loss.detach()), logs.get("guided_rows"))
+        return out
+
+    plain, guided = run(False), run(True)
+    assert plain[True][1] is None and guided[True][1] > 0  # some video rows inside the guidance interval
+    assert guided[True][0] != pytest.approx(plain[True][0])
+    assert guided[False] == (plain[False][0], 0.0)  # text-audio pairs keep the flow-matching target
+
+    def held_out(guided: bool) -> float:  # the studio's video windows, evaluated as the render samples them
+        objective = FlowObjective(bundle, _cfg(data, tmp_path / "run", held_out=0.0, guided=guided))
+        objective.held_ids = [i for i in objective.train_ids if objective.data[i]["video"]]
+        with torch.no_grad():
+            return objective.evaluate(policy)["held_out_loss"]
+
+    on_guided, on_plain = held_out(True), held_out(False)
+    assert np.isfinite(on_guided) and on_guided != pytest.approx(on_plain)

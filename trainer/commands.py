@@ -43,6 +43,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=0.0,
         help="finetune: 0..1, weight of the start model's velocity in the target of replayed clips",
     )
+    g.add_argument(
+        "--guided-targets",
+        action="store_true",
+        help="finetune: train the studio's clips toward what the render's guided velocity should be",
+    )
     g.add_argument("--pairs", help="dpo: pairs file (foley-pairs/1 JSON)")
     g.add_argument("--project", help="dpo: studio project whose starred and rejected takes are the pairs")
     g.add_argument("--beta", type=float, default=2000.0, help="dpo: inverse temperature of the preference")
@@ -153,7 +158,9 @@ def finetune_command(args: argparse.Namespace) -> dict:
 
     if not args.dataset:
         raise UserInputError("train finetune needs --dataset DATASET (made by train ingest)")
-    cfg = FinetuneConfig(dataset=args.dataset, distill=args.distill, **_lora_fields(args, "runs/finetune"))
+    cfg = FinetuneConfig(
+        dataset=args.dataset, distill=args.distill, guided=args.guided_targets, **_lora_fields(args, "runs/finetune")
+    )
     return _summary(finetune(cfg, progress=_show_entry, resume=args.resume))
 
 

@@ -18,6 +18,17 @@ ground-truth targets still lets the adapters move the old
 classes wherever the data is noisy; the start model's prediction is a noise-free target that pins the
 function there (learning without forgetting, Li & Hoiem, 2016, in its flow-matching form).
 
+Guided targets (``guided``): a render does not follow the conditional velocity ``v_c`` but the guided one,
+``v = v_u + s (v_t - v_u) + s_v (v_c - v_t)`` (split guidance at the render defaults, s = 3.5, s_v = 5, at
+the noise levels of the guidance interval; `engine.sampling.guided`). A tune that moves ``v_c`` of a
+studio clip by ``d`` toward its sound moves the render by ``s_v d``: five times too far, past the house
+sound (louder, further from it). With guided targets a studio row with its picture and text, at a time
+the render guides, is trained toward the conditional velocity that makes the *guided* velocity equal the
+flow-matching target (`guidance_compensated_target`, the other two branches taken from the network as it
+is, without gradient); everywhere else the target is the usual one. The renders of a studio's clips then
+aim at its sound, and ``v_c`` moves by about ``1 / s_v`` of what it would otherwise. The held-out loss of
+those windows is measured on the guided velocity too.
+
 Held out: a seeded part of the sources (`trainer.dataset.held_out_split`); its loss is measured at
 ``eval_times`` fixed times (quantiles of the training time distribution) with fixed noise per window,
 without dropout. The loop, early stopping, checkpoints and the FoleyBench check are `trainer.lora_train`'s.
@@ -50,6 +61,7 @@ class FinetuneConfig(LoraTrainConfig):
     eval_batch: int = 8  # held-out windows per evaluation batch
     distill: float = 0.0  # replayed FoleyWorld windows: weight of the start model's velocity in their target
     null_anchor: float = 0.5  # with distill: share of replayed rows shown with neither picture nor text
+    guided: bool = False  # studio rows with picture and text: targets for the render's guided velocity
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -80,6 +92,43 @@ def batch_conditions(gen: Generator, bundle: ModelBundle, batch: dict) -> Condit
         tokens = bundle.video_encoder(batch["frames"], batch["frame_mask"])  # (B, F, Dv)
     cond = gen.prepare_conditions(tokens, batch["frame_mask"], batch["motion"], batch["text"], batch["z"].shape[2])
     return null_video_rows(gen, cond, ~batch["has_video"])
+
+
+def guidance_compensated_target(
+    target: torch.Tensor,
+    v_t: torch.Tensor,
+    v_u: torch.Tensor,
+    cfg: float,
+    video_cfg: float | None,
+) -> torch.Tensor:
+    """The conditional velocity ``v_c`` (B, C, T) for which guidance gives ``target``: with split guidance
+    (``video_cfg`` s_v) ``v_u + s (v_t - v_u) + s_v (v_c - v_t) = target``, so ``v_c = v_t + (target - v_u -
+    s (v_t - v_u)) / s_v``; with plain guidance (``video_cfg`` None) ``v_u + s (v_c - v_u) = target``, so
+    ``v_c = v_u + (target - v_u) / s`` (``v_t`` unused). Needs a positive scale."""
+    if video_cfg is None:
+        if cfg <= 0:
+            raise UserInputError(f"guided targets need a guidance scale > 0, got {cfg:g}")
+        return v_u + (target - v_u) / cfg
+    if video_cfg <= 0:
+        raise UserInputError(f"guided targets need a picture guidance scale > 0, got {video_cfg:g}")
+    return v_t + (target - v_u - cfg * (v_t - v_u)) / video_cfg
+
+
+def render_guidance() -> tuple[float, float | None, tuple[float, float]]:
+    """(cfg, video_cfg or None for plain guidance, interval) of the render defaults (`RenderSettings`)."""
+    from engine.pipeline import RenderSettings
+
+    r = RenderSettings()
+    video = None if r.video_cfg is None or r.video_cfg == r.cfg else r.video_cfg
+    return r.cfg, video, tuple(r.guidance_interval)
+
+
+def guided_rows(batch: dict, full: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """(B,) bool: studio rows (not replayed) with a picture, shown with picture and text (``full``), at a
+    time ``t`` (B,) inside the render's guidance interval."""
+    lo, hi = render_guidance()[2]
+    own = batch["has_video"] & ~batch["replay"]
+    return own.to(t.device) & full & (t >= lo) & (t <= hi)
 
 
 def eval_times(k: int, mean: float, std: float) -> torch.Tensor:
@@ -115,21 +164,40 @@ class FlowObjective:
         cond = batch_conditions(gen, self.bundle, batch)
         x_t, target = interpolate(z, noise, t), noise - z  # (B, C, T) each
         logs = {"video_rows": float(batch["has_video"].float().mean())}
-        if self.cfg.distill <= 0:
-            cond = gen.drop_conditions(cond, rng)
+        if self.cfg.distill <= 0:  # the same draws as `Generator.drop_conditions`
+            drop_video, drop_text = gen.dropout_masks(cond.batch_size, cond.video.device, rng)
+            cond, full = gen.substitute_null(cond, drop_video, drop_text), ~(drop_video | drop_text)
         else:
-            cond, anchored = self._distilled_rows(gen, cond, batch, rng)
+            cond, anchored, full = self._distilled_rows(gen, cond, batch, rng)
             if anchored.any():  # toward what the start model predicts there (the adapters off)
                 with torch.no_grad(), policy.disable_adapter():
                     v_start = gen.velocity(x_t, t, cond)
                 mixed = (1.0 - self.cfg.distill) * target + self.cfg.distill * v_start
                 target = torch.where(anchored[:, None, None], mixed, target)
             logs["anchored_rows"] = float(anchored.float().mean())
+        if self.cfg.guided:
+            rows = guided_rows(batch, full, t)
+            if rows.any():
+                target = torch.where(rows[:, None, None], self._compensated(gen, x_t, t, cond, target), target)
+            logs["guided_rows"] = float(rows.float().mean())
         return velocity_error(gen.velocity(x_t, t, cond), target), logs
 
+    @staticmethod
+    def _compensated(gen: Generator, x_t, t, cond: Conditions, target: torch.Tensor) -> torch.Tensor:
+        """`guidance_compensated_target` of every row, the text-only and unconditional branches from the
+        network as it is now (adapters on), without gradient: (B, C, T)."""
+        cfg, video_cfg, _ = render_guidance()
+        with torch.no_grad():
+            if video_cfg is None:
+                v_u, v_t = gen.velocity(x_t, t, gen.null_like(cond)), None
+            else:
+                v_t, v_u = gen.velocity_branches(x_t, t, [gen.text_only_like(cond), gen.null_like(cond)])
+        return guidance_compensated_target(target, v_t, v_u, cfg, video_cfg)
+
     def _distilled_rows(self, gen: Generator, cond: Conditions, batch: dict, rng: torch.Generator):
-        """Dropped conditions and the rows whose target is the start model's: every replayed row (a share
-        ``null_anchor`` of them shown with neither picture nor text) and every row left with neither.
+        """Dropped conditions, the rows whose target is the start model's (every replayed row, a share
+        ``null_anchor`` of them shown with neither picture nor text, and every row left with neither) and
+        the rows shown with both picture and text: (conditions, anchored (B,), full (B,)).
 
         The unconditional branch is what classifier-free guidance subtracts from every render
         (``v_u + g (v_c - v_u)``, g = 3.5): a studio's data moving it by d moves every render by
@@ -140,7 +208,8 @@ class FlowObjective:
         null_row = replay & (torch.rand(cond.batch_size, generator=rng) < self.cfg.null_anchor).to(device)
         drop_video, drop_text = drop_video | null_row, drop_text | null_row
         no_picture = drop_video | ~batch["has_video"].to(device)  # text-audio rows have the null video already
-        return gen.substitute_null(cond, drop_video, drop_text), replay | (no_picture & drop_text)
+        anchored = replay | (no_picture & drop_text)
+        return gen.substitute_null(cond, drop_video, drop_text), anchored, ~(drop_video | drop_text)
 
     def evaluate(self, policy: torch.nn.Module) -> dict | None:
         """Mean held-out loss over windows x fixed times, no dropout (None without held-out windows)."""
@@ -154,6 +223,8 @@ class FlowObjective:
             batch = self.collate([self.data[i] for i in ids])
             cond, z = batch_conditions(gen, self.bundle, batch), batch["z"]
             velocity = lambda x, s, c=cond: gen.velocity(x, s, c)  # noqa: E731
+            if cfg.guided:  # the studio's own windows as a render samples them
+                velocity = self._render_velocity(gen, cond, batch)
             for k, t in enumerate(times):
                 noise = torch.stack([_eval_noise(cfg.seed, i, k, z.shape[1:]) for i in ids])  # (B, C, T)
                 err = flow_matching_loss(velocity, z, noise, t.expand(len(ids)), reduction="none")
@@ -163,6 +234,22 @@ class FlowObjective:
         if replay.any() and not replay.all():  # the studio's own windows and the replayed ones apart
             out |= {"held_out_own": float(losses[~replay].mean()), "held_out_replay": float(losses[replay].mean())}
         return out
+
+    @staticmethod
+    def _render_velocity(gen: Generator, cond: Conditions, batch: dict):
+        """velocity(x, t): the guided velocity of the render defaults on the studio's own windows with a
+        picture (inside the guidance interval; `engine.pipeline.generator_guidance`), the conditional one on
+        replayed windows and text-audio pairs."""
+        from engine.pipeline import generator_guidance
+
+        cfg, video_cfg, interval = render_guidance()
+        guide = generator_guidance(gen, cond, gen.null_like(cond), cfg, interval, video_cfg)
+        own = (batch["has_video"] & ~batch["replay"])[:, None, None]
+
+        def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            return torch.where(own, guide(x, t), gen.velocity(x, t, cond)) if own.any() else gen.velocity(x, t, cond)
+
+        return velocity
 
 
 def _eval_noise(seed: int, item: int, k: int, shape) -> torch.Tensor:
