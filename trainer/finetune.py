@@ -123,10 +123,10 @@ def render_guidance() -> tuple[float, float | None, tuple[float, float]]:
     return r.cfg, video, tuple(r.guidance_interval)
 
 
-def guided_rows(batch: dict, full: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+def guided_rows(batch: dict, full: torch.Tensor, t: torch.Tensor, interval: tuple[float, float]) -> torch.Tensor:
     """(B,) bool: studio rows (not replayed) with a picture, shown with picture and text (``full``), at a
-    time ``t`` (B,) inside the render's guidance interval."""
-    lo, hi = render_guidance()[2]
+    time ``t`` (B,) inside the render's guidance ``interval``."""
+    lo, hi = interval
     own = batch["has_video"] & ~batch["replay"]
     return own.to(t.device) & full & (t >= lo) & (t <= hi)
 
@@ -150,6 +150,7 @@ class FlowObjective:
         self.lengths = self.data.lengths()[self.train_ids]  # (N_train,)
         self.collate = collate_for(self.data)
         self._fingerprint = f"{self.data.fingerprint()}/{len(self.held_ids)}"
+        self.guidance = render_guidance()  # (cfg, video_cfg, interval) the guided targets aim at
 
     def fingerprint(self) -> str:
         return self._fingerprint
@@ -176,17 +177,16 @@ class FlowObjective:
                 target = torch.where(anchored[:, None, None], mixed, target)
             logs["anchored_rows"] = float(anchored.float().mean())
         if self.cfg.guided:
-            rows = guided_rows(batch, full, t)
+            rows = guided_rows(batch, full, t, self.guidance[2])
             if rows.any():
                 target = torch.where(rows[:, None, None], self._compensated(gen, x_t, t, cond, target), target)
             logs["guided_rows"] = float(rows.float().mean())
         return velocity_error(gen.velocity(x_t, t, cond), target), logs
 
-    @staticmethod
-    def _compensated(gen: Generator, x_t, t, cond: Conditions, target: torch.Tensor) -> torch.Tensor:
+    def _compensated(self, gen: Generator, x_t, t, cond: Conditions, target: torch.Tensor) -> torch.Tensor:
         """`guidance_compensated_target` of every row, the text-only and unconditional branches from the
         network as it is now (adapters on), without gradient: (B, C, T)."""
-        cfg, video_cfg, _ = render_guidance()
+        cfg, video_cfg, _ = self.guidance
         with torch.no_grad():
             if video_cfg is None:
                 v_u, v_t = gen.velocity(x_t, t, gen.null_like(cond)), None
@@ -235,21 +235,21 @@ class FlowObjective:
             out |= {"held_out_own": float(losses[~replay].mean()), "held_out_replay": float(losses[replay].mean())}
         return out
 
-    @staticmethod
-    def _render_velocity(gen: Generator, cond: Conditions, batch: dict):
+    def _render_velocity(self, gen: Generator, cond: Conditions, batch: dict):
         """velocity(x, t): the guided velocity of the render defaults on the studio's own windows with a
         picture (inside the guidance interval; `engine.pipeline.generator_guidance`), the conditional one on
         replayed windows and text-audio pairs."""
         from engine.pipeline import generator_guidance
 
-        cfg, video_cfg, interval = render_guidance()
-        guide = generator_guidance(gen, cond, gen.null_like(cond), cfg, interval, video_cfg)
+        plain = lambda x, t: gen.velocity(x, t, cond)  # noqa: E731
         own = (batch["has_video"] & ~batch["replay"])[:, None, None]
-
-        def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            return torch.where(own, guide(x, t), gen.velocity(x, t, cond)) if own.any() else gen.velocity(x, t, cond)
-
-        return velocity
+        if not own.any():
+            return plain
+        cfg, video_cfg, interval = self.guidance
+        guide = generator_guidance(gen, cond, gen.null_like(cond), cfg, interval, video_cfg)
+        if own.all():
+            return guide
+        return lambda x, t: torch.where(own, guide(x, t), plain(x, t))
 
 
 def _eval_noise(seed: int, item: int, k: int, shape) -> torch.Tensor:
