@@ -283,6 +283,7 @@ def _train_pretrain(args: argparse.Namespace) -> dict:
         stop_at=args.stop_at,
         init=args.init,
         recue=args.recue,
+        timeline=args.timeline,
     )
     if args.snapshot:
         return {"snapshot": str(export_checkpoint(cfg, args.snapshot))}
@@ -896,6 +897,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--recue",
         action="store_true",
         help="pretrain with --init: the cache's sync cues come from another planner network; the run re-learns them",
+    )
+    t.add_argument(
+        "--timeline",
+        action="store_true",
+        help="pretrain (decomposed): the generator also reads the Temporal block's times onto the time axis",
     )
     t.add_argument(
         "--first-scene", type=_nonneg_int, default=0, help="planner, features: train scene index of the first clips"

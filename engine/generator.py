@@ -61,6 +61,7 @@ class GeneratorConfig:
     text_dim: int = 384  # width of the text encoder's token states (all-MiniLM-L6-v2)
     video_dim: int = 256  # Dv: width of the video encoder's tokens
     sync_dim: int = 128  # Ds: width of the sync/motion features, given at the latent frame rate
+    timeline_dim: int = 0  # width of the Temporal block's time track (`engine.timeline`); 0 = not taken
     max_frames: int = 384  # largest T accepted (~17.8 s at 21.5 latent frames/s); a guard, rotary has no table
     n_blocks: int = 4  # CoT blocks with their own type embedding: semantic, temporal, aesthetic, spatial
     cond_dropout: float = 0.1  # training: probability of nulling (video + sync), and independently text
@@ -75,6 +76,8 @@ class GeneratorConfig:
             raise ValueError(f"cond_dropout must be in [0, 1), got {self.cond_dropout=}")
         if min(self.latent_dim, self.depth, self.text_dim, self.video_dim, self.sync_dim, self.max_frames) < 1:
             raise ValueError(f"all sizes must be positive: {self}")
+        if self.timeline_dim < 0:
+            raise ValueError(f"timeline_dim must be >= 0, got {self.timeline_dim=}")
 
     @property
     def head_dim(self) -> int:
@@ -117,6 +120,7 @@ class Conditions:
     text: torch.Tensor  # (B, 1 + L, D) projected CoT tokens plus block-type embeddings, slot 0 = null
     text_mask: torch.Tensor  # (B, 1 + L) bool, True = attend
     block_ids: torch.Tensor  # (B, 1 + L) long: CoT block 0..n_blocks-1, n_blocks for the null slot, -1 padding
+    timeline: torch.Tensor  # (B, T, D) projected Temporal-block time track (third gate); (B, T, 0) if not taken
 
     @property
     def batch_size(self) -> int:
@@ -157,6 +161,7 @@ def concat_conditions(conds: Sequence[Conditions]) -> Conditions:
         text=cat("text", nl, 0.0),
         text_mask=cat("text_mask", nl, False),
         block_ids=cat("block_ids", nl, -1),
+        timeline=torch.cat([c.timeline for c in conds]),
     )
 
 
@@ -166,6 +171,8 @@ def _first_only(mask: torch.Tensor) -> torch.Tensor:
     out[:, 0] = True
     return out
 
+
+TIMELINE_SEED = 20_261_205  # seeds the timeline path's initial weights (see `Generator.__init__`)
 
 # ---------------------------------------------------------------------------------------------- layers
 
@@ -362,6 +369,19 @@ class Generator(nn.Module):
         )
         self.final = FinalLayer(width=d, latent_dim=cfg.latent_dim)
         self.initialize_weights()
+        if cfg.timeline_dim:  # the Temporal block's times, frame by frame (`engine.timeline`); part of the text
+            # made last and from a random state of its own: every other weight is the same as without it
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(TIMELINE_SEED)
+                self.timeline_in = nn.Linear(cfg.timeline_dim, d)
+                self.null_timeline = nn.Parameter(torch.empty(d))  # stands for "no text" on every frame
+                self.timeline_gate = GatedInjection(width=d)
+                nn.init.xavier_uniform_(self.timeline_in.weight)
+                nn.init.normal_(self.null_timeline, std=0.02)
+                for lin in (self.timeline_in, self.timeline_gate.gate, self.timeline_gate.value):
+                    nn.init.zeros_(lin.bias)
+                for lin in (self.timeline_gate.gate, self.timeline_gate.value):  # adds nothing at first
+                    nn.init.zeros_(lin.weight)
 
     def initialize_weights(self) -> None:
         """DiT's initialisation, plus zero gates so that a fresh model starts neutral (velocity 0)."""
@@ -401,13 +421,16 @@ class Generator(nn.Module):
         sync: torch.Tensor | None,
         text_states_per_block: Sequence[TextBlock],
         n_frames: int,
+        timeline: torch.Tensor | None = None,
     ) -> Conditions:
         """Project the conditioning of a batch once (cache it per video; it does not depend on x or t).
 
         video_tokens (B, F, Dv) at the video encoder's fixed rate, or None for no video; video_mask (B, F)
         bool (None = all valid); sync (B, T, Ds) at the latent frame rate with T = ``n_frames``, or None;
         text_states_per_block: ``n_blocks`` pairs (states (B, Li, text_dim), mask (B, Li)) in CoT order
-        (see `encode_cot_blocks`; mask an empty block out entirely); n_frames: T of the latents to generate.
+        (see `encode_cot_blocks`; mask an empty block out entirely); n_frames: T of the latents to generate;
+        timeline (B, T, timeline_dim): the Temporal block's track (`engine.timeline.timeline_track`), for a
+        model that takes one (None: the null embedding, as for dropped text; ignored by other models).
         """
         cfg = self.config
         if len(text_states_per_block) != cfg.n_blocks:
@@ -417,9 +440,9 @@ class Generator(nn.Module):
             raise ValueError(f"n_frames must be in 1..{cfg.max_frames}, got {n_frames=}")
         video, video_mask, video_seq = self._video_conditions(video_tokens, video_mask, b, n_frames)
         text, text_mask, block_ids = self._text_conditions(text_states_per_block, b)
-        return Conditions(
-            video, video_mask, video_seq, self._sync_conditions(sync, b, n_frames), text, text_mask, block_ids
-        )
+        sync = self._sync_conditions(sync, b, n_frames)
+        timeline = self._timeline_conditions(timeline, b, n_frames)
+        return Conditions(video, video_mask, video_seq, sync, text, text_mask, block_ids, timeline)
 
     def _video_conditions(self, video, mask, b: int, n_frames: int):
         """-> video tokens (B, 1 + F, D) with positions and the null slot, mask (B, 1 + F), frames (B, T, D)."""
@@ -461,6 +484,17 @@ class Generator(nn.Module):
                 f"sync must be (B={b}, T={n_frames}, Ds={cfg.sync_dim}) at the latent rate, got {sync.shape=}"
             )
         return self.sync_in(sync)
+
+    def _timeline_conditions(self, timeline: torch.Tensor | None, b: int, n_frames: int) -> torch.Tensor:
+        """(B, T, timeline_dim) -> (B, T, D); None -> the null embedding; (B, T, 0) for a model without."""
+        cfg = self.config
+        if not cfg.timeline_dim:
+            return torch.zeros(b, n_frames, 0, device=self.null_text.device)
+        if timeline is None:
+            return self.null_timeline.expand(b, n_frames, cfg.width)
+        if timeline.shape != (b, n_frames, cfg.timeline_dim):
+            raise ValueError(f"timeline must be (B={b}, T={n_frames}, {cfg.timeline_dim}), got {timeline.shape=}")
+        return self.timeline_in(timeline)
 
     def _text_conditions(self, blocks: Sequence[TextBlock], b: int):
         """-> text (B, 1 + L, D) = [null ; block 0 ; ... ; block 3] with block embeddings, mask, block ids."""
@@ -505,8 +539,12 @@ class Generator(nn.Module):
         return (u[0] < p).to(device), (u[1] < p).to(device)
 
     def substitute_null(self, cond: Conditions, drop_video: torch.Tensor, drop_text: torch.Tensor) -> Conditions:
-        """Rows with ``drop_video`` (B,) get null video and sync; rows with ``drop_text`` (B,) the null text."""
+        """Rows with ``drop_video`` (B,) get null video and sync; rows with ``drop_text`` (B,) the null text
+        (and the null timeline: the timeline is read from the text)."""
         dv = drop_video[:, None]  # (B, 1)
+        if self.config.timeline_dim:
+            null = self.null_timeline.expand_as(cond.timeline)
+            cond = replace(cond, timeline=torch.where(drop_text[:, None, None], null, cond.timeline))
         return replace(
             cond,
             video_mask=torch.where(dv, _first_only(cond.video_mask), cond.video_mask),
@@ -526,6 +564,8 @@ class Generator(nn.Module):
         c = self.t_embed(t)  # (B, D)
         h = self.latent_in(x.transpose(1, 2))  # (B, C, T) -> (B, T, D)
         h = self.video_gate(self.sync_gate(h, cond.sync), cond.video_seq)  # (B, T, D)
+        if self.config.timeline_dim:
+            h = self.timeline_gate(h, cond.timeline)
         h = torch.cat([c[:, None], h], 1)  # (B, 1 + T, D): the timestep token first
         ctx = self._context(cond) if context is None else None  # (B, K = 1 + F + 1 + L, D); cached: in `context`
         ctx_mask = torch.cat([cond.video_mask, cond.text_mask], 1)  # (B, K)

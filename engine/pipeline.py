@@ -45,6 +45,7 @@ from .models import ModelBundle
 from .planner_net import PlannerNet
 from .sampling import Velocity, guided, sample_ode
 from .sync import event_gate, sync_features
+from .timeline import timeline_track
 from .video_io import VideoInfo, _scan, resample_indices
 
 Progress = Callable[[int, int], None]  # (steps done, steps in all) over every window of a render
@@ -334,7 +335,7 @@ def render(
         for k, (start, length) in enumerate(plan):
             step = None if progress is None else functools.partial(_report, progress, k * settings.steps, total)
             seed = window_seed(settings.seed, k)
-            pieces.append(_render_window(prepared, bundle, text, negative, settings, start, length, seed, step))
+            pieces.append(_render_window(prepared, bundle, cot, text, negative, settings, start, length, seed, step))
     fade = round(settings.crossfade * bundle.sample_rate)
     audio = join_windows(pieces, [s * prepared.hop for s, _ in plan], prepared.n_samples, fade)
     if not np.isfinite(audio).all():
@@ -382,6 +383,17 @@ def _encode_text(cot: Cot, bundle: ModelBundle) -> tuple[list[TextBlock], TextBl
     return blocks, (s.to(dev), m.to(dev))
 
 
+def cot_timeline(cot: Cot, bundle: ModelBundle, start: int, length: int) -> torch.Tensor | None:
+    """The Temporal block's time track (1, length, K) of latent frames [start, start + length) of the video
+    (`engine.timeline`; times count from the video's start), on the bundle's device; None for a generator
+    that takes no timeline."""
+    if not bundle.generator.config.timeline_dim:
+        return None
+    rate = bundle.codec.config.sample_rate / bundle.codec.config.hop  # latent frames per second
+    track = timeline_track(cot.temporal, start + length, rate)[start:]  # (length, K)
+    return torch.from_numpy(track)[None].to(bundle.device)
+
+
 def _video_tokens(prepared: PreparedVideo, bundle: ModelBundle, start: int, length: int) -> torch.Tensor:
     """Video tokens (1, F_w, Dv) of the encoder frames shown during latent frames [start, start + length)."""
     lr = prepared.sample_rate / prepared.hop  # latent frames per second
@@ -407,6 +419,7 @@ def finish_latent(codec, z: torch.Tensor, sync, declick: bool, gate: bool) -> to
 def _render_window(
     prepared: PreparedVideo,
     bundle: ModelBundle,
+    cot: Cot,
     text: list[TextBlock],
     negative: TextBlock | None,
     settings: RenderSettings,
@@ -419,7 +432,8 @@ def _render_window(
     samples (cropped at the end of the video)."""
     gen, dev = bundle.generator, bundle.device
     sync = torch.tensor(prepared.sync[start : start + length], device=dev)[None]  # (1, T, Ds)
-    cond = gen.prepare_conditions(_video_tokens(prepared, bundle, start, length), None, sync, text, length)
+    timeline = cot_timeline(cot, bundle, start, length)
+    cond = gen.prepare_conditions(_video_tokens(prepared, bundle, start, length), None, sync, text, length, timeline)
     uncond = gen.null_like(cond, negative)
     noise = torch.randn((1, gen.config.latent_dim, length), generator=torch.Generator().manual_seed(seed))  # (1, C, T)
     velocity = generator_guidance(

@@ -369,3 +369,26 @@ def test_guided_targets_change_only_the_studio_windows_with_picture_and_text(dat
 
     on_guided, on_plain = held_out(True), held_out(False)
     assert np.isfinite(on_guided) and on_guided != pytest.approx(on_plain)
+
+
+def test_a_timeline_model_gets_each_windows_part_of_its_sources_temporal_track(data):
+    from engine.cot import Cot
+    from engine.timeline import timeline_track
+    from trainer.dataset import TrainDataset, collate_for
+
+    rate = 44100 / 2048
+    ds = TrainDataset(data["dataset"], "decomposed", timeline_rate=rate)
+    j = next(j for j, s in enumerate(ds.sources) if s["kind"] == "video" and len(s["windows"]) > 1)
+    ds.cots[j] = Cot(semantic="knocks", temporal="Knocks at 0.2, 1.4 s", aesthetic="", spatial="")
+    ids = [i for i, (jj, _) in enumerate(ds.entries) if jj == j]
+    whole = timeline_track(ds.cots[j].temporal, 200, rate)
+    for i in ids:
+        w = ds.entries[i][1]
+        start = round(w["start"] * rate)
+        got = ds[i]["timeline"]
+        np.testing.assert_allclose(got, whole[start : start + len(got)], atol=1e-6)
+    assert any(round(ds.entries[i][1]["start"] * rate) > 0 for i in ids)  # a later window: the times shifted
+    assert sum(ds[i]["timeline"][:, 0].max() > 0.5 for i in ids) == 2  # each knock in the window it falls in
+    batch = collate_for(ds)([ds[i] for i in ids[:2]])
+    assert batch["timeline"].shape == (2, batch["z"].shape[2], whole.shape[1])
+    assert "timeline" not in collate_for(ds)([TrainDataset(data["dataset"], "decomposed")[ids[0]]])

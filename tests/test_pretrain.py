@@ -337,3 +337,32 @@ def test_continuing_refuses_a_folder_of_another_codec_or_network(cache, tmp_path
     assert all(torch.equal(model.generator.state_dict()[k], v) for k, v in start.items())
     with pytest.raises(UserInputError, match="another codec"):  # the codec is never waived
         continue_from(build_model(_tiny(cache), data), tmp_path / "start", other, recue=True)
+
+
+def test_a_timeline_run_reads_the_temporal_block_of_each_clip(cache, tmp_path):
+    from engine.timeline import TIMELINE_DIM, timeline_track
+    from trainer.foleyworld.splits import make_clip
+
+    cfg = _tiny(cache, steps=2, timeline=True, out=str(tmp_path / "run"))
+    pretrain(cfg, resume=False)
+    back = load_pretrained(tmp_path / "run")
+    assert back.generator.config.timeline_dim == TIMELINE_DIM
+    assert back.generator.timeline_gate.value.weight.abs().max() > 0  # the path was trained
+    c = FeatureDataset(cache["dir"], "decomposed").config
+    rate = c["sample_rate"] / c["hop"]
+    data = FeatureDataset(cache["dir"], "decomposed", timeline_rate=rate)
+    batch = CropCollate(c["hop"], c["sample_rate"], c["features"]["video_rate"])([data[i] for i in (0, 1, 2)])
+    for b in range(3):  # each clip's own ground-truth CoT, as the cache's text states were made from
+        cot = make_clip("train", b, cache["cfg"].world).cot
+        want = timeline_track(cot.temporal, batch["z"].shape[2], rate)
+        np.testing.assert_array_equal(batch["timeline"][b].numpy(), want)
+    # a plain model continues as a timeline model: the new path starts neutral, the rest is the start model
+    pretrain(_tiny(cache, steps=1, out=str(tmp_path / "plain")), resume=False)
+    model = build_model(cfg, c)
+    continue_from(model, tmp_path / "plain", c)
+    plain = load_pretrained(tmp_path / "plain").generator.state_dict()
+    assert all(torch.equal(model.generator.state_dict()[k], v) for k, v in plain.items())
+    with pytest.raises(UserInputError, match="decomposed"):
+        _tiny(cache, timeline=True, cot_mode="monolithic")
+    with pytest.raises(UserInputError, match="decomposed"):
+        FeatureDataset(cache["dir"], "monolithic", timeline_rate=rate)

@@ -25,6 +25,7 @@ from engine.cot import Cot, load_cot
 from engine.errors import UserInputError
 from engine.generator import BLOCK_TOKENS, COT_MODES, MONO_TOKENS
 from engine.text_encoder import EMBED_DIM
+from engine.timeline import timeline_track
 from trainer.features import _encode_sorted, _pad_block
 from trainer.ingest import FORMAT, MANIFEST, REPLAY_SOURCE, binding
 
@@ -67,10 +68,12 @@ class TrainDataset(torch.utils.data.Dataset):
     """The windows of a dataset with the text of one CoT mode.
 
     Item i: ``{"index": i, "z": (C, T) float16, "frames": (F, S, S, 3) uint8 or None, "motion": (T, Ds)
-    float16 or None, "text": 4 arrays (Lk, 384) float16, "video": bool, "replay": bool}``.
+    float16 or None, "text": 4 arrays (Lk, 384) float16, "video": bool, "replay": bool}``, and with a
+    ``timeline_rate`` (latent frames per second) "timeline" (T, K): the window's part of its source's
+    Temporal-block track (`engine.timeline`).
     """
 
-    def __init__(self, folder: str | os.PathLike, cot_mode: str) -> None:
+    def __init__(self, folder: str | os.PathLike, cot_mode: str, timeline_rate: float | None = None) -> None:
         if cot_mode not in COT_MODES:
             raise UserInputError(f"unknown cot mode {cot_mode!r}; choose one of {', '.join(COT_MODES)}")
         self.root = Path(folder)
@@ -82,6 +85,7 @@ class TrainDataset(torch.utils.data.Dataset):
         ]
         states = cot_token_states(self.cots, cot_mode)
         self._text = [states[j] for j, _ in self.entries]
+        self.timeline_rate = timeline_rate
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -112,7 +116,7 @@ class TrainDataset(torch.utils.data.Dataset):
         j, w = self.entries[i]
         with np.load(self.root / "windows" / f"{w['key']}.npz") as npz:
             arrays = {k: npz[k] for k in npz.files}
-        return {
+        item = {
             "index": i,
             "z": arrays["z"],
             "frames": arrays.get("frames"),
@@ -121,6 +125,11 @@ class TrainDataset(torch.utils.data.Dataset):
             "video": self.sources[j]["kind"] == "video",
             "replay": self.is_replay(i),
         }
+        if self.timeline_rate is not None:
+            start = round(w["start"] * self.timeline_rate)  # the window's first frame in its source
+            n = int(arrays["z"].shape[1])
+            item["timeline"] = timeline_track(self.cots[j].temporal, start + n, self.timeline_rate)[start:]
+        return item
 
 
 def held_out_split(groups: list[str], fraction: float, seed: int) -> tuple[list[int], list[int]]:
@@ -148,7 +157,7 @@ class WindowCollate:
     def __call__(self, items: list[dict]) -> dict:
         """-> {"index" (B,), "z" (B, C, T), "motion" (B, T, Ds), "frames" (B, F, S, S, 3) uint8,
         "frame_mask" (B, F) bool, "has_video" (B,) bool, "replay" (B,) bool, "text": 4 pairs (states (B, Lk,
-        384), mask)}."""
+        384), mask)}, and "timeline" (B, T, K) when the items carry one."""
         t = min(it["z"].shape[1] for it in items)
         f = max(1, int(np.ceil(t * self.hop / self.sample_rate * self.video_rate - 1e-6)))
         f = min([f, *(it["frames"].shape[0] for it in items if it["frames"] is not None)])
@@ -168,7 +177,22 @@ class WindowCollate:
             "has_video": torch.tensor([bool(it["video"]) for it in items]),
             "replay": torch.tensor([bool(it.get("replay", False)) for it in items]),
             "text": [_pad_block([it["text"][k] for it in items]) for k in range(4)],
-        }
+        } | _timelines(items, t)
+
+
+def _timelines(items: list[dict], t: int) -> dict:
+    """{"timeline": (B, T, K) float32} of items that carry one (cropped to T frames), else {}."""
+    if "timeline" not in items[0]:
+        return {}
+    return {"timeline": torch.from_numpy(np.stack([it["timeline"][:t] for it in items])).float()}
+
+
+def timeline_rate(bundle) -> float | None:
+    """Latent frames per second for a bundle whose generator reads the Temporal block's timeline, else None
+    (what `TrainDataset`'s ``timeline_rate`` wants)."""
+    if not bundle.generator.config.timeline_dim:
+        return None
+    return bundle.codec.config.sample_rate / bundle.codec.config.hop
 
 
 def collate_for(dataset: TrainDataset) -> WindowCollate:
@@ -198,7 +222,7 @@ def dataset_prompts(folder: str | os.PathLike, bundle, held_out: float, seed: in
 def _prompt(data: TrainDataset, i: int, bundle):
     """One video window as a `trainer.grpo_prompts.Prompt`, built from its cached arrays."""
     from engine.motion import SYNC_DIM
-    from engine.pipeline import PreparedVideo, _encode_text
+    from engine.pipeline import PreparedVideo, _encode_text, cot_timeline
     from engine.rewards import VideoView
     from engine.video_io import VideoInfo
     from trainer.grpo_prompts import Prompt
@@ -217,4 +241,5 @@ def _prompt(data: TrainDataset, i: int, bundle):
     text, negative = _encode_text(cot, bundle)
     view = VideoView(duration, cfg.sample_rate / cfg.hop, np.ascontiguousarray(sync[:, :SYNC_DIM]))
     name = f"{data.sources[j]['id']}@{w['start']:g}s"
-    return Prompt(name, cot, prepared, view, tokens, sync_t, text, negative)
+    timeline = cot_timeline(cot, bundle, round(w["start"] * cfg.sample_rate / cfg.hop), n_latent)
+    return Prompt(name, cot, prepared, view, tokens, sync_t, text, negative, timeline)

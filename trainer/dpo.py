@@ -34,6 +34,7 @@ from engine.errors import UserInputError
 from engine.generator import concat_conditions
 from engine.models import ModelBundle
 from engine.pipeline import prepare_video
+from engine.timeline import timeline_track
 from trainer.dataset import WindowCollate, cot_token_states, held_out_split
 from trainer.finetune import batch_conditions, eval_times
 from trainer.ingest import (
@@ -127,13 +128,15 @@ def _pair_windows(pair: PreferencePair, bundle: ModelBundle, length: int) -> lis
     for piece, s in zip(pieces, starts):
         t = piece["motion"].shape[0]
         piece["z"], piece["z_l"] = (encode_window(bundle, a, s, t) for a in audio)
+        piece["start"] = int(s)
     return pieces
 
 
 def build_pair_cache(folder: Path, bundle: ModelBundle, pairs: list[PreferencePair], window: float) -> list[dict]:
     """Encode every pair once into ``folder`` (reused while the pairs and the model's codec are the same):
-    -> one entry per window {"file", "pair", "group", "T"}."""
-    key = hashlib.sha256(json.dumps([binding(bundle), [p.__dict__ for p in pairs], window]).encode()).hexdigest()[:16]
+    -> one entry per window {"file", "pair", "group", "T", "start" (its first latent frame in the clip)}."""
+    ident = [binding(bundle), [p.__dict__ for p in pairs], window, "start"]
+    key = hashlib.sha256(json.dumps(ident).encode()).hexdigest()[:16]
     index = folder / "index.json"
     if index.is_file() and json.loads(index.read_text()).get("key") == key:
         return json.loads(index.read_text())["windows"]
@@ -146,7 +149,8 @@ def build_pair_cache(folder: Path, bundle: ModelBundle, pairs: list[PreferencePa
             with open(tmp, "wb") as f:
                 np.savez_compressed(f, **{n: w[n] for n in ("z", "z_l", "frames", "motion")})
             os.replace(tmp, folder / name)
-            entries.append({"file": name, "pair": k, "group": pair.group, "T": int(w["z"].shape[1])})
+            entry = {"file": name, "pair": k, "group": pair.group, "T": int(w["z"].shape[1]), "start": w["start"]}
+            entries.append(entry)
     tmp = index.with_name(".index.json.tmp")
     tmp.write_text(json.dumps({"key": key, "windows": entries}), encoding="utf-8")
     os.replace(tmp, index)
@@ -166,6 +170,7 @@ class DpoObjective:
         self.entries = build_pair_cache(self.folder, bundle, pairs, cfg.window)
         states = cot_token_states([Cot(**p.cot) for p in pairs], bundle.cot_mode)
         self.text = [states[e["pair"]] for e in self.entries]
+        self.cots = [Cot(**pairs[e["pair"]].cot) for e in self.entries]  # for a model that reads a timeline
         self.train_ids, self.held_ids = held_out_split([e["group"] for e in self.entries], cfg.held_out, cfg.seed)
         self.lengths = np.array([self.entries[i]["T"] for i in self.train_ids], dtype=np.int64)
         b = binding(bundle)
@@ -179,7 +184,12 @@ class DpoObjective:
     def item(self, i: int) -> dict:
         with np.load(self.folder / self.entries[i]["file"]) as npz:
             arrays = {k: npz[k] for k in npz.files}
-        return arrays | {"index": i, "text": self.text[i], "video": True}
+        item = arrays | {"index": i, "text": self.text[i], "video": True}
+        if self.bundle.generator.config.timeline_dim:
+            e = self.entries[i]
+            rate = self.bundle.codec.config.sample_rate / self.bundle.codec.config.hop
+            item["timeline"] = timeline_track(self.cots[i].temporal, e["start"] + e["T"], rate)[e["start"] :]
+        return item
 
     def margins(
         self, policy, ids: list[int], noise: torch.Tensor, t: torch.Tensor

@@ -45,9 +45,10 @@ from engine.generator import COT_MODES, TextBlock
 from engine.planner_net import PlannerNet, load_planner_net
 from engine.sync import sync_dim, sync_features
 from engine.text_encoder import EMBED_DIM
+from engine.timeline import timeline_track
 from engine.video_encoder import frames_for_encoder
 from trainer.foleyworld.scene import WorldConfig
-from trainer.foleyworld.splits import Clip, make_clip
+from trainer.foleyworld.splits import Clip, clip_cot, make_clip
 from trainer.foleyworld.video import frame_times, render_frames
 from trainer.train_planner import decoded_like_a_file
 
@@ -341,7 +342,9 @@ class FeatureDataset(torch.utils.data.Dataset):
     workers each open their own) and one member is decompressed per array read.
     """
 
-    def __init__(self, cache_dir: str | Path, cot_mode: str, clips: int | None = None) -> None:
+    def __init__(
+        self, cache_dir: str | Path, cot_mode: str, clips: int | None = None, timeline_rate: float | None = None
+    ) -> None:
         if cot_mode not in COT_MODES:
             raise UserInputError(f"unknown cot mode {cot_mode!r}; choose one of {', '.join(COT_MODES)}")
         index = load_index(cache_dir)
@@ -352,6 +355,9 @@ class FeatureDataset(torch.utils.data.Dataset):
         self.config = index["config"]  # what the cache was built with (see `_cache_config`)
         self.entries = index["clips"][:clips]  # one dict per clip (see `_entry`)
         self._open: dict[str, np.lib.npyio.NpzFile] = {}
+        if timeline_rate is not None and cot_mode != "decomposed":
+            raise UserInputError(f"only a decomposed CoT has a Temporal block to read a timeline from: {cot_mode!r}")
+        self.timeline_rate = timeline_rate  # latent frames per second: items carry the Temporal block's track
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -375,13 +381,22 @@ class FeatureDataset(torch.utils.data.Dataset):
             text = [np.zeros((0, EMBED_DIM), np.float16)] * 4
         else:
             text = [npz[f"{k}.text.{self.cot_mode}.{j}"] for j in range(4)]
-        return {
+        item = {
             "index": e["index"],
             "z": npz[f"{k}.z"],
             "frames": npz[f"{k}.frames"],
             "motion": npz[f"{k}.motion"],
             "text": text,
         }
+        if self.timeline_rate is not None:
+            item["timeline"] = timeline_track(self.cot(i).temporal, e["T"], self.timeline_rate)
+        return item
+
+    def cot(self, i: int) -> Cot:
+        """The ground-truth CoT of item i, rewritten from its scene (the cache stores only its token states)."""
+        f = self.config["features"]
+        world = WorldConfig(duration=f["duration"], fps=f["fps"], width=f["width"], height=f["height"])
+        return clip_cot(f["split"], self.entries[i]["index"], world, f["random_duration"])
 
 
 @dataclass(frozen=True)
@@ -399,20 +414,24 @@ class CropCollate:
 
     def __call__(self, items: list[dict]) -> dict:
         """-> {"index" (B,), "z" (B, C, T), "motion" (B, T, Ds), "frames" (B, F, S, S, 3) uint8,
-        "frame_mask" (B, F) bool, "text": 4 pairs (states (B, Lk, 384) float32, mask (B, Lk) bool)}."""
+        "frame_mask" (B, F) bool, "text": 4 pairs (states (B, Lk, 384) float32, mask (B, Lk) bool), and
+        "timeline" (B, T, K) when the items carry one}."""
         t = min(it["z"].shape[1] for it in items)
         f_t = int(np.ceil(t * self.hop / self.sample_rate * self.video_rate - 1e-6))
         f = min(f_t, *(it["frames"].shape[0] for it in items))
         stack = lambda key, sl: torch.from_numpy(np.stack([it[key][sl] for it in items]))
         frames = stack("frames", np.s_[:f])  # (B, F, S, S, 3) uint8
-        return {
-            "index": torch.tensor([it["index"] for it in items]),
-            "z": stack("z", np.s_[:, :t]).float(),  # (B, C, T)
-            "motion": stack("motion", np.s_[:t]).float(),  # (B, T, Ds)
-            "frames": frames,
-            "frame_mask": torch.ones(frames.shape[:2], dtype=torch.bool),  # (B, F): every frame is real
-            "text": [_pad_block([it["text"][k] for it in items]) for k in range(4)],
-        }
+        return (
+            {
+                "index": torch.tensor([it["index"] for it in items]),
+                "z": stack("z", np.s_[:, :t]).float(),  # (B, C, T)
+                "motion": stack("motion", np.s_[:t]).float(),  # (B, T, Ds)
+                "frames": frames,
+                "frame_mask": torch.ones(frames.shape[:2], dtype=torch.bool),  # (B, F): every frame is real
+                "text": [_pad_block([it["text"][k] for it in items]) for k in range(4)],
+            }
+            | ({"timeline": stack("timeline", np.s_[:t]).float()} if "timeline" in items[0] else {})
+        )
 
 
 def _pad_block(rows: list[np.ndarray]) -> TextBlock:

@@ -44,7 +44,7 @@ import torch
 from engine.errors import UserInputError
 from engine.generator import Conditions, Generator
 from engine.models import ModelBundle
-from trainer.dataset import TrainDataset, check_binding, collate_for, held_out_split
+from trainer.dataset import TrainDataset, check_binding, collate_for, held_out_split, timeline_rate
 from trainer.lora import network
 from trainer.lora_train import LoraTrainConfig, train_lora
 from trainer.losses import flow_matching_loss, interpolate, logit_normal_times, velocity_error
@@ -90,7 +90,8 @@ def batch_conditions(gen: Generator, bundle: ModelBundle, batch: dict) -> Condit
     motion (B, T, Ds), four text blocks; text-audio rows get the null video and sync."""
     with torch.no_grad():
         tokens = bundle.video_encoder(batch["frames"], batch["frame_mask"])  # (B, F, Dv)
-    cond = gen.prepare_conditions(tokens, batch["frame_mask"], batch["motion"], batch["text"], batch["z"].shape[2])
+    t = batch["z"].shape[2]
+    cond = gen.prepare_conditions(tokens, batch["frame_mask"], batch["motion"], batch["text"], t, batch.get("timeline"))
     return null_video_rows(gen, cond, ~batch["has_video"])
 
 
@@ -142,7 +143,7 @@ class FlowObjective:
 
     def __init__(self, bundle: ModelBundle, cfg: FinetuneConfig) -> None:
         self.bundle, self.cfg = bundle, cfg
-        self.data = TrainDataset(cfg.dataset, bundle.cot_mode)
+        self.data = TrainDataset(cfg.dataset, bundle.cot_mode, timeline_rate(bundle))
         check_binding(self.data.manifest, bundle, cfg.dataset)
         self.train_ids, self.held_ids = held_out_split(self.data.groups(), cfg.held_out, cfg.seed)
         if not self.train_ids:

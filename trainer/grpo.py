@@ -148,7 +148,9 @@ def guided_velocity(
     in one network pass) inside the guidance ``interval`` and ``v_c`` outside it, conditions built as
     `engine.pipeline.render` builds them; with ``video_cfg`` (not equal to ``cfg_scale``) split guidance
     (`engine.pipeline.generator_guidance`)."""
-    cond1 = gen.prepare_conditions(prompt.video_tokens, None, prompt.sync, prompt.text, prompt.n_latent)  # B = 1
+    cond1 = gen.prepare_conditions(  # B = 1
+        prompt.video_tokens, None, prompt.sync, prompt.text, prompt.n_latent, prompt.timeline
+    )
     cond: Conditions = cond1.repeat(batch)
     uncond = gen.null_like(cond1, prompt.negative).repeat(batch)
     return generator_guidance(gen, cond, uncond, cfg_scale, interval, video_cfg)

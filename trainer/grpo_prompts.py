@@ -28,7 +28,7 @@ from engine.cot import Cot, load_cot, validate_cot
 from engine.errors import UserInputError
 from engine.generator import TextBlock
 from engine.models import ModelBundle
-from engine.pipeline import FALLBACK_COT, PreparedVideo, _encode_text, _video_tokens, prepare_video
+from engine.pipeline import FALLBACK_COT, PreparedVideo, _encode_text, _video_tokens, cot_timeline, prepare_video
 from engine.rewards import VideoView, view_of_prepared
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v")
@@ -46,6 +46,7 @@ class Prompt:
     sync: torch.Tensor  # (1, T, Ds) motion features at the latent rate
     text: list[TextBlock]  # the four encoded CoT blocks, each (states (1, L, 384), mask (1, L))
     negative: TextBlock | None  # encoded negative prompt, or None
+    timeline: torch.Tensor | None = None  # (1, T, K) the Temporal block's track, for a model that takes one
 
     @property
     def n_latent(self) -> int:
@@ -66,7 +67,8 @@ def make_prompt(video: Path, cot: Cot | dict, bundle: ModelBundle) -> Prompt:
     text, negative = _encode_text(cot, bundle)
     tokens = _video_tokens(prepared, bundle, 0, prepared.n_latent)  # (1, F, Dv)
     sync = torch.tensor(prepared.sync, device=bundle.device)[None]  # (1, T, Ds)
-    return Prompt(video.stem, cot, prepared, view_of_prepared(prepared), tokens, sync, text, negative)
+    timeline = cot_timeline(cot, bundle, 0, prepared.n_latent)
+    return Prompt(video.stem, cot, prepared, view_of_prepared(prepared), tokens, sync, text, negative, timeline)
 
 
 def _folder_cots(folder: Path, videos: list[Path], planner: Callable[[Path], Cot] | None) -> list[Cot]:

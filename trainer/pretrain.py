@@ -43,6 +43,7 @@ from torch import nn
 from engine.errors import UserInputError
 from engine.generator import COT_MODES, GENERATOR_PRESETS, Conditions, Generator, load_generator, save_generator
 from engine.planner import PLANNER_FILE
+from engine.timeline import TIMELINE_DIM
 from engine.video_encoder import (
     VIDEO_ENCODER_PRESETS,
     VideoEncoder,
@@ -97,6 +98,7 @@ class PretrainConfig:
     init: str | None = None  # start from this model folder's generator and video encoder (`continue_from`)
     recue: bool = False  # with init: the cache's sync cues may come from another planner network of the same
     #                      classes and width than the one ``init`` was trained on; the run re-learns them
+    timeline: bool = False  # decomposed only: the generator takes the Temporal block's time track (engine.timeline)
 
     def __post_init__(self) -> None:
         if self.preset not in GENERATOR_PRESETS:
@@ -109,6 +111,8 @@ class PretrainConfig:
             )
         if self.cot_mode not in COT_MODES:
             raise UserInputError(f"unknown cot mode {self.cot_mode!r}; choose one of {', '.join(COT_MODES)}")
+        if self.timeline and self.cot_mode != "decomposed":
+            raise UserInputError(f"--timeline needs the decomposed CoT (a Temporal block), not {self.cot_mode!r}")
         if min(self.steps, self.batch, self.ckpt_every, self.log_every, self.keep_checkpoints, self.bucket) < 1:
             raise UserInputError(f"steps, batch, ckpt_every, log_every, keep_checkpoints, bucket must be >= 1: {self}")
         if not 0.0 <= self.cond_dropout < 1.0 or self.lr <= 0 or self.t_std <= 0:
@@ -136,7 +140,7 @@ class FlowMatchingModel(nn.Module):
         tokens (B, F, Dv); motion (B, T, Ds); four text blocks; T = latent frames of ``batch["z"]``."""
         tokens = self.video_encoder(batch["frames"], batch["frame_mask"])  # (B, F, Dv)
         return self.generator.prepare_conditions(
-            tokens, batch["frame_mask"], batch["motion"], batch["text"], batch["z"].shape[2]
+            tokens, batch["frame_mask"], batch["motion"], batch["text"], batch["z"].shape[2], batch.get("timeline")
         )
 
     def forward(self, batch: dict, noise: torch.Tensor, t: torch.Tensor, rng: torch.Generator | None) -> torch.Tensor:
@@ -164,6 +168,7 @@ def build_model(cfg: PretrainConfig, data: dict) -> FlowMatchingModel:
         sync_dim=data["sync_dim"],
         text_dim=data["text_dim"],
         cond_dropout=cfg.cond_dropout,
+        timeline_dim=TIMELINE_DIM if cfg.timeline else 0,
     )
     return FlowMatchingModel(generator=Generator(config=gen_cfg), video_encoder=video_encoder)
 
@@ -176,7 +181,10 @@ def continue_from(model: FlowMatchingModel, folder: str | Path, data: dict, recu
     from trainer.features import file_sha256
 
     start = load_pretrained(folder)
-    if start.generator.config != model.generator.config or start.video_encoder.config != model.video_encoder.config:
+    gen_cfg = model.generator.config
+    adds_timeline = start.generator.config.timeline_dim == 0 < gen_cfg.timeline_dim  # the new path starts neutral
+    start_cfg = replace(start.generator.config, timeline_dim=gen_cfg.timeline_dim) if adds_timeline else None
+    if (start_cfg or start.generator.config) != gen_cfg or start.video_encoder.config != model.video_encoder.config:
         raise UserInputError(f"the model in {folder} has other networks than this run's preset; pick its preset")
     if file_sha256(start.codec_path) != data["codec"]["sha256"]:
         raise UserInputError(f"the model in {folder} uses another codec than the cache was built with")
@@ -185,7 +193,9 @@ def continue_from(model: FlowMatchingModel, folder: str | Path, data: dict, recu
         raise UserInputError(
             f"the model in {folder} was trained on other sync cues than the cache holds (--recue: re-learn them)"
         )
-    model.generator.load_state_dict(start.generator.state_dict())
+    missing, _ = model.generator.load_state_dict(start.generator.state_dict(), strict=not adds_timeline)
+    if any(not k.startswith(("timeline_", "null_timeline")) for k in missing):
+        raise UserInputError(f"the generator in {folder} lacks weights this run needs: {missing}")
     model.video_encoder.load_state_dict(start.video_encoder.state_dict())
 
 
@@ -296,6 +306,8 @@ def _setup(cfg: PretrainConfig, resume: bool) -> dict:
 
     acc = Accelerator(mixed_precision=cfg.mixed_precision)
     data = FeatureDataset(cfg.cache, cfg.cot_mode, cfg.clips)
+    if cfg.timeline:  # items carry the Temporal block's track at the latent rate
+        data.timeline_rate = data.config["sample_rate"] / data.config["hop"]
     model = build_model(cfg, data.config)
     if cfg.init:
         continue_from(model, cfg.init, data.config, cfg.recue)

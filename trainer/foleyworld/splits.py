@@ -67,11 +67,21 @@ def clip_duration(cfg: WorldConfig, seed: int, random_duration: bool) -> WorldCo
     return replace(cfg, duration=d)
 
 
-def make_clip(split: str, index: int, cfg: WorldConfig | None = None, random_duration: bool = False) -> Clip:
-    """Generate clip ``index`` of ``split`` (scene, stereo audio, CoT); deterministic."""
+def clip_scene(split: str, index: int, cfg: WorldConfig | None = None, random_duration: bool = False) -> Scene:
+    """The scene of clip ``index`` of ``split`` (no audio rendered: ~0.5 ms); deterministic."""
     seed = clip_seed(split, index)
     cfg = clip_duration(cfg or WorldConfig(), seed, random_duration)
-    scene = sample_scene(seed, cfg, split=split, n_sources=_n_sources(split, seed))
+    return sample_scene(seed, cfg, split=split, n_sources=_n_sources(split, seed))
+
+
+def clip_cot(split: str, index: int, cfg: WorldConfig | None = None, random_duration: bool = False) -> Cot:
+    """The ground-truth CoT of clip ``index`` of ``split``, without rendering its audio."""
+    return write_cot(clip_scene(split, index, cfg, random_duration))
+
+
+def make_clip(split: str, index: int, cfg: WorldConfig | None = None, random_duration: bool = False) -> Clip:
+    """Generate clip ``index`` of ``split`` (scene, stereo audio, CoT); deterministic."""
+    scene = clip_scene(split, index, cfg, random_duration)
     return Clip(split, index, scene, render_audio(scene), write_cot(scene))
 
 
