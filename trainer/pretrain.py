@@ -50,7 +50,7 @@ from engine.video_encoder import (
     load_video_encoder,
     save_video_encoder,
 )
-from trainer.features import CropCollate, FeatureDataset
+from trainer.features import CropCollate, FeatureDataset, load_index
 from trainer.losses import flow_matching_loss, logit_normal_times
 
 Progress = Callable[[int, int, dict], None]  # (step, total steps, logged values)
@@ -305,9 +305,9 @@ def _setup(cfg: PretrainConfig, resume: bool) -> dict:
     from accelerate import Accelerator
 
     acc = Accelerator(mixed_precision=cfg.mixed_precision)
-    data = FeatureDataset(cfg.cache, cfg.cot_mode, cfg.clips)
-    if cfg.timeline:  # items carry the Temporal block's track at the latent rate
-        data.timeline_rate = data.config["sample_rate"] / data.config["hop"]
+    built = load_index(cfg.cache)["config"]
+    rate = built["sample_rate"] / built["hop"] if cfg.timeline else None  # items carry the Temporal block's track
+    data = FeatureDataset(cfg.cache, cfg.cot_mode, cfg.clips, timeline_rate=rate)
     model = build_model(cfg, data.config)
     if cfg.init:
         continue_from(model, cfg.init, data.config, cfg.recue)
