@@ -61,6 +61,18 @@ class _Run:
         self.message = ""
 
 
+def _times_note(temporal: str) -> str:
+    """' Temporal block: 3 onsets, 0.3 to 2.6 s.' (the times `engine.timeline` reads), or '' when it names none."""
+    from engine.timeline import read_temporal
+
+    times = read_temporal(temporal)
+    onsets = sorted(t for g in times.onsets for t in g)
+    if not onsets:
+        return ""
+    span = f"at {onsets[0]:g} s" if len(onsets) == 1 else f"{onsets[0]:g} to {onsets[-1]:g} s"
+    return f" Temporal block: {len(onsets)} onset{'s' if len(onsets) > 1 else ''}, {span}."
+
+
 def _msg_ok(text: str) -> str:
     return f"✓ {text}"
 
@@ -268,7 +280,7 @@ class StudioActions:
         if (clip.edited or {}) == cot or (clip.edited is None and not any(cot.values())):
             return {}
         self.store.save_edit(clip.id, cot)
-        return {"message": _msg_ok("Blocks saved.")}
+        return {"message": _msg_ok(f"Blocks saved.{_times_note(cot.get('temporal', ''))}")}
 
     def reset_block(self, clip_id: int | None, block: str, *fields: str) -> dict:
         """Put the planner's text back into one block (the others stay as they are)."""

@@ -118,6 +118,9 @@ def test_bad_uploads_get_a_message_and_change_nothing(actions, media, tmp_path, 
 
 def test_over_long_blocks_are_refused_and_nothing_is_saved(actions, media, tmp_path):
     project, clip = project_with_clip(actions, tmp_path, media["mp4"])
+    assert "Blocks saved" in actions.save_cot(clip, *COT)["message"]
+    timed = actions.save_cot(clip, COT[0], "slams at 0.5, 2.0 s; a creak loudest around 1.2 s", *COT[2:])
+    assert "Temporal block: 2 onsets, 0.5 to 2 s." in timed["message"]  # the times a render reads, said back
     actions.save_cot(clip, *COT)
     long = ("thud " * 200).strip()  # 999 characters, the limit is 600
     with pytest.raises(UserInputError, match="too long: semantic has 999 characters"):
