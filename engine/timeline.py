@@ -117,3 +117,39 @@ def timeline_track(temporal: str, n_frames: int, rate: float) -> np.ndarray:
     track[:, ONSET_CHANNELS] = bumps(times.others)
     track[:, ONSET_CHANNELS + 1] = 1.0
     return track
+
+
+def shift_temporal(text: str, seconds: float) -> str:
+    """``text`` with every time it names moved by ``seconds`` (the times `read_temporal` reads and the
+    closing summary's; a series' period stays as it is; a time that would fall before 0 becomes 0), written
+    with the decimals it had. For measuring whether a render follows edited times."""
+    out, pos = [], 0
+    for m in _time_spans(text):
+        out.append(text[pos : m[0]])
+        value = float(text[m[0] : m[1]])
+        digits = max(1, len(text[m[0] : m[1]].partition(".")[2]))
+        out.append(f"{max(value + seconds, 0.0):.{digits}f}")
+        pos = m[1]
+    return "".join(out) + text[pos:]
+
+
+def _time_spans(text: str) -> list[tuple[int, int]]:
+    """Character spans of the times a block names (not a series' period), in order."""
+    spans, start = [], 0
+    for clause in _CLAUSE_CUT.split(text or ""):
+        offset = text.index(clause, start)
+        start = offset + len(clause)
+        if not clause.strip():
+            continue
+        period = _EVERY.search(clause) or _APART.search(clause)
+        for m in _ANY.finditer(clause):  # a summary's time too: it restates an onset
+            if period and period.start() <= m.start() < period.end():
+                continue
+            spans.append((offset + m.start(1), offset + m.end(1)))
+        if not period:
+            for m in _LIST.finditer(clause):  # the numbers of a list before its last (which _ANY found)
+                for n in re.finditer(_NUM, m.group(1)):
+                    span = (offset + m.start(1) + n.start(), offset + m.start(1) + n.end())
+                    if span not in spans:
+                        spans.append(span)
+    return sorted(spans)

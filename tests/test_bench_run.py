@@ -95,3 +95,40 @@ def test_best_of_n_row_keeps_the_best_of_its_own_seeds(tmp_path, one_thread):
     assert sorted(c.seed for c in ranked) == [13, 14, 15]
     n = min(len(got), len(ranked[0].audio))
     np.testing.assert_array_equal(got[:n], ranked[0].audio[:n])
+
+
+def test_follow_times_scores_both_takes_against_the_true_and_the_moved_events(tmp_path, monkeypatch):
+    """With a stand-in renderer that sounds exactly the onsets its Temporal block names, the written take
+    matches the true events and the moved take the moved ones; the command prints both."""
+
+    import engine.pipeline
+    import launch
+    from engine.bench.run import follow_times
+    from engine.pipeline import RenderSettings
+    from engine.timeline import read_temporal
+
+    folder = tmp_path / "split"
+    metas = write_split("test-single", folder, 4, WorldConfig(duration=4.0), video=True)
+    sr = 44100
+
+    def clicks(prepared, cot, bundle, settings):
+        audio = np.zeros((4 * sr, 2), np.float32)
+        noise = (
+            np.random.default_rng(0).standard_normal((400, 2)).astype(np.float32)
+            * np.exp(-np.arange(400) / 80)[:, None]
+        )
+        for t in (t for g in read_temporal(cot["temporal"]).onsets for t in g):
+            i = int(round(t * sr))
+            if 0 <= i < len(audio) - 400:
+                audio[i : i + 400] += 0.5 * noise
+        return audio
+
+    monkeypatch.setattr(engine.pipeline, "render", clicks)
+    monkeypatch.setattr(engine.pipeline, "prepare_video", lambda video, bundle: None)
+    result = follow_times(None, folder, RenderSettings(), 0.7)
+    written, moved = result["rows"]["written"], result["rows"]["moved"]
+    assert sum(len(m["events"]) for m in metas) >= 4
+    assert written["true_f1_100"] > 0.8 and moved["moved_f1_100"] > 0.8  # each take sounds its own times
+    assert moved["true_f1_100"] < 0.5 and written["moved_f1_100"] < 0.5  # and not the other's
+    monkeypatch.setattr("engine.models.load_bundle", lambda name: None)
+    assert launch.main(["bench", "--data", str(folder), "--time-shift", "0.7", "--limit", "2"]) == 0

@@ -12,7 +12,7 @@ import torch
 
 from engine.cot import Cot
 from engine.generator import GENERATOR_PRESETS, Generator
-from engine.timeline import ONSET_CHANNELS, TIMELINE_DIM, read_temporal, timeline_track
+from engine.timeline import ONSET_CHANNELS, TIMELINE_DIM, read_temporal, shift_temporal, timeline_track
 from trainer.foleyworld.cot import write_cot
 from trainer.foleyworld.splits import clip_scene
 
@@ -169,3 +169,21 @@ def test_a_render_follows_the_written_times(tmp_path):
     assert first.shape == (prepared.n_samples, 2)
     np.testing.assert_array_equal(first, again)  # still reproducible
     assert np.abs(first - moved).max() > 1e-4  # editing a time changes the take
+
+
+def test_moving_the_times_moves_what_the_reader_reads_and_nothing_else():
+    text = (
+        "9 chirps, at 0.3, 0.9, 2.6 s; a knock every 0.50 s from about 1.2 s to 3.2 seconds; "
+        "rain loudest around 4.0 s. The first event is the chirp at about 0.3 s."
+    )
+    moved = shift_temporal(text, 0.5)
+    assert moved == (
+        "9 chirps, at 0.8, 1.4, 3.1 s; a knock every 0.50 s from about 1.7 s to 3.7 seconds; "
+        "rain loudest around 4.5 s. The first event is the chirp at about 0.8 s."
+    )
+    before, after = read_temporal(text), read_temporal(moved)
+    for a, b in zip(before.onsets, after.onsets, strict=True):
+        np.testing.assert_allclose(np.asarray(b), np.asarray(a) + 0.5, atol=1e-9)
+    assert after.others == [4.5]
+    assert shift_temporal("Knocks at 0.2, 1.0 s", -0.5) == "Knocks at 0.0, 0.5 s"  # nothing before the start
+    assert shift_temporal("no times here, 12 more", 1.0) == "no times here, 12 more"
