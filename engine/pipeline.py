@@ -389,8 +389,7 @@ def cot_timeline(cot: Cot, bundle: ModelBundle, start: int, length: int) -> torc
     that takes no timeline."""
     if not bundle.generator.config.timeline_dim:
         return None
-    rate = bundle.codec.config.sample_rate / bundle.codec.config.hop  # latent frames per second
-    track = timeline_track(cot.temporal, start + length, rate)[start:]  # (length, K)
+    track = timeline_track(cot.temporal, length, bundle.codec.config.latent_rate, start)  # (length, K)
     return torch.from_numpy(track)[None].to(bundle.device)
 
 

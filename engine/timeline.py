@@ -95,18 +95,20 @@ def read_temporal(text: str) -> TemporalTimes:
     return out
 
 
-def timeline_track(temporal: str, n_frames: int, rate: float) -> np.ndarray:
-    """The track (n_frames, TIMELINE_DIM) float32 of a Temporal block for a latent of ``n_frames`` frames at
-    ``rate`` frames per second (a time t is frame t * rate; times past the end are left out)."""
+def timeline_track(temporal: str, n_frames: int, rate: float, start: int = 0) -> np.ndarray:
+    """The track (n_frames, TIMELINE_DIM) float32 of a Temporal block over latent frames [start, start +
+    n_frames) at ``rate`` frames per second (a time t is frame t * rate, counted from the video's start, so a
+    window of a longer video gets its own part; times outside the frames are left out)."""
     times = read_temporal(temporal)
     track = np.zeros((n_frames, TIMELINE_DIM), np.float32)
     if times.empty or n_frames < 1:
         return track
-    frames = np.arange(n_frames, dtype=np.float64)[:, None]  # (T, 1)
+    frames = np.arange(start, start + n_frames, dtype=np.float64)[:, None]  # (T, 1)
 
     def bumps(ts: list[float]) -> np.ndarray:
         pos = np.asarray(ts, np.float64)[None] * rate  # (1, N) in frames
-        pos = pos[(pos > -3 * SIGMA_FRAMES) & (pos < n_frames - 1 + 3 * SIGMA_FRAMES)][None]
+        inside = (pos > start - 3 * SIGMA_FRAMES) & (pos < start + n_frames - 1 + 3 * SIGMA_FRAMES)
+        pos = pos[inside][None]
         if pos.size == 0:
             return np.zeros(n_frames)
         return np.exp(-0.5 * ((frames - pos) / SIGMA_FRAMES) ** 2).max(1)  # (T,): overlapping hits stay 1

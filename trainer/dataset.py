@@ -26,7 +26,7 @@ from engine.errors import UserInputError
 from engine.generator import BLOCK_TOKENS, COT_MODES, MONO_TOKENS
 from engine.text_encoder import EMBED_DIM
 from engine.timeline import timeline_track
-from trainer.features import _encode_sorted, _pad_block
+from trainer.features import _encode_sorted, _pad_block, stack_timelines
 from trainer.ingest import FORMAT, MANIFEST, REPLAY_SOURCE, binding
 
 
@@ -128,7 +128,7 @@ class TrainDataset(torch.utils.data.Dataset):
         if self.timeline_rate is not None:
             start = round(w["start"] * self.timeline_rate)  # the window's first frame in its source
             n = int(arrays["z"].shape[1])
-            item["timeline"] = timeline_track(self.cots[j].temporal, start + n, self.timeline_rate)[start:]
+            item["timeline"] = timeline_track(self.cots[j].temporal, n, self.timeline_rate, start)
         return item
 
 
@@ -177,22 +177,13 @@ class WindowCollate:
             "has_video": torch.tensor([bool(it["video"]) for it in items]),
             "replay": torch.tensor([bool(it.get("replay", False)) for it in items]),
             "text": [_pad_block([it["text"][k] for it in items]) for k in range(4)],
-        } | _timelines(items, t)
-
-
-def _timelines(items: list[dict], t: int) -> dict:
-    """{"timeline": (B, T, K) float32} of items that carry one (cropped to T frames), else {}."""
-    if "timeline" not in items[0]:
-        return {}
-    return {"timeline": torch.from_numpy(np.stack([it["timeline"][:t] for it in items])).float()}
+        } | stack_timelines(items, t)
 
 
 def timeline_rate(bundle) -> float | None:
     """Latent frames per second for a bundle whose generator reads the Temporal block's timeline, else None
     (what `TrainDataset`'s ``timeline_rate`` wants)."""
-    if not bundle.generator.config.timeline_dim:
-        return None
-    return bundle.codec.config.sample_rate / bundle.codec.config.hop
+    return bundle.codec.config.latent_rate if bundle.generator.config.timeline_dim else None
 
 
 def collate_for(dataset: TrainDataset) -> WindowCollate:
@@ -241,5 +232,5 @@ def _prompt(data: TrainDataset, i: int, bundle):
     text, negative = _encode_text(cot, bundle)
     view = VideoView(duration, cfg.sample_rate / cfg.hop, np.ascontiguousarray(sync[:, :SYNC_DIM]))
     name = f"{data.sources[j]['id']}@{w['start']:g}s"
-    timeline = cot_timeline(cot, bundle, round(w["start"] * cfg.sample_rate / cfg.hop), n_latent)
+    timeline = cot_timeline(cot, bundle, round(w["start"] * cfg.latent_rate), n_latent)
     return Prompt(name, cot, prepared, view, tokens, sync_t, text, negative, timeline)

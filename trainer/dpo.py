@@ -35,7 +35,7 @@ from engine.generator import concat_conditions
 from engine.models import ModelBundle
 from engine.pipeline import prepare_video
 from engine.timeline import timeline_track
-from trainer.dataset import WindowCollate, cot_token_states, held_out_split
+from trainer.dataset import WindowCollate, cot_token_states, held_out_split, timeline_rate
 from trainer.finetune import batch_conditions, eval_times
 from trainer.ingest import (
     IngestConfig,
@@ -185,10 +185,10 @@ class DpoObjective:
         with np.load(self.folder / self.entries[i]["file"]) as npz:
             arrays = {k: npz[k] for k in npz.files}
         item = arrays | {"index": i, "text": self.text[i], "video": True}
-        if self.bundle.generator.config.timeline_dim:
+        rate = timeline_rate(self.bundle)
+        if rate is not None:
             e = self.entries[i]
-            rate = self.bundle.codec.config.sample_rate / self.bundle.codec.config.hop
-            item["timeline"] = timeline_track(self.cots[i].temporal, e["start"] + e["T"], rate)[e["start"] :]
+            item["timeline"] = timeline_track(self.cots[i].temporal, e["T"], rate, e["start"])
         return item
 
     def margins(

@@ -430,8 +430,15 @@ class CropCollate:
                 "frame_mask": torch.ones(frames.shape[:2], dtype=torch.bool),  # (B, F): every frame is real
                 "text": [_pad_block([it["text"][k] for it in items]) for k in range(4)],
             }
-            | ({"timeline": stack("timeline", np.s_[:t]).float()} if "timeline" in items[0] else {})
+            | stack_timelines(items, t)
         )
+
+
+def stack_timelines(items: list[dict], t: int) -> dict:
+    """{"timeline": (B, T, K) float32} of items that carry one (cropped to T frames), else {}."""
+    if "timeline" not in items[0]:
+        return {}
+    return {"timeline": torch.from_numpy(np.stack([it["timeline"][:t] for it in items])).float()}
 
 
 def _pad_block(rows: list[np.ndarray]) -> TextBlock:
