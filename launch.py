@@ -482,12 +482,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.what == "metrics":
         from trainer.metric_models import train_metric_models
 
+        if args.house_per_class and not args.out:
+            raise CliError("a judge that knows the house classes goes in its own folder: give --out DIR")
         report = train_metric_models(
             out_dir=Path(args.out or ROOT / "assets" / "bench"),
             n_train=args.clips,
             epochs=args.epochs,
             seed=args.seed,
             progress=_progress("train metrics"),
+            house_per_class=args.house_per_class,
         )
         print(json.dumps(report))
         return 0
@@ -894,6 +897,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", default=None, help="where the weights go (default assets/bench; pretrain: runs/pretrain_<cot mode>)"
     )
     t.add_argument("--clips", type=_positive_int, default=2400, help="training clips to generate")
+    t.add_argument(
+        "--house-per-class",
+        type=_nonneg_int,
+        default=0,
+        help="metrics: add this many clips of each house class (a judge for train measure --judge; needs --out)",
+    )
     t.add_argument("--epochs", type=_positive_int, default=10)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--preset", default="default", help="pretrain: generator preset (default, tiny, prismaudio)")

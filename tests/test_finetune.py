@@ -301,8 +301,16 @@ def test_measure_house_renders_the_tune_with_its_own_guidance(data, tmp_path):
     model = str(data["model"])  # the start model as its own "tune" at strength 0: only the guidance differs
     house = tmp_path / "house" / "test"
     hows = (settings, plain)
-    result = measure_house(house, model, model, settings, check, tmp_path / "w", strengths=(0.0,), tuned_settings=hows)
+    from engine.bench.run import ASSETS
+
+    result = measure_house(
+        house, model, model, settings, check, tmp_path / "w", strengths=(0.0,), tuned_settings=hows, judge=ASSETS
+    )
     same, other = result["tunes"]
+    judge = result["judge"]  # the shipped metric models as the judge: the same numbers for the same renders
+    assert judge["folder"] == str(ASSETS) and judge["house"] == result["house"]
+    assert judge["reference"] == result["reference"] and set(judge["tunes"]) == {same["name"], other["name"]}
+    assert judge["tunes"][other["name"]]["fd_drop"] == other["fd_drop"]
     assert (same["name"], other["name"]) == ("tuned at 0", "tuned at 0 (cfg 1, video 5)")
     assert other["guidance"]["cfg"] == 1.0 and result["settings"]["base"]["cfg"] == settings.cfg
     assert result["house"]["tuned at 0"]["fd"] == pytest.approx(result["house"]["base"]["fd"])  # the same renders
@@ -311,6 +319,9 @@ def test_measure_house_renders_the_tune_with_its_own_guidance(data, tmp_path):
     assert other["foleybench"]["tuned"] != other["foleybench"]["base"]  # the check renders it with its guidance
     text = house_markdown(result)
     assert "a tune's name gives its own" in text and "tuned at 0 (cfg 1, video 5): FD drop" in text
+    assert f"scored by the metric models in {ASSETS}" in text and text.count("frog_croak FD / CLAP~") == 2
+    with pytest.raises(FileNotFoundError, match="metric models missing"):  # before any render
+        measure_house(house, model, model, settings, check, tmp_path / "w", judge=tmp_path / "nothing")
 
 
 def test_mean_level_is_the_mean_rms_level_in_dbfs():

@@ -53,8 +53,8 @@ def test_the_library_on_disk(tmp_path):
     meta = json.loads((tmp_path / "test" / f"{index['clips'][0]}.json").read_text())
     assert len(index["clips"]) == 4 and meta["classes"][0] in HOUSE_CLASSES and meta["cot"]["semantic"]
     assert (tmp_path / "test" / f"{index['clips'][0]}.mp4").is_file()
-    seeds = {p: house_clip(p, "frog_croak", 0, CFG)[0].seed for p in ("videos", "sounds", "test")}
-    assert len(set(seeds.values())) == 3  # each part draws its own clips
+    seeds = {p: house_clip(p, "frog_croak", 0, CFG)[0].seed for p in ("videos", "sounds", "test", "judge")}
+    assert len(set(seeds.values())) == 4  # each part draws its own clips (the judge's too)
 
 
 def test_house_metrics_fd_is_zero_for_the_house_audio_itself_and_large_for_noise():
@@ -70,3 +70,29 @@ def test_house_metrics_fd_is_zero_for_the_house_audio_itself_and_large_for_noise
     other = house_metrics(noise, truth, metas, 44100, models)
     assert same["fd"] == pytest.approx(0.0, abs=1e-3) and other["fd"] > 10.0
     assert set(same["per_class"]) == set(HOUSE_CLASSES) and -1.0 <= same["clap"] <= 1.0
+
+
+def test_a_judge_learns_the_house_classes_from_its_own_clips(tmp_path):
+    from engine.bench.run import load_metric_models
+    from trainer.foleyworld.classes import CLASS_NAMES
+    from trainer.metric_models import build_dataset, train_metric_models
+
+    classes = CLASS_NAMES + list(HOUSE_CLASSES)
+    data = build_dataset("train", 2, house=(3, 1), classes=classes)
+    assert data["clean"].shape[0] == 2 + 4 and data["labels"].shape == (6, 20)
+    for row, cls in zip(data["labels"][2:], HOUSE_CLASSES):  # the house rows: their class alone
+        assert np.flatnonzero(row).tolist() == [classes.index(cls)]
+    judge = [house_clip("judge", cls, 3, WorldConfig())[2].semantic for cls in HOUSE_CLASSES]
+    assert data["text"][2:] == judge and data["labels"][:2, 16:].sum() == 0
+
+    report = train_metric_models(tmp_path, n_train=4, n_val=2, epochs=1, house_per_class=2)
+    models = load_metric_models(tmp_path)
+    assert models.classes == classes and report["house_per_class"] == 2
+    assert 0.0 <= report["house"]["class_recall_at_k"] <= 1.0 and 0.0 <= report["class_recall_at_k"] <= 1.0
+
+
+def test_a_judge_needs_its_own_folder(capsys):
+    import launch
+
+    assert launch.main(["train", "metrics", "--house-per-class", "4"]) != 0
+    assert "give --out" in capsys.readouterr().err

@@ -6,7 +6,7 @@ measure and measure-dpo (`add_arguments` declares their options on the ``train``
     train dpo --pairs FILE.json --out DIR   (launch.py: or --project NAME)         Flow-DPO on preference pairs
     train blend --tuned MODEL --strength S --out DIR                               a tune at strength S (0..1)
     train house --out DIR                                                          the procedural house library
-    train measure --house DIR --tuned MODEL [--strengths 1,0.7]                    house FD / CLAP~ and FoleyBench
+    train measure --house DIR --tuned MODEL [--strengths 1,0.7] [--judge DIR]      house FD / CLAP~ and FoleyBench
     train measure-dpo --out DIR --dimension temporal                               pairs, DPO, held-out reward
 
 Each returns a JSON-able dict (printed by launch.py); progress goes to stderr.
@@ -63,6 +63,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     h.add_argument("--test-per-class", type=int, default=10, help="house: held-out clips per class")
     h.add_argument("--house", help="measure: house library folder (its test/ part is rendered)")
     h.add_argument("--tuned", help="measure, blend: the tuned model folder")
+    h.add_argument(
+        "--judge",
+        help="measure: also score the same renders with the metric models in this folder (a judge that knows "
+        "the house classes: train metrics --house-per-class N --out DIR)",
+    )
     h.add_argument("--strength", type=float, default=1.0, help="blend: 0 (the start model) .. 1 (the tune)")
     h.add_argument("--strengths", default="1", help="measure: the tune's strengths, comma-separated (e.g. 1,0.7)")
     h.add_argument(
@@ -216,7 +221,7 @@ def measure_command(args: argparse.Namespace) -> dict:
     tuned_settings = tuned_guidance(settings, args.tuned_guidance)
     work = Path(args.out or Path(args.tuned) / "measure")
     result = measure_house(
-        test, args.model, args.tuned, settings, bench, work, _show("measure"), strengths, tuned_settings
+        test, args.model, args.tuned, settings, bench, work, _show("measure"), strengths, tuned_settings, args.judge
     )
     print(house_markdown(result), file=sys.stderr)
     return result

@@ -91,7 +91,9 @@ HOUSE_CLASSES: dict[str, HouseClass] = {
         ),
     )
 }
-SEED_BASE = {"videos": 40_000_000, "sounds": 41_000_000, "test": 42_000_000}  # beyond FoleyWorld's splits
+# beyond FoleyWorld's splits; "judge": clips for metric models that know the house classes (`train metrics
+# --house-per-class`), apart from the videos, sounds and test clips a tune trains and is measured on
+SEED_BASE = {"videos": 40_000_000, "sounds": 41_000_000, "test": 42_000_000, "judge": 43_000_000}
 
 
 # ----------------------------------------------------------------------------------------- scenes

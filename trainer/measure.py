@@ -115,13 +115,16 @@ def measure_house(
     progress: Progress | None = None,
     strengths: tuple[float, ...] = (1.0,),
     tuned_settings: tuple[RenderSettings, ...] = (),
+    judge: str | Path | None = None,
 ) -> dict:
     """Both models on the held-out house clips and on FoleyBench's original classes (see the module doc), the
     tune at each of ``strengths`` (`trainer.lora.blended_generator`; 1: the tune as trained) rendered with
     each of ``tuned_settings`` (default ``settings`` alone). The start model's renders are made once for
     all of them. -> {"house_clips", "reference": {"house audio", "codec": metrics}, "house": {row: metrics},
     "settings": {"base": guidance}, "tunes": [{"strength", "guidance", "name", "fd_drop", "clap_gain",
-    "foleybench"}]}."""
+    "foleybench"}]} and, with ``judge`` (a folder of metric models, e.g. from `train metrics
+    --house-per-class`), "judge": {"folder", "reference", "house", "tunes": {name: {"fd_drop", "clap_gain"}}},
+    the same renders scored by those models."""
     from engine.bench.run import load_clips, load_metric_models
     from trainer.bench_guard import check_many
     from trainer.lora import blended_generator, tuned_bundle
@@ -130,43 +133,51 @@ def measure_house(
         raise UserInputError(f"--strengths must be distinct values in 0 .. 1, got {list(strengths)}")
     metas, truth, sr = load_clips(Path(test))
     models = load_metric_models()
+    judged_by = load_metric_models(Path(judge)) if judge is not None else None  # a missing judge fails first
     base, tuned = load_bundle(base_model), load_bundle(tuned_model)
     blended = lambda s: blended_generator(base.generator, tuned.generator, s)  # noqa: E731
     weights = {s: tuned if s == 1.0 else tuned_bundle(tuned, blended(s), tune_name(s)) for s in strengths}
     hows = tuple(tuned_settings) or (settings,)
     plan = {tune_name(s, how, settings): (s, how) for s in strengths for how in hows}
     tunes = {name: weights[s] for name, (s, _) in plan.items()}
-    reference = {
-        "house audio": house_metrics(truth, truth, metas, sr, models),
-        "codec": house_metrics(codec_reconstruction(base, truth), truth, metas, sr, models),
-    }
-    scored = lambda bundle, how: house_metrics(  # noqa: E731
-        _renders(bundle, Path(test), metas, truth, how, progress), truth, metas, sr, models
-    )
-    rows = {"base": scored(base, settings)} | {name: scored(tunes[name], how) for name, (_, how) in plan.items()}
+    bundles, how_of = {"base": base} | tunes, {"base": settings} | {name: how for name, (_, how) in plan.items()}
+    audio = {name: _renders(bundles[name], Path(test), metas, truth, how, progress) for name, how in how_of.items()}
+    references = {"house audio": truth, "codec": codec_reconstruction(base, truth)}
     their = {name: how for name, (_, how) in plan.items()}
     verdicts = check_many(base, tunes, bench, Path(work) / "bench", progress, their)
-    out = []
-    for name, (s, how) in plan.items():
-        fd_drop = 1.0 - rows[name]["fd"] / rows["base"]["fd"] if rows["base"]["fd"] > 0 else float("nan")
-        gain = rows[name]["clap"] - rows["base"]["clap"]
-        out.append(
-            {
-                "strength": s,
-                "guidance": _guidance(how),
-                "name": name,
-                "fd_drop": fd_drop,
-                "clap_gain": gain,
-                "foleybench": verdicts[name],
-            }
-        )
-    return {
+    scored = _judged(models, references, audio, truth, metas, sr, plan)
+    out = [
+        {"strength": s, "guidance": _guidance(how), "name": name}
+        | scored["tunes"][name]
+        | {"foleybench": verdicts[name]}
+        for name, (s, how) in plan.items()
+    ]
+    result = {
         "house_clips": len(metas),
-        "reference": reference,
-        "house": rows,
+        "reference": scored["reference"],
+        "house": scored["house"],
         "settings": {"base": _guidance(settings)},
         "tunes": out,
     }
+    if judged_by is not None:
+        result["judge"] = {"folder": str(judge)} | _judged(judged_by, references, audio, truth, metas, sr, plan)
+    return result
+
+
+def _judged(models, references: dict, audio: dict, truth, metas, sr: int, plan: dict) -> dict:
+    """House metrics of the references and of every model's renders by one set of metric models, and each
+    tune's FD drop and CLAP~ gain against the start model."""
+    reference = {name: house_metrics(a, truth, metas, sr, models) for name, a in references.items()}
+    rows = {name: house_metrics(a, truth, metas, sr, models) for name, a in audio.items()}
+    start = rows["base"]
+    tunes = {
+        name: {
+            "fd_drop": 1.0 - rows[name]["fd"] / start["fd"] if start["fd"] > 0 else float("nan"),
+            "clap_gain": rows[name]["clap"] - start["clap"],
+        }
+        for name in plan
+    }
+    return {"reference": reference, "house": rows, "tunes": tunes}
 
 
 def _guidance(settings: RenderSettings) -> dict:
@@ -180,12 +191,10 @@ def _guidance(settings: RenderSettings) -> dict:
 
 
 def house_markdown(result: dict) -> str:
-    """The measurement as markdown tables (house library, then FoleyBench on the original classes)."""
+    """The measurement as markdown tables (house library, then FoleyBench on the original classes; with a
+    judge, the house library again as its models score it)."""
     lines = [f"House library ({result['house_clips']} held-out clips)", ""]
-    lines += ["| row | FD | CLAP~ | level dBFS |", "|---|---|---|---|"]
-    every = {f"({n})": r for n, r in result.get("reference", {}).items()} | result["house"]
-    lines += [f"| {n} | {r['fd']:.2f} | {r['clap']:.3f} | {r['level']:.1f} |" for n, r in every.items()]
-    lines.append("")
+    lines += _house_table(result.get("reference", {}), result["house"])
     base = result.get("settings", {}).get("base")
     if base and any(t.get("guidance", base) != base for t in result["tunes"]):
         lines += [f"start model's guidance {base}; a tune's name gives its own where it differs", ""]
@@ -196,7 +205,27 @@ def house_markdown(result: dict) -> str:
             lines += ["| FoleyBench | base | tuned | relative drop |", "|---|---|---|---|"]
             lines += [f"| {m} | {fb['base'][m]:.3f} | {fb['tuned'][m]:.3f} | {d:.1%} |" for m, d in fb["drops"].items()]
             lines.append("")
+    if "judge" in result:
+        judge = result["judge"]
+        lines += [f"The same renders scored by the metric models in {judge['folder']}", ""]
+        lines += _house_table(judge["reference"], judge["house"])
+        for name, t in judge["tunes"].items():
+            lines += [f"{name}: FD drop {t['fd_drop']:.1%}, CLAP~ gain {t['clap_gain']:+.3f}", ""]
     return "\n".join(lines).rstrip("\n")
+
+
+def _house_table(reference: dict, house: dict) -> list[str]:
+    lines = ["| row | FD | CLAP~ | level dBFS |", "|---|---|---|---|"]
+    every = {f"({n})": r for n, r in reference.items()} | house
+    lines += [f"| {n} | {r['fd']:.2f} | {r['clap']:.3f} | {r['level']:.1f} |" for n, r in every.items()]
+    classes = sorted({c for r in house.values() for c in r.get("per_class", {})})
+    if classes:
+        lines += ["", "| row | " + " | ".join(f"{c} FD / CLAP~" for c in classes) + " |"]
+        lines += ["|---|" + "---|" * len(classes)]
+        for n, r in house.items():
+            cells = [f"{r['per_class'][c]['fd']:.0f} / {r['per_class'][c]['clap']:.2f}" for c in classes]
+            lines += [f"| {n} | " + " | ".join(cells) + " |"]
+    return [*lines, ""]
 
 
 # ----------------------------------------------------------------------------------------------- DPO

@@ -1,8 +1,12 @@
 """Training of the FoleyBench metric models (``python launch.py train metrics``).
 
 Data: FoleyWorld ``train`` clips (audio only) for training, ``val`` clips for the reported accuracy.
+``house_per_class`` > 0 adds clips of the house library's four classes (`trainer.house`, its "judge" seeds,
+apart from every clip a tune trains or is measured on) to both, the classifier then naming 20 classes: a
+judge for `train measure --judge` that knows the house sounds, as a contrastive model trained on a wide
+library would, where the shipped models heard FoleyWorld alone.
 Three models, one architecture (`engine.bench.models.AudioNet`):
-- classifier: multi-label sound-event classifier (binary cross-entropy over the 16 classes);
+- classifier: multi-label sound-event classifier (binary cross-entropy over the 16 classes, or 20);
 - contrastive: audio tower + projection of frozen MiniLM embeddings of the Semantic block (InfoNCE);
 - quality: clean render (1) against the same render degraded (0) by `trainer.degrade`.
 """
@@ -25,35 +29,55 @@ from engine.text_encoder import encode_sentences
 
 from .degrade import degrade
 from .foleyworld.classes import CLASS_NAMES
+from .foleyworld.scene import WorldConfig
 from .foleyworld.splits import make_clip
+from .house import HOUSE_CLASSES, house_clip
+
+HOUSE_PREFIX = "house:"  # a build_dataset job of a house class
 
 
-def _clip_features(job: tuple[str, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
-    """Worker: (split, index) -> (clean log-mel, degraded log-mel, multi-hot labels, semantic text)."""
+def _clip_features(job: tuple[str, int]) -> tuple[np.ndarray, np.ndarray, list[str], str]:
+    """Worker: (split, index) -> (clean log-mel, degraded log-mel, class names, semantic text); split
+    ``house:<class>`` is clip ``index`` of that house class from the library's judge seeds."""
     split, index = job
-    clip = make_clip(split, index)
-    sr = clip.scene.config.sample_rate
-    audio = clip.audio.audio
-    bad, _ = degrade(audio, sr, np.random.default_rng([clip.scene.seed, 7]))
-    labels = np.zeros(len(CLASS_NAMES), dtype=np.float32)
-    for c in clip.scene.classes:
-        labels[CLASS_NAMES.index(c)] = 1.0
-    return log_mel(audio, sr), log_mel(bad, sr), labels, clip.cot.semantic
+    if split.startswith(HOUSE_PREFIX):
+        scene, rendered, cot = house_clip("judge", split[len(HOUSE_PREFIX) :], index, WorldConfig())
+    else:
+        clip = make_clip(split, index)
+        scene, rendered, cot = clip.scene, clip.audio, clip.cot
+    sr = scene.config.sample_rate
+    audio = rendered.audio
+    bad, _ = degrade(audio, sr, np.random.default_rng([scene.seed, 7]))
+    return log_mel(audio, sr), log_mel(bad, sr), [s.cls for s in scene.sources], cot.semantic
 
 
-def build_dataset(split: str, count: int, workers: int = 2, progress: Callable[[int, int], None] | None = None) -> dict:
-    """Features of ``count`` clips of ``split``, computed in ``workers`` processes."""
+def build_dataset(
+    split: str,
+    count: int,
+    workers: int = 2,
+    progress: Callable[[int, int], None] | None = None,
+    house: tuple[int, int] = (0, 0),
+    classes: list[str] = CLASS_NAMES,
+) -> dict:
+    """Features of ``count`` clips of ``split`` and, with ``house`` = (first, n), house clips first .. first +
+    n - 1 of every house class, computed in ``workers`` processes; labels multi-hot over ``classes``."""
+    first, n_house = house
     jobs = [(split, i) for i in range(count)]
+    jobs += [(HOUSE_PREFIX + c, first + k) for c in HOUSE_CLASSES for k in range(n_house)]
     rows = []
     with get_context("spawn").Pool(workers) as pool:
         for k, row in enumerate(pool.imap(_clip_features, jobs, chunksize=8)):
             rows.append(row)
             if progress:
-                progress(k + 1, count)
+                progress(k + 1, len(jobs))
+    labels = np.zeros((len(rows), len(classes)), dtype=np.float32)
+    for i, row in enumerate(rows):
+        for c in row[2]:
+            labels[i, classes.index(c)] = 1.0
     return {
         "clean": np.stack([r[0] for r in rows]),
         "bad": np.stack([r[1] for r in rows]),
-        "labels": np.stack([r[2] for r in rows]),
+        "labels": labels,
         "text": [r[3] for r in rows],
     }
 
@@ -90,7 +114,7 @@ def _set_norm(net: AudioNet, mel: np.ndarray) -> None:
 
 def train_classifier(data: dict, epochs: int, seed: int) -> AudioNet:
     torch.manual_seed(seed)
-    net = AudioNet(config=AudioNetConfig(n_out=len(CLASS_NAMES)))
+    net = AudioNet(config=AudioNetConfig(n_out=data["labels"].shape[1]))
     _set_norm(net, data["clean"])
     x, y = torch.from_numpy(data["clean"]), torch.from_numpy(data["labels"])
     _fit(net, lambda i: F.binary_cross_entropy_with_logits(net(x[i])[1], y[i]), len(x), epochs, seed)
@@ -155,31 +179,38 @@ def train_metric_models(
     epochs: int = 12,
     seed: int = 0,
     progress: Callable[[int, int], None] | None = None,
+    house_per_class: int = 0,
 ) -> dict:
-    """Generate data, train the three models, evaluate on val, save under ``out_dir``."""
+    """Generate data, train the three models, evaluate on val, save under ``out_dir``. ``house_per_class``
+    house clips of each house class join the training data (and a quarter as many others the validation
+    data; the figures of the FoleyWorld val clips, and of those as ``house``)."""
     t0 = time.perf_counter()
-    train = build_dataset("train", n_train, progress=progress)
-    val = build_dataset("val", n_val)
+    classes = CLASS_NAMES + (list(HOUSE_CLASSES) if house_per_class else [])
+    n_house_val = max(1, house_per_class // 4) if house_per_class else 0
+    train = build_dataset("train", n_train, progress=progress, house=(0, house_per_class), classes=classes)
+    val = build_dataset("val", n_val, house=(house_per_class, n_house_val), classes=classes)
     t_data = time.perf_counter() - t0
     text_train, text_val = encode_sentences(train["text"]), encode_sentences(val["text"])
     torch.set_num_threads(max(1, torch.get_num_threads()))
     classifier = train_classifier(train, epochs, seed)
     quality = train_quality(train, max(2, epochs // 2), seed)
     contrastive = train_contrastive(train, text_train, epochs, seed)
-    report = evaluate(classifier, quality, contrastive, val, text_val)
+    rows = lambda part: {k: v[part] for k, v in val.items()}  # noqa: E731
+    report = evaluate(classifier, quality, contrastive, rows(slice(0, n_val)), text_val[:n_val])
+    if house_per_class:  # the house rows of val (its last ones), reported apart
+        report["house"] = evaluate(classifier, quality, contrastive, rows(slice(n_val, None)), text_val[n_val:])
     report.update(
         {
             "n_train": n_train,
             "n_val": n_val,
+            "house_per_class": house_per_class,
             "epochs": epochs,
             "data_seconds": round(t_data, 1),
             "total_seconds": round(time.perf_counter() - t0, 1),
         }
     )
     out_dir = Path(out_dir)
-    save_model(
-        classifier, out_dir / "classifier.safetensors", "classifier", classifier.config, {"classes": CLASS_NAMES}
-    )
+    save_model(classifier, out_dir / "classifier.safetensors", "classifier", classifier.config, {"classes": classes})
     save_model(quality, out_dir / "quality.safetensors", "quality", quality.config)
     save_model(contrastive, out_dir / "contrastive.safetensors", "contrastive", contrastive.audio.config)
     return report
