@@ -48,7 +48,7 @@ def _clip_features(job: tuple[str, int]) -> tuple[np.ndarray, np.ndarray, list[s
     sr = scene.config.sample_rate
     audio = rendered.audio
     bad, _ = degrade(audio, sr, np.random.default_rng([scene.seed, 7]))
-    return log_mel(audio, sr), log_mel(bad, sr), [s.cls for s in scene.sources], cot.semantic
+    return log_mel(audio, sr), log_mel(bad, sr), scene.classes, cot.semantic
 
 
 def build_dataset(
