@@ -230,7 +230,7 @@ def _prompt(data: TrainDataset, i: int, bundle):
     prepared = PreparedVideo(info, duration, cfg.sample_rate, n_latent * cfg.hop, frames, enc.rate, sync, cfg.hop)
     cot = data.cots[j]
     text, negative = _encode_text(cot, bundle)
-    view = VideoView(duration, cfg.sample_rate / cfg.hop, np.ascontiguousarray(sync[:, :SYNC_DIM]))
+    view = VideoView(duration, cfg.latent_rate, np.ascontiguousarray(sync[:, :SYNC_DIM]))
     name = f"{data.sources[j]['id']}@{w['start']:g}s"
     timeline = cot_timeline(cot, bundle, round(w["start"] * cfg.latent_rate), n_latent)
     return Prompt(name, cot, prepared, view, tokens, sync_t, text, negative, timeline)

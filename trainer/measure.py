@@ -141,34 +141,37 @@ def measure_house(
     plan = {tune_name(s, how, settings): (s, how) for s in strengths for how in hows}
     tunes = {name: weights[s] for name, (s, _) in plan.items()}
     bundles, how_of = {"base": base} | tunes, {"base": settings} | {name: how for name, (_, how) in plan.items()}
-    audio = {name: _renders(bundles[name], Path(test), metas, truth, how, progress) for name, how in how_of.items()}
-    references = {"house audio": truth, "codec": codec_reconstruction(base, truth)}
+    judges = [models] + ([judged_by] if judged_by is not None else [])
+    score = lambda audios: [house_metrics(audios, truth, metas, sr, m) for m in judges]  # noqa: E731 a row per judge
+    references = {"house audio": score(truth), "codec": score(codec_reconstruction(base, truth))}
+    rows = {  # each model's renders scored as soon as they are made, then let go
+        name: score(_renders(bundles[name], Path(test), metas, truth, how, progress)) for name, how in how_of.items()
+    }
     their = {name: how for name, (_, how) in plan.items()}
     verdicts = check_many(base, tunes, bench, Path(work) / "bench", progress, their)
-    scored = _judged(models, references, audio, truth, metas, sr, plan)
+    mine, *other = [
+        _judged({n: r[k] for n, r in references.items()}, {n: r[k] for n, r in rows.items()}, plan)
+        for k in range(len(judges))
+    ]
     out = [
-        {"strength": s, "guidance": _guidance(how), "name": name}
-        | scored["tunes"][name]
-        | {"foleybench": verdicts[name]}
+        {"strength": s, "guidance": _guidance(how), "name": name} | mine["tunes"][name] | {"foleybench": verdicts[name]}
         for name, (s, how) in plan.items()
     ]
     result = {
         "house_clips": len(metas),
-        "reference": scored["reference"],
-        "house": scored["house"],
+        "reference": mine["reference"],
+        "house": mine["house"],
         "settings": {"base": _guidance(settings)},
         "tunes": out,
     }
-    if judged_by is not None:
-        result["judge"] = {"folder": str(judge)} | _judged(judged_by, references, audio, truth, metas, sr, plan)
+    if other:
+        result["judge"] = {"folder": str(judge)} | other[0]
     return result
 
 
-def _judged(models, references: dict, audio: dict, truth, metas, sr: int, plan: dict) -> dict:
-    """House metrics of the references and of every model's renders by one set of metric models, and each
-    tune's FD drop and CLAP~ gain against the start model."""
-    reference = {name: house_metrics(a, truth, metas, sr, models) for name, a in references.items()}
-    rows = {name: house_metrics(a, truth, metas, sr, models) for name, a in audio.items()}
+def _judged(reference: dict, rows: dict, plan: dict) -> dict:
+    """One judge's house metrics of the references and of every model's renders, with each tune's FD drop
+    and CLAP~ gain against the start model."""
     start = rows["base"]
     tunes = {
         name: {
