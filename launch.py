@@ -421,6 +421,7 @@ def _train_grpo(args: argparse.Namespace) -> dict:
         window=args.sample_steps if args.flow else args.window,
         weights=args.weights,
         per_reward_norm=args.per_reward_norm,
+        shared_prefix=args.shared_prefix,
         kl=args.kl,
         lr=args.lr or 1e-5,
         minibatch=args.batch or 4,
@@ -967,6 +968,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--flow", action="store_true", help="grpo: Flow-GRPO (the SDE on every step)")
     _add_weights(g, "grpo: reward weights")
     g.add_argument("--per-reward-norm", action="store_true", help="grpo: normalise each reward within the group")
+    g.add_argument(
+        "--shared-prefix",
+        action="store_true",
+        help="grpo: the takes of a group share one start noise and the ODE steps before the window",
+    )
     g.add_argument("--kl", type=float, default=0.04, help="grpo: KL weight")
     g.add_argument(
         "--lora-rank",

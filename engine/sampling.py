@@ -139,17 +139,29 @@ def sample_hybrid(
     generator: torch.Generator | None = None,
     shift: float = 1.0,
     reduce: str = "mean",
+    branch: int | None = None,
+    prefix_velocity: Velocity | None = None,
 ) -> Trajectory:
     """Fast-GRPO rollout (PrismAudio section 3.3.2): ODE steps outside the window ``[start, start + width)``,
-    SDE steps inside it. Flow-GRPO is the same with ``window = (0, steps)``; a pure ODE is width 0."""
+    SDE steps inside it. Flow-GRPO is the same with ``window = (0, steps)``; a pure ODE is width 0.
+
+    With ``branch`` N the group shares its start: ``x1`` is one noise (1, ...), the ODE steps before the
+    window run once on it with ``prefix_velocity`` (the velocity for a batch of 1) and the N takes branch at
+    the window, so the takes differ only by the window's noise (the official code's shared prefix). States
+    before the window then have batch 1, from the window on batch N."""
     start, width = window
     if not (0 <= start and width >= 0 and start + width <= steps):
         raise ValueError(f"window {window} does not fit in {steps} steps")
+    if branch is not None and (branch < 1 or width < 1 or x1.shape[0] != 1 or prefix_velocity is None):
+        raise ValueError("a shared prefix needs one start (batch 1), a window of width >= 1 and its velocity")
     ts = timesteps(steps, shift, x1.device)
     x, states, log_probs = x1.float(), [x1.float()], {}
     for i in range(steps):
+        if branch is not None and i == start:  # the takes part here
+            x = x.expand(branch, *x.shape[1:]).contiguous()
+            states[-1] = x
         t = ts[i].expand(x.shape[0])
-        v = velocity(x, t)
+        v = (prefix_velocity if branch is not None and i < start else velocity)(x, t)
         if start <= i < start + width:
             noise = torch.randn(x.shape, generator=generator, device=x.device)
             out = sde_step(x, t, ts[i + 1], v, noise, noise_level, reduce)

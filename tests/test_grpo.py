@@ -74,6 +74,29 @@ def test_rollout_log_probs_are_the_gaussian_density_of_the_sde_step(model_dir, p
     assert group.audio.shape == (cfg.group, prompt.prepared.n_samples, 2)
 
 
+def test_a_shared_prefix_group_starts_its_window_from_one_state(model_dir, prompt_dir):
+    bundle = load_bundle(model_dir)
+    cfg = _config(model_dir, prompt_dir, Path("unused"), shared_prefix=True)
+    prompt = load_prompts(prompt_dir, bundle, 1)[0]
+    policy = build_policy(bundle, cfg)
+    group = collect_rollouts(
+        policy, bundle.codec, prompt, cfg, (1, 2), noise_generator(0, 0, 0, 0, torch.device("cpu"))
+    )
+    first = group.steps[0]["x"]
+    assert first.shape[0] == cfg.group and torch.equal(first, first[:1].expand_as(first))
+    assert float((group.steps[0]["x_next"] - group.steps[0]["x_next"][:1]).abs().max()) > 0  # parted by the SDE
+    assert float(np.abs(group.audio - group.audio[:1]).max()) > 0
+    plain = collect_rollouts(
+        policy,
+        bundle.codec,
+        prompt,
+        _config(model_dir, prompt_dir, Path("unused")),
+        (1, 2),
+        noise_generator(0, 0, 0, 0, torch.device("cpu")),
+    )
+    assert float((plain.steps[0]["x"] - plain.steps[0]["x"][:1]).abs().max()) > 0  # independent starts
+
+
 def test_group_advantages_in_exact_cases():
     adv, total = group_advantages({"semantic": torch.tensor([1.0, 0.0, 0.5, 0.5])}, {"semantic": 1.0})
     torch.testing.assert_close(adv, torch.tensor([2**0.5, -(2**0.5), 0.0, 0.0]), atol=1e-5, rtol=0)

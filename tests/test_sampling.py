@@ -104,6 +104,32 @@ def test_hybrid_window_confines_the_noise_and_records_log_probs():
     assert not torch.allclose(traj.states[5], ode.states[5])
 
 
+def test_a_shared_prefix_runs_once_and_the_takes_part_at_the_window():
+    v = _gaussian_velocity(0.5, 0.8)
+    x1 = torch.randn(1, 4, generator=torch.Generator().manual_seed(7))
+    calls = []
+
+    def counted(x, t):
+        calls.append(x.shape[0])
+        return v(x, t)
+
+    shared = sample_hybrid(
+        counted, x1, steps=10, window=(4, 2), generator=torch.Generator().manual_seed(8), branch=5, prefix_velocity=v
+    )
+    # the same as five takes of the repeated start with the same noise draws
+    apart = sample_hybrid(v, x1.repeat(5, 1), steps=10, window=(4, 2), generator=torch.Generator().manual_seed(8))
+    assert calls == [5] * 6  # the four prefix steps went to the batch-1 velocity
+    assert [s.shape[0] for s in shared.states] == [1, 1, 1, 1, 5, 5, 5, 5, 5, 5, 5]
+    torch.testing.assert_close(shared.states[4], apart.states[4])
+    assert torch.equal(shared.states[4], shared.states[4][:1].expand(5, 4))  # one state for all takes
+    for i in range(5, 11):
+        torch.testing.assert_close(shared.states[i], apart.states[i])
+    assert float(shared.states[-1].std(0).min()) > 1e-3  # the window's noise set them apart
+    torch.testing.assert_close(shared.log_probs[5], apart.log_probs[5])
+    with pytest.raises(ValueError, match="shared prefix"):
+        sample_hybrid(v, x1.repeat(2, 1), steps=10, window=(4, 2), branch=2, prefix_velocity=v)
+
+
 def test_guidance_interval_guides_only_inside_and_skips_the_unconditional_outside():
     g = torch.Generator().manual_seed(4)
     v_c, v_u = torch.randn(3, 4, 6, generator=g), torch.randn(3, 4, 6, generator=g)

@@ -87,6 +87,7 @@ class GrpoConfig:
     shift: float = 1.0  # timestep shift of the sampling grid (`engine.sampling.timesteps`)
     weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))  # reward weights
     per_reward_norm: bool = False  # normalise each reward within the group before weighting
+    shared_prefix: bool = False  # a group shares one start noise and the ODE steps before the window
     adv_clip: float = 5.0  # advantages are clipped to +-adv_clip
     clip_range: float = 1e-4  # PPO ratio clip (the official code's value, with mean-reduced log-probs)
     kl: float = 0.04  # beta: weight of the KL to the reference policy
@@ -271,6 +272,7 @@ MUST_MATCH = (
     "lora_rank",
     "seed",
     "weights",
+    "shared_prefix",  # False in a checkpoint saved before the field existed
 )
 
 
@@ -329,7 +331,7 @@ def _setup(cfg: GrpoConfig, resume: bool, heads: RewardHeads | None) -> dict:
     acc.wait_for_everyone()
     if resume and ckpt.is_file():
         try:
-            start = load_training_state(ckpt, state, must_match=MUST_MATCH)
+            start = load_training_state(ckpt, state, must_match=MUST_MATCH, defaults={"shared_prefix": False})
         except ValueError as exc:
             raise UserInputError(f"{exc}; use --no-resume or another --out") from None
     heads = heads or load_reward_heads()
@@ -373,8 +375,10 @@ def collect_rollouts(policy: PolicyObjective, codec, prompt: Prompt, cfg: GrpoCo
     net = policy.network()
     device = next(net.parameters()).device
     velocity = guided_velocity(net, prompt, cfg.group, cfg.cfg, cfg.guidance_interval, cfg.video_cfg)
-    x1 = torch.randn((cfg.group, net.config.latent_dim, prompt.n_latent), generator=rng, device=device)  # (N, C, T)
-    traj = sample_hybrid(velocity, x1, cfg.steps, window, cfg.noise_level, rng, cfg.shift, cfg.logprob_reduce)
+    shape = (1 if cfg.shared_prefix else cfg.group, net.config.latent_dim, prompt.n_latent)
+    x1 = torch.randn(shape, generator=rng, device=device)  # (N, C, T), or (1, C, T) shared by the group
+    branch = dict(branch=cfg.group, prefix_velocity=_one_take(net, prompt, cfg)) if cfg.shared_prefix else {}
+    traj = sample_hybrid(velocity, x1, cfg.steps, window, cfg.noise_level, rng, cfg.shift, cfg.logprob_reduce, **branch)
     steps = [
         {"t": traj.ts[j], "t_next": traj.ts[j + 1], "x": traj.states[j], "x_next": traj.states[j + 1]}
         | {"old_log_prob": traj.log_probs[j]}
@@ -383,6 +387,11 @@ def collect_rollouts(policy: PolicyObjective, codec, prompt: Prompt, cfg: GrpoCo
     z = finish_latent(codec, traj.states[-1], prompt.prepared.sync, cfg.declick, cfg.gate)
     audio = codec.decode(z, prompt.prepared.n_samples)  # (N, 2, samples)
     return Group(prompt, steps, audio.transpose(1, 2).float().cpu().numpy())
+
+
+def _one_take(net: Generator, prompt: Prompt, cfg: GrpoConfig) -> Velocity:
+    """The rollouts' guided velocity for a batch of 1 (a shared prefix)."""
+    return guided_velocity(net, prompt, 1, cfg.cfg, cfg.guidance_interval, cfg.video_cfg)
 
 
 def score_group(group: Group, heads: RewardHeads, sample_rate: int) -> None:
