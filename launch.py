@@ -970,8 +970,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--per-reward-norm", action="store_true", help="grpo: normalise each reward within the group")
     g.add_argument(
         "--shared-prefix",
-        action="store_true",
-        help="grpo: the takes of a group share one start noise and the ODE steps before the window",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="grpo: the takes of a group share one start noise and the ODE steps before the window (the default; "
+        "--no-shared-prefix: each take its own start)",
     )
     g.add_argument("--kl", type=float, default=0.04, help="grpo: KL weight")
     g.add_argument(

@@ -90,7 +90,7 @@ def test_a_shared_prefix_group_starts_its_window_from_one_state(model_dir, promp
         policy,
         bundle.codec,
         prompt,
-        _config(model_dir, prompt_dir, Path("unused")),
+        _config(model_dir, prompt_dir, Path("unused"), shared_prefix=False),
         (1, 2),
         noise_generator(0, 0, 0, 0, torch.device("cpu")),
     )

@@ -87,7 +87,7 @@ class GrpoConfig:
     shift: float = 1.0  # timestep shift of the sampling grid (`engine.sampling.timesteps`)
     weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))  # reward weights
     per_reward_norm: bool = False  # normalise each reward within the group before weighting
-    shared_prefix: bool = False  # a group shares one start noise and the ODE steps before the window
+    shared_prefix: bool = True  # a group shares one start noise and the ODE steps before the window (False: own starts)
     adv_clip: float = 5.0  # advantages are clipped to +-adv_clip
     clip_range: float = 1e-4  # PPO ratio clip (the official code's value, with mean-reduced log-probs)
     kl: float = 0.04  # beta: weight of the KL to the reference policy
