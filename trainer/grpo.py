@@ -149,12 +149,25 @@ def guided_velocity(
     in one network pass) inside the guidance ``interval`` and ``v_c`` outside it, conditions built as
     `engine.pipeline.render` builds them; with ``video_cfg`` (not equal to ``cfg_scale``) split guidance
     (`engine.pipeline.generator_guidance`)."""
-    cond1 = gen.prepare_conditions(  # B = 1
+    return guided_velocities(gen, prompt, (batch,), cfg_scale, interval, video_cfg)[0]
+
+
+def guided_velocities(
+    gen: Generator,
+    prompt: Prompt,
+    batches: tuple[int, ...],
+    cfg_scale: float,
+    interval: tuple[float, float] = (0.0, 1.0),
+    video_cfg: float | None = None,
+) -> list[Velocity]:
+    """`guided_velocity` for each batch size of ``batches``, the conditions prepared once."""
+    cond1: Conditions = gen.prepare_conditions(  # B = 1
         prompt.video_tokens, None, prompt.sync, prompt.text, prompt.n_latent, prompt.timeline
     )
-    cond: Conditions = cond1.repeat(batch)
-    uncond = gen.null_like(cond1, prompt.negative).repeat(batch)
-    return generator_guidance(gen, cond, uncond, cfg_scale, interval, video_cfg)
+    uncond1 = gen.null_like(cond1, prompt.negative)
+    return [
+        generator_guidance(gen, cond1.repeat(b), uncond1.repeat(b), cfg_scale, interval, video_cfg) for b in batches
+    ]
 
 
 class PolicyObjective(nn.Module):
@@ -374,10 +387,10 @@ def collect_rollouts(policy: PolicyObjective, codec, prompt: Prompt, cfg: GrpoCo
     """N hybrid ODE/SDE rollouts of ``prompt`` (SDE steps in ``window`` only) and their decoded audio."""
     net = policy.network()
     device = next(net.parameters()).device
-    velocity = guided_velocity(net, prompt, cfg.group, cfg.cfg, cfg.guidance_interval, cfg.video_cfg)
-    shape = (1 if cfg.shared_prefix else cfg.group, net.config.latent_dim, prompt.n_latent)
-    x1 = torch.randn(shape, generator=rng, device=device)  # (N, C, T), or (1, C, T) shared by the group
-    branch = dict(branch=cfg.group, prefix_velocity=_one_take(net, prompt, cfg)) if cfg.shared_prefix else {}
+    batches = (cfg.group, 1) if cfg.shared_prefix else (cfg.group,)
+    velocity, *one = guided_velocities(net, prompt, batches, cfg.cfg, cfg.guidance_interval, cfg.video_cfg)
+    x1 = torch.randn((batches[-1], net.config.latent_dim, prompt.n_latent), generator=rng, device=device)
+    branch = dict(branch=cfg.group, prefix_velocity=one[0]) if one else {}  # x1 (1, C, T) shared by the group
     traj = sample_hybrid(velocity, x1, cfg.steps, window, cfg.noise_level, rng, cfg.shift, cfg.logprob_reduce, **branch)
     steps = [
         {"t": traj.ts[j], "t_next": traj.ts[j + 1], "x": traj.states[j], "x_next": traj.states[j + 1]}
@@ -387,11 +400,6 @@ def collect_rollouts(policy: PolicyObjective, codec, prompt: Prompt, cfg: GrpoCo
     z = finish_latent(codec, traj.states[-1], prompt.prepared.sync, cfg.declick, cfg.gate)
     audio = codec.decode(z, prompt.prepared.n_samples)  # (N, 2, samples)
     return Group(prompt, steps, audio.transpose(1, 2).float().cpu().numpy())
-
-
-def _one_take(net: Generator, prompt: Prompt, cfg: GrpoConfig) -> Velocity:
-    """The rollouts' guided velocity for a batch of 1 (a shared prefix)."""
-    return guided_velocity(net, prompt, 1, cfg.cfg, cfg.guidance_interval, cfg.video_cfg)
 
 
 def score_group(group: Group, heads: RewardHeads, sample_rate: int) -> None:
