@@ -249,6 +249,17 @@ TRAIN_VIEW = [  # the Train page as a project shows it, and the Studio page's re
     "train_plot",
     "train_seen",
 ]
+TAKES_VIEW = [
+    "takes_table",
+    "take_pick",
+    "take_audio",
+    "take_info",
+    "compare_a",
+    "compare_b",
+    "spectrograms",
+    "positions",
+    "export_files",
+]
 PROJECT_VIEW = [
     "project",
     "project_pick",
@@ -265,32 +276,13 @@ PROJECT_VIEW = [
     "seed_locked",
     "steps",
     "guidance",
-    "takes_table",
-    "take_pick",
-    "take_audio",
-    "take_info",
-    "compare_a",
-    "compare_b",
-    "spectrograms",
-    "positions",
-    "export_files",
+    *TAKES_VIEW,
     "message",
     *TRAIN_VIEW,
 ]
 SETTINGS = [*(f"w_{d}" for d in DIMENSIONS), "candidates", "seed", "seed_locked", "steps", "guidance"]
 COT = [f"cot_{f}" for f in FIELDS]
 CLIP_VIEW = [n for n in PROJECT_VIEW if n not in ("project", "project_pick", "project_name", "clip_pick", *TRAIN_VIEW)]
-TAKES_VIEW = [
-    "takes_table",
-    "take_pick",
-    "take_audio",
-    "take_info",
-    "compare_a",
-    "compare_b",
-    "spectrograms",
-    "positions",
-    "export_files",
-]
 TAKE_VIEW = ["take_audio", "take_info", "export_files", "message"]
 
 

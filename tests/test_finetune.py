@@ -11,6 +11,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from engine.models import load_bundle
 from engine.pipeline import RenderSettings, prepare_video, render
@@ -192,6 +193,13 @@ def test_blend_sets_a_tunes_strength_between_the_start_model_and_the_tune(data, 
             assert torch.allclose(mixed[k].float(), want, atol=1e-3 * float(want.abs().max()) + 1e-6), k
     manifest = json.loads((tmp_path / "b0.5" / "model.json").read_text())
     assert manifest["extra"]["method"] == "blend" and manifest["extra"]["strength"] == 0.5
+    blend(str(data["model"]), str(tmp_path / "tune"), 1.0, tmp_path / "half", NO_BENCH, half=True)
+    weights = load_file(tmp_path / "half" / "generator.safetensors")
+    assert {w.dtype for w in weights.values() if torch.is_floating_point(w)} == {torch.float16}
+    full = load_bundle(tmp_path / "b1.0").generator.state_dict()
+    for k, w in load_bundle(tmp_path / "half").generator.state_dict().items():  # the tune, rounded to float16
+        assert torch.equal(w.float(), full[k].half().float()), k
+    assert json.loads((tmp_path / "half" / "model.json").read_text())["extra"]["float16"] is True
     with pytest.raises(UserInputError, match="strength"):
         blend(str(data["model"]), str(tmp_path / "tune"), 1.5, tmp_path / "bad", NO_BENCH)
     with pytest.raises(UserInputError, match="not tuned from"):

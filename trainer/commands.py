@@ -69,6 +69,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "the house classes: train metrics --house-per-class N --out DIR)",
     )
     h.add_argument("--strength", type=float, default=1.0, help="blend: 0 (the start model) .. 1 (the tune)")
+    h.add_argument(
+        "--half", action="store_true", help="blend: write the generator in float16, as the shipped bundles are"
+    )
     h.add_argument("--strengths", default="1", help="measure: the tune's strengths, comma-separated (e.g. 1,0.7)")
     h.add_argument(
         "--tuned-guidance",
@@ -185,9 +188,10 @@ def blend_command(args: argparse.Namespace) -> dict:
     if not args.tuned or not args.out:
         raise UserInputError("train blend needs --tuned MODEL (a tune of --model) and --out DIR")
     bench = BenchCheck(clips=args.bench_clips, duration=args.bench_duration, steps=args.bench_steps)
-    verdict = blend(args.model, args.tuned, args.strength, args.out, bench, _show("bench"))
+    verdict = blend(args.model, args.tuned, args.strength, args.out, bench, _show("bench"), half=args.half)
     offered = verdict.get("passed") is not False
-    return {"out": str(args.out), "strength": args.strength, "offered": offered, "bench_check": verdict}
+    out = {"out": str(args.out), "strength": args.strength, "float16": args.half, "offered": offered}
+    return out | {"bench_check": verdict}
 
 
 def house_command(args: argparse.Namespace) -> dict:

@@ -88,10 +88,15 @@ def blended_generator(base: Generator, tuned: Generator, strength: float) -> Gen
     return out.eval().requires_grad_(False)
 
 
-def blend(base: str, tuned: str, strength: float, out: str | Path, check=None, progress=None) -> dict:
+def blend(
+    base: str, tuned: str, strength: float, out: str | Path, check=None, progress=None, half: bool = False
+) -> dict:
     """Write ``out/``: the tuned model at ``strength`` with the start model's codec, video encoder and
     planner (they must be the tune's), after FoleyBench against the start model (``check``, a
-    `trainer.bench_guard.BenchCheck`; its verdict goes into the manifest as a tune's does). -> the verdict."""
+    `trainer.bench_guard.BenchCheck`; its verdict goes into the manifest as a tune's does). -> the verdict.
+
+    ``half``: the generator is written in float16, as the shipped bundles are (half the size); the check
+    then renders the rounded weights, the ones written."""
     from trainer.bench_guard import BenchCheck, check_against_base
     from trainer.ingest import state_digest
 
@@ -100,10 +105,12 @@ def blend(base: str, tuned: str, strength: float, out: str | Path, check=None, p
         if state_digest(getattr(start, part)) != state_digest(getattr(tune, part)):
             raise UserInputError(f"{tuned} was not tuned from {base} (its {part.replace('_', ' ')} differs)")
     generator = blended_generator(start.generator, tune.generator, strength)
+    if half:
+        generator = generator.half().float()
     out = Path(out)
     verdict = check_against_base(
         start, tuned_bundle(start, generator, out.name), check or BenchCheck(), out / "bench", progress
     )
-    extra = {"method": "blend", "start_model": str(base), "tuned": str(tuned), "strength": strength}
-    save_tuned(start, generator, out, extra | {"bench_check": verdict})
+    extra = {"method": "blend", "start_model": str(base), "tuned": str(tuned), "strength": strength, "float16": half}
+    save_tuned(start, generator.half() if half else generator, out, extra | {"bench_check": verdict})
     return verdict
