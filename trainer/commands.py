@@ -216,8 +216,8 @@ def measure_command(args: argparse.Namespace) -> dict:
     test = Path(args.house) / "test"
     if not (test / "index.json").is_file():
         raise UserInputError(f"no house test clips in {test}; write them with: python launch.py train house")
-    settings = RenderSettings(seed=args.seed, steps=args.sample_steps)
-    bench = BenchCheck(clips=args.bench_clips, duration=args.bench_duration, steps=args.sample_steps)
+    settings = RenderSettings(seed=args.seed, steps=args.sample_steps)  # --seed: the house and FoleyBench renders
+    bench = BenchCheck(clips=args.bench_clips, duration=args.bench_duration, steps=args.sample_steps, seed=args.seed)
     try:
         strengths = tuple(float(v) for v in args.strengths.split(","))
     except ValueError:
