@@ -96,3 +96,22 @@ def test_a_judge_needs_its_own_folder(capsys):
 
     assert launch.main(["train", "metrics", "--house-per-class", "4"]) != 0
     assert "give --out" in capsys.readouterr().err
+
+
+def test_measure_seed_reaches_the_house_renders_and_the_foleybench_check(tmp_path, monkeypatch):
+    import launch
+    import trainer.measure
+
+    (tmp_path / "test").mkdir()
+    (tmp_path / "test" / "index.json").write_text(json.dumps({"clips": []}))
+    seen = {}
+
+    def fake_measure(test, model, tuned, settings, bench, *rest):
+        seen.update(house=settings.seed, bench=bench.seed, clips=bench.clips)
+        return {}
+
+    monkeypatch.setattr(trainer.measure, "measure_house", fake_measure)
+    monkeypatch.setattr(trainer.measure, "house_markdown", lambda result: "")
+    args = ["train", "measure", "--house", str(tmp_path), "--tuned", str(tmp_path / "t"), "--bench-clips", "4"]
+    assert launch.main([*args, "--seed", "1000"]) == 0
+    assert seen == {"house": 1000, "bench": 1000, "clips": 4}
