@@ -190,8 +190,13 @@ def blend_command(args: argparse.Namespace) -> dict:
     bench = BenchCheck(clips=args.bench_clips, duration=args.bench_duration, steps=args.bench_steps)
     verdict = blend(args.model, args.tuned, args.strength, args.out, bench, _show("bench"), half=args.half)
     offered = verdict.get("passed") is not False
-    out = {"out": str(args.out), "strength": args.strength, "float16": args.half, "offered": offered}
-    return out | {"bench_check": verdict}
+    return {
+        "out": str(args.out),
+        "strength": args.strength,
+        "float16": args.half,
+        "offered": offered,
+        "bench_check": verdict,
+    }
 
 
 def house_command(args: argparse.Namespace) -> dict:

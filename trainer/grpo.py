@@ -387,10 +387,11 @@ def collect_rollouts(policy: PolicyObjective, codec, prompt: Prompt, cfg: GrpoCo
     """N hybrid ODE/SDE rollouts of ``prompt`` (SDE steps in ``window`` only) and their decoded audio."""
     net = policy.network()
     device = next(net.parameters()).device
+    starts = 1 if cfg.shared_prefix else cfg.group  # one start noise shared by the group, or one per take
     batches = (cfg.group, 1) if cfg.shared_prefix else (cfg.group,)
     velocity, *one = guided_velocities(net, prompt, batches, cfg.cfg, cfg.guidance_interval, cfg.video_cfg)
-    x1 = torch.randn((batches[-1], net.config.latent_dim, prompt.n_latent), generator=rng, device=device)
-    branch = dict(branch=cfg.group, prefix_velocity=one[0]) if one else {}  # x1 (1, C, T) shared by the group
+    x1 = torch.randn((starts, net.config.latent_dim, prompt.n_latent), generator=rng, device=device)
+    branch = dict(branch=cfg.group, prefix_velocity=one[0]) if cfg.shared_prefix else {}
     traj = sample_hybrid(velocity, x1, cfg.steps, window, cfg.noise_level, rng, cfg.shift, cfg.logprob_reduce, **branch)
     steps = [
         {"t": traj.ts[j], "t_next": traj.ts[j + 1], "x": traj.states[j], "x_next": traj.states[j + 1]}
