@@ -955,7 +955,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--objective", default="exact", choices=["exact", "jaccard", "f2"], help="calibrate-planner: presence"
     )
     g = t.add_argument_group("grpo")
-    g.add_argument("--model", default="default", help="grpo: start model (name under assets/models or folder)")
+    g.add_argument(
+        "--model", default="default", help="start model of grpo, finetune, dpo, blend, measure (name or folder)"
+    )
     g.add_argument("--prompts", help="grpo: FoleyWorld split folder or folder of videos (default: FoleyWorld train)")
     g.add_argument("--prompt-clips", type=_positive_int, default=64, help="grpo: prompts used (FoleyWorld clips)")
     g.add_argument("--eval-prompts", help="grpo: held-out prompt folder (default: FoleyWorld val clips)")
