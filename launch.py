@@ -956,7 +956,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g = t.add_argument_group("grpo")
     g.add_argument(
-        "--model", default="default", help="start model of grpo, finetune, dpo, blend, measure (name or folder)"
+        "--model", default="default", help="start model of grpo, ingest, finetune, dpo, blend, measure (name or folder)"
     )
     g.add_argument("--prompts", help="grpo: FoleyWorld split folder or folder of videos (default: FoleyWorld train)")
     g.add_argument("--prompt-clips", type=_positive_int, default=64, help="grpo: prompts used (FoleyWorld clips)")
