@@ -41,6 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from engine import stereo
+from engine.atomic import atomic_path
 from engine.errors import UserInputError
 
 AUDIO_CHANNELS = 2  # the codec is stereo-only: (left, right)
@@ -565,9 +566,8 @@ def save_codec(codec: Codec, path: str | Path, extra: dict | None = None) -> Non
         k: v.detach().to(torch.float32 if k.startswith("latent_") else torch.float16).contiguous()
         for k, v in codec.state_dict().items()
     }
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file(tensors, str(tmp), metadata=meta)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
 
 
 def read_codec_metadata(path: str | Path) -> dict:

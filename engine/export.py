@@ -15,16 +15,15 @@ instead of clipping, so the measured result is reported, not assumed.
 from __future__ import annotations
 
 import functools
-import json
 import math
 import os
-import tempfile
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 from scipy.signal import firwin, kaiserord, resample_poly
 
+from .atomic import write_json
 from .bench.signal import loudness_lufs
 from .cot import Cot, validate_cot
 from .errors import UserInputError
@@ -92,19 +91,6 @@ def normalise_loudness(audio: np.ndarray, sample_rate: int, target_lufs: float) 
     return out, report | {"gain_db": gain_db, "limited": limited, "after": loudness_lufs(out, sample_rate)}
 
 
-def _write_json(path: Path, obj: dict) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(obj, f, indent=2, ensure_ascii=False)
-            f.write("\n")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def export_take(
     audio: np.ndarray,
     sample_rate: int,
@@ -150,5 +136,5 @@ def export_take(
         mux_audio(video, out, EXPORT_RATE, files["mp4"])
     if "cot" in formats:
         files["cot"] = str(folder / f"{stem}.cot.json")
-        _write_json(Path(files["cot"]), validate_cot(cot).to_dict())
+        write_json(files["cot"], validate_cot(cot).to_dict())
     return {"files": files, "sample_rate": EXPORT_RATE, "n_samples": len(out), "loudness": loudness}

@@ -42,6 +42,7 @@ from torch.nn import functional as fn
 
 from .cot import Cot
 from .errors import UserInputError
+from .sampling import Velocity, guided
 from .weights import read_weights, write_weights
 
 TextBlock = tuple[torch.Tensor, torch.Tensor]  # (states (B, Li, text_dim) float, mask (B, Li) bool, True = token)
@@ -631,6 +632,37 @@ class Generator(nn.Module):
             raise ValueError(f"t must be (B,) = ({x.shape[0]},), got {t.shape=}")
         if cond.batch_size != x.shape[0] or cond.n_frames != x.shape[2]:
             raise ValueError(f"conditions are for B={cond.batch_size}, T={cond.n_frames}; got {x.shape=}")
+
+
+def generator_guidance(
+    gen: Generator,
+    cond: Conditions,
+    uncond: Conditions,
+    cfg: float,
+    interval: tuple[float, float],
+    video_cfg: float | None,
+    rescale: float = 0.0,
+    frozen: bool = False,
+) -> Velocity:
+    """The guided velocity of ``gen`` for ``cond`` against ``uncond`` (`engine.sampling.guided`), the
+    branches in one network pass: split guidance with a text-only third branch when ``video_cfg`` is set
+    and differs from ``cfg``, plain two-branch guidance otherwise; the conditional velocity alone outside
+    ``interval``. Renders and the GRPO policy both sample with it. ``frozen``: the weights (and LoRA
+    adapters) stay as they are from here on (a render), so the conditions' context is projected once
+    (`Generator.fixed_velocity`); the same velocities, to the bit. Not for GRPO, whose reference policy
+    evaluates the same velocity with the adapters switched off."""
+    branches = [cond, uncond]
+    if video_cfg is not None and video_cfg != cfg:
+        branches.insert(1, gen.text_only_like(cond))  # (cond, text only, uncond)
+    else:
+        video_cfg = None  # the same scale for both: plain guidance
+    if frozen:
+        every, alone = gen.fixed_velocity(branches), gen.fixed_velocity([cond])
+        conditional = lambda x, t: alone(x, t)[0]  # noqa: E731
+    else:
+        every = lambda x, t: gen.velocity_branches(x, t, branches)  # noqa: E731
+        conditional = lambda x, t: gen.velocity(x, t, cond)  # noqa: E731
+    return guided(every, cfg, rescale, interval, conditional, video_cfg)
 
 
 # ---------------------------------------------------------------------------------------- text helpers

@@ -1,16 +1,14 @@
 """Media files of the studio: H.264/AAC MP4, WAV and FLAC, written atomically.
 
-Every writer encodes into a hidden temporary file next to the target (``.name.XXXX.tmp.mp4``) and
-renames it into place with `os.replace`, so a reader never sees half a file and a failed write
-leaves nothing behind. Inputs are checked at this boundary; a bad array raises `ValueError` saying
-what was expected and what arrived.
+Every writer encodes into a hidden temporary file next to the target and renames it into place
+(`engine.atomic.atomic_path`), so a reader never sees half a file and a failed write leaves nothing
+behind. Inputs are checked at this boundary; a bad array raises `ValueError` saying what was expected
+and what arrived.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
@@ -19,29 +17,13 @@ import av
 import numpy as np
 import soundfile as sf
 
+from .atomic import atomic_path
 from .errors import UserInputError
 
 AUDIO_CHUNK = 1 << 14  # samples per AudioFrame handed to the AAC encoder (it re-chunks to 1024)
 # visually lossless for flat synthetic frames, fast; without the macroblock tree (whose lookahead gives
 # different bits from one encode of the same frames to the next) so a FoleyWorld clip is the same every time
 X264_OPTIONS = {"crf": "18", "preset": "veryfast", "x264-params": "mbtree=0"}
-
-
-@contextlib.contextmanager
-def _atomic(path: str | os.PathLike, suffix: str) -> Iterator[str]:
-    """Yield a temporary path beside ``path``; on success rename it onto ``path``, on any error delete it."""
-    path = Path(path)
-    if not path.parent.is_dir():
-        raise FileNotFoundError(f"cannot write {path}: folder {path.parent} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 def _check_frames(frames: np.ndarray) -> None:
@@ -140,7 +122,7 @@ def write_mp4(
         if audio.shape[1] > 2:
             raise ValueError(f"MP4 audio must be mono or stereo, got {audio.shape[1]} channels; downmix first")
     rate = Fraction(fps).limit_denominator(1001)  # 29.97 -> 2997/100, 30000/1001 stays exact
-    with _atomic(path, ".tmp.mp4") as tmp, av.open(tmp, mode="w", format="mp4") as container:
+    with atomic_path(path, ".tmp.mp4", mode=None) as tmp, av.open(tmp, mode="w", format="mp4") as container:
         _encode(container, _even(frames), rate, audio, sample_rate)
 
 
@@ -165,7 +147,7 @@ def write_wav(path: str | os.PathLike, audio: np.ndarray, sample_rate: int, subt
     audio = _check_audio(audio, sample_rate)
     if subtype not in sf.available_subtypes("WAV"):
         raise ValueError(f"unknown WAV subtype {subtype!r}; use one of {sorted(sf.available_subtypes('WAV'))}")
-    with _atomic(path, ".tmp.wav") as tmp:
+    with atomic_path(path, ".tmp.wav", mode=None) as tmp:
         sf.write(tmp, audio, int(sample_rate), subtype=subtype, format="WAV")
 
 
@@ -181,7 +163,7 @@ def write_pcm(path: str | os.PathLike, audio: np.ndarray, sample_rate: int, fmt:
         raise ValueError(f"write_pcm writes 16- or 24-bit WAV or FLAC, got {fmt=} {bits=}")
     full = 2 ** (bits - 1)
     ints = np.clip(np.rint(audio.astype(np.float64) * full), -full, full - 1).astype(np.int32) << (32 - bits)
-    with _atomic(path, f".tmp.{fmt.lower()}") as tmp:
+    with atomic_path(path, f".tmp.{fmt.lower()}", mode=None) as tmp:
         sf.write(tmp, ints, int(sample_rate), subtype=f"PCM_{bits}", format=fmt)
 
 
@@ -200,7 +182,7 @@ def mux_audio(video: str | os.PathLike, audio: np.ndarray, sample_rate: int, out
     audio = _check_audio(audio, sample_rate)
     try:
         with (
-            _atomic(out, ".tmp.mp4") as tmp,
+            atomic_path(out, ".tmp.mp4", mode=None) as tmp,
             av.open(str(video)) as src,
             av.open(tmp, mode="w", format="mp4") as dst,
         ):

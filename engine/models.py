@@ -17,19 +17,35 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
+from .atomic import write_text
 from .codec import Codec, load_codec, save_codec
+from .cot import Cot
 from .errors import UserInputError
-from .generator import COT_MODES, Generator, load_generator, save_generator
-from .planner import CUES_FILE, PLANNER_FILE  # the optional planners of a bundle folder
+from .family import TRAINING_METHODS, CotConditions, Finish, Guidance
+from .generator import (
+    COT_MODES,
+    Conditions,
+    Generator,
+    concat_conditions,
+    cot_text_blocks,
+    encode_negative,
+    generator_guidance,
+    load_generator,
+    save_generator,
+)
 from .planner_net import PlannerNet, load_planner_net, save_planner
-from .sync import sync_dim
+from .prepared import PreparedVideo, decode_prepared
+from .sampling import Velocity
+from .sync import event_gate, sync_dim
+from .timeline import timeline_track
 from .video_encoder import VideoEncoder, load_video_encoder, save_video_encoder
 
 MODELS_DIR = Path(__file__).resolve().parents[1] / "assets" / "models"  # home of named bundles
@@ -41,6 +57,8 @@ FILES = {  # part -> file name inside a bundle folder
 }
 FORMAT = "foley-model/1"  # "format" field of the manifest
 DEFAULT_MODEL = "default"  # the name `render` uses when no model is given
+PLANNER_FILE = "planner.safetensors"  # the optional planner of a bundle folder (writes CoTs; its cues, engine.sync)
+CUES_FILE = "cues.safetensors"  # the planner the generator's sync cues come from, where it is not PLANNER_FILE
 
 
 @dataclass(frozen=True, eq=False)
@@ -80,6 +98,113 @@ class ModelBundle:
     def device(self) -> torch.device:
         """Where the generator's weights live (the other parts are expected on the same device)."""
         return next(self.generator.parameters()).device
+
+    # ------------------------------------------------------------- the model family interface (engine.family)
+
+    @property
+    def trainable(self) -> frozenset[str]:
+        """Every training method: the bundle's parts are this project's own networks."""
+        return frozenset(TRAINING_METHODS)
+
+    @property
+    def latent_rate(self) -> float:
+        """Latent frames per second of the codec."""
+        return self.codec.config.latent_rate
+
+    @property
+    def max_frames(self) -> int:
+        """The most latent frames the generator takes in one window."""
+        return self.generator.config.max_frames
+
+    def prepare(self, path: str | os.PathLike) -> PreparedVideo:
+        """Decode ``path`` once at this bundle's encoder rate and size, with its sync features (cached)."""
+        enc, codec = self.video_encoder.config, self.codec.config
+        return decode_prepared(
+            path, rate=enc.rate, size=enc.size, sample_rate=codec.sample_rate, hop=codec.hop, planner=self.cue_planner
+        )
+
+    def check_prepared(self, prepared: PreparedVideo) -> None:
+        """`ValueError` unless ``prepared`` was prepared for this bundle's rates and frame size."""
+        enc, codec = self.video_encoder.config, self.codec.config
+        theirs = (prepared.sample_rate, prepared.hop, prepared.frame_rate, prepared.frames.shape[1])
+        if theirs != (codec.sample_rate, codec.hop, enc.rate, enc.size):
+            raise ValueError(
+                f"video prepared for (sample_rate, hop, frame rate, size) = {theirs}, model {self.name!r} needs "
+                f"{(codec.sample_rate, codec.hop, enc.rate, enc.size)}; prepare it with this model"
+            )
+
+    def encode_cot(self, cot: Cot) -> CotConditions:
+        """The generator's four text slots for the CoT (B = 1) and its negative prompt (None when empty), on
+        the bundle's device, exactly as the training cache builds them (`engine.generator.cot_text_blocks`)."""
+        dev = self.device
+        blocks = [(s.to(dev), m.to(dev)) for s, m in cot_text_blocks([cot], self.cot_mode)]
+        if not cot.negative:
+            return CotConditions(cot, blocks, None)
+        s, m = encode_negative([cot])
+        return CotConditions(cot, blocks, (s.to(dev), m.to(dev)))
+
+    def video_tokens(self, prepared: PreparedVideo, start: int, length: int) -> torch.Tensor:
+        """Video tokens (1, F_w, Dv) of the encoder frames shown during latent frames [start, start + length)."""
+        lr = prepared.sample_rate / prepared.hop  # latent frames per second
+        rate, n = prepared.frame_rate, len(prepared.frames)
+        i0 = min(math.floor(start / lr * rate + 1e-9), n - 1)  # the frame showing when the window starts
+        i1 = max(min(math.ceil((start + length) / lr * rate - 1e-9), n), i0 + 1)
+        frames = torch.tensor(prepared.frames[i0:i1], device=self.device)[None]  # (1, F_w, S, S, 3) uint8
+        return self.video_encoder(frames)
+
+    def timeline(self, cot: Cot, start: int, length: int) -> torch.Tensor | None:
+        """The Temporal block's time track (1, length, K) of latent frames [start, start + length) of the video
+        (`engine.timeline`; times count from the video's start); None for a generator that takes no timeline."""
+        if not self.generator.config.timeline_dim:
+            return None
+        track = timeline_track(cot.temporal, length, self.latent_rate, start)  # (length, K)
+        return torch.from_numpy(track)[None].to(self.device)
+
+    def window_conditions(
+        self, prepared: PreparedVideo, text: CotConditions, start: int, length: int
+    ) -> tuple[Conditions, Conditions]:
+        """(cond, uncond) of latent frames [start, start + length): the window's video tokens, sync features,
+        text and timeline; the unconditional side is the null video and sync plus the negative prompt."""
+        self.check_prepared(prepared)
+        sync = torch.tensor(prepared.sync[start : start + length], device=self.device)[None]  # (1, T, Ds)
+        tokens = self.video_tokens(prepared, start, length)
+        timeline = self.timeline(text.cot, start, length)
+        cond = self.generator.prepare_conditions(tokens, None, sync, text.text, length, timeline)
+        return cond, self.generator.null_like(cond, text.negative)
+
+    def guided_velocity(self, cond: Conditions, uncond: Conditions, guidance: Guidance, batch: int = 1) -> Velocity:
+        """`engine.generator.generator_guidance` with the weights frozen (the context projected once), for
+        ``batch`` rows of noise under the same condition."""
+        if batch > 1:
+            cond, uncond = concat_conditions([cond] * batch), concat_conditions([uncond] * batch)
+        g = guidance
+        return generator_guidance(self.generator, cond, uncond, g.cfg, g.interval, g.video_cfg, g.rescale, frozen=True)
+
+    def noise(self, seed: int, length: int) -> torch.Tensor:
+        """Start noise (1, C, length) of ``seed`` from the CPU generator, on the bundle's device."""
+        shape = (1, self.generator.config.latent_dim, length)
+        return torch.randn(shape, generator=torch.Generator().manual_seed(seed)).to(self.device)
+
+    def decode_window(
+        self, z: torch.Tensor, prepared: PreparedVideo, start: int, length: int, finish: Finish
+    ) -> np.ndarray:
+        """Sampled latents (B, C, length) of frames [start, start + length) -> (B, n, 2) float32, n the
+        window's samples (cropped at the end of the video), after `finish_latent`."""
+        z = finish_latent(self.codec, z, prepared.sync[start : start + length], finish.declick, finish.gate)
+        n = min(length * prepared.hop, prepared.n_samples - start * prepared.hop)
+        return self.codec.decode(z, n).transpose(1, 2).float().cpu().numpy()  # (B, 2, n) -> (B, n, 2)
+
+
+def finish_latent(codec: Codec, z: torch.Tensor, sync, declick: bool, gate: bool) -> torch.Tensor:
+    """What a sampled latent (B, C, T) goes through before decoding, in renders and RL rollouts alike:
+    `Codec.declick`, then `Codec.gate_transients` where `engine.sync.event_gate` reads no event in the
+    sync features (T, Ds) of its frames (nothing for a model without planner cues)."""
+    if declick:
+        z = codec.declick(z)
+    closed = event_gate(sync) if gate else None  # None: no cues in the sync features
+    if closed is not None:
+        z = codec.gate_transients(z, closed.to(z.device)[None].expand(z.shape[0], -1))
+    return z
 
 
 def check_compatible(
@@ -188,12 +313,5 @@ def save_bundle(bundle: ModelBundle, folder: str | os.PathLike, extra: dict | No
         "sync_cues": bundle.sync_cues,
         "extra": extra or {},
     }
-    fd, tmp = tempfile.mkstemp(prefix=f".{MANIFEST}.", suffix=".tmp", dir=root)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(manifest, f, indent=2)
-        os.replace(tmp, root / MANIFEST)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text(root / MANIFEST, json.dumps(manifest, indent=2))
     return root

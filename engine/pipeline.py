@@ -1,52 +1,42 @@
 """The render pipeline: a video and a four-block CoT in, stereo audio exactly as long as the video out.
 
-Two steps, so the app can cache the first (STYLE 2; MMAudio's ``preprocess_conditions`` / sampling split):
+Every caller renders through these functions, and they reach the model only through the model family
+interface (`engine.family.ModelFamily`; the shipped bundle is `engine.models.ModelBundle`):
 
-- `prepare_video` decodes a video once at its native rate: the exact duration, the frames the video
-  encoder sees (``rate`` fps, ``size`` x ``size``) and the motion (sync) features at the codec's latent
-  rate (`engine.motion`); cached per file version and never mutated.
+- `prepare_video` decodes a video once (`ModelFamily.prepare`, cached per file version, never mutated);
 - `render` turns a prepared video, a CoT and `RenderSettings` into ``(N, 2)`` float32 audio with
-  ``N = round(duration * sample_rate)`` exactly, whatever the frame rate. Videos that fit the generator
-  (``max_frames`` latent frames, ~12 s for the shipped model) render in one pass; longer ones render as
-  overlapping windows joined by equal-power crossfades (what users of the reference asked for, DESIGN
-  "What users ... ask for"), each window conditioned on its own slice of video tokens and motion and on
-  the same CoT, its noise seeded from the user seed and the window index.
+  ``N = round(duration * sample_rate)`` exactly, whatever the frame rate; `render_takes` makes several
+  takes of one video and CoT (best-of-N) with the CoT encoded once and each window's conditions shared.
+  Videos that fit the generator (``max_frames`` latent frames, ~12 s for the shipped model) render in one
+  pass; longer ones render as overlapping windows joined by equal-power crossfades (what users of the
+  reference asked for, DESIGN "What users ... ask for"), each window conditioned on its own slice of the
+  video and on the same CoT, its noise seeded from the user seed and the window index.
 
-Guidance is classifier-free with its branches in one batch (`Generator.velocity_branches`); the
-unconditional branch is the null video and sync plus the CoT's ``negative`` text when set
-(`Generator.null_like`). By default it is split: the text is weighed by ``cfg`` and the picture and motion
-on top of it by ``video_cfg`` (a third, text-only branch), and the sampled latent's envelope is de-clicked
-(`Codec.declick`) and its weak rises slowed where the picture shows no event (`Codec.gate_transients`,
-`finish_latent`) before decoding. No loudness or peak normalisation across takes (a defect of the
-reference): each take is only passed through `safety_limit`, which touches nothing unless a sample
-exceeds full scale.
-
-`engine.media.mux_audio` writes a take back into its video with the video stream copied, not re-encoded.
+Guidance is classifier-free with its branches in one batch (`engine.generator.generator_guidance`); by
+default it is split: the text is weighed by ``cfg`` and the picture and motion on top of it by
+``video_cfg``, and the sampled latent is finished (de-clicked, weak rises gated where the picture shows
+no event: `engine.models.finish_latent`) before decoding. No loudness or peak normalisation across takes
+(a defect of the reference): each take is only passed through `safety_limit`, which touches nothing
+unless a sample exceeds full scale.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
 import math
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from .cot import Cot, validate_cot
 from .errors import FoleyError, UserInputError
-from .generator import Conditions, Generator, TextBlock, cot_text_blocks, encode_negative
-from .models import ModelBundle
-from .planner_net import PlannerNet
-from .sampling import Velocity, guided, sample_ode
-from .sync import event_gate, sync_features
-from .timeline import timeline_track
-from .video_io import VideoInfo, _scan, resample_indices
+from .family import Finish, Guidance, ModelFamily
+from .prepared import PreparedVideo
+from .sampling import sample_ode
 
 Progress = Callable[[int, int], None]  # (steps done, steps in all) over every window of a render
 SAFETY_KNEE = 0.9  # `safety_limit`: samples below this magnitude are never changed
@@ -68,37 +58,6 @@ def check_video_cfg(video_cfg: float | None) -> None:
     """`UserInputError` unless ``video_cfg`` is None or a finite number >= 0 (NaN fails the comparison)."""
     if video_cfg is not None and not 0.0 <= video_cfg < math.inf:
         raise UserInputError(f"video guidance scale must be a finite number >= 0, got {video_cfg}")
-
-
-def generator_guidance(
-    gen: Generator,
-    cond: Conditions,
-    uncond: Conditions,
-    cfg: float,
-    interval: tuple[float, float],
-    video_cfg: float | None,
-    rescale: float = 0.0,
-    frozen: bool = False,
-) -> Velocity:
-    """The guided velocity of ``gen`` for ``cond`` against ``uncond`` (`engine.sampling.guided`), the
-    branches in one network pass: split guidance with a text-only third branch when ``video_cfg`` is set
-    and differs from ``cfg``, plain two-branch guidance otherwise; the conditional velocity alone outside
-    ``interval``. Renders and the GRPO policy both sample with it. ``frozen``: the weights (and LoRA
-    adapters) stay as they are from here on (a render), so the conditions' context is projected once
-    (`Generator.fixed_velocity`); the same velocities, to the bit. Not for GRPO, whose reference policy
-    evaluates the same velocity with the adapters switched off."""
-    branches = [cond, uncond]
-    if video_cfg is not None and video_cfg != cfg:
-        branches.insert(1, gen.text_only_like(cond))  # (cond, text only, uncond)
-    else:
-        video_cfg = None  # the same scale for both: plain guidance
-    if frozen:
-        every, alone = gen.fixed_velocity(branches), gen.fixed_velocity([cond])
-        conditional = lambda x, t: alone(x, t)[0]  # noqa: E731
-    else:
-        every = lambda x, t: gen.velocity_branches(x, t, branches)  # noqa: E731
-        conditional = lambda x, t: gen.velocity(x, t, cond)  # noqa: E731
-    return guided(every, cfg, rescale, interval, conditional, video_cfg)
 
 
 def check_guidance_interval(interval: tuple[float, float]) -> None:
@@ -146,79 +105,24 @@ class RenderSettings:
                 f"need window > 0 and 0 <= crossfade <= window / 3 seconds, got {self.window=} {self.crossfade=}"
             )
 
-
-@dataclass(frozen=True, eq=False)
-class PreparedVideo:
-    """What `render` needs from a video; arrays are read-only (the object is cached and shared)."""
-
-    info: VideoInfo  # facts of the source file
-    duration: float  # seconds of picture; every output matches it
-    sample_rate: int  # audio samples per second the features were prepared for
-    n_samples: int  # N = round(duration * sample_rate): the exact length of the audio to render
-    frames: np.ndarray  # (F, S, S, 3) uint8 for the video encoder, frame k shows k / frame_rate
-    frame_rate: float  # frames per second of ``frames``
-    sync: np.ndarray  # (T, Ds) float32 sync features at the latent rate (engine.sync), T = ceil(N / hop)
-    hop: int  # audio samples per latent frame
+    @property
+    def guidance(self) -> Guidance:
+        """The guidance part of the settings, as a model family takes it."""
+        return Guidance(self.cfg, self.guidance_interval, self.video_cfg, self.rescale)
 
     @property
-    def n_latent(self) -> int:
-        """T: latent frames covering the whole video."""
-        return self.sync.shape[0]
+    def finish(self) -> Finish:
+        """What the sampled latent goes through before decoding."""
+        return Finish(self.declick, self.gate)
 
 
 # ------------------------------------------------------------------------------------------ prepare
 
 
-def prepare_video(path: str | os.PathLike, bundle: ModelBundle) -> PreparedVideo:
-    """Decode ``path`` once and compute what `render` needs for ``bundle`` (cached per file version).
-
-    Raises `UserInputError` for a missing, unreadable, video-less or zero-length file.
-    """
-    p = Path(path)
-    if not p.is_file():
-        raise UserInputError(f"video not found: {p}")
-    st = p.stat()
-    enc, codec = bundle.video_encoder.config, bundle.codec.config
-    return _prepare_cached(
-        str(p.resolve()),
-        st.st_mtime_ns,
-        st.st_size,
-        enc.rate,
-        enc.size,
-        codec.sample_rate,
-        codec.hop,
-        bundle.cue_planner,
-    )
-
-
-@functools.lru_cache(maxsize=8)
-def _prepare_cached(
-    path: str,
-    mtime_ns: int,
-    size_bytes: int,
-    rate: float,
-    size: int,
-    sample_rate: int,
-    hop: int,
-    planner: PlannerNet | None,
-) -> PreparedVideo:
-    """`prepare_video` behind the cache; mtime and size in the key make an edited file decode again (the
-    planner, shared read-only by its bundle, keys by identity)."""
-    times, arrays, info = _scan(path, size)  # native-rate frames, letterboxed to size x size
-    n_samples = round(info.duration * sample_rate)
-    if n_samples < 1:
-        raise UserInputError(f"{Path(path).name} has zero length (duration {info.duration:.3f} s)")
-    native = np.stack(arrays)  # (N_src, S, S, 3)
-    t = np.asarray(times, dtype=np.float64)  # (N_src,) seconds
-    frames = native[resample_indices(t, info.duration, rate)]  # (F, S, S, 3) at ``rate``
-    # motion at the native rate and the planner's cues at its rate, both resampled to the latent frames
-    # (the reference's sync features are 24 fps Synchformer features)
-    if planner is not None and planner.config.size != size:
-        raise ValueError(f"planner frames ({planner.config.size} px) must match the video encoder's ({size} px)")
-    sync = sync_features(native, t, info.duration, sample_rate / hop, -(-n_samples // hop), planner)  # (T, Ds)
-    frames.flags.writeable = False
-    sync.flags.writeable = False
-    return PreparedVideo(info, info.duration, sample_rate, n_samples, frames, rate, sync, hop)
+def prepare_video(path: str | os.PathLike, model: ModelFamily) -> PreparedVideo:
+    """Decode ``path`` once and compute what `render` needs for ``model`` (`ModelFamily.prepare`: cached per
+    file version). Raises `UserInputError` for a missing, unreadable, video-less or zero-length file."""
+    return model.prepare(path)
 
 
 # ------------------------------------------------------------------------------------ windows, joins
@@ -306,55 +210,89 @@ def safety_limit(audio: np.ndarray, knee: float = SAFETY_KNEE) -> np.ndarray:
 # -------------------------------------------------------------------------------------------- render
 
 
-def render_plan(prepared: PreparedVideo, bundle: ModelBundle, settings: RenderSettings) -> list[tuple[int, int]]:
+def render_plan(prepared: PreparedVideo, model: ModelFamily, settings: RenderSettings) -> list[tuple[int, int]]:
     """The (start, length) windows in latent frames that `render` will sample for ``prepared``."""
-    latent_rate = bundle.codec.config.latent_rate
-    window, overlap = round(settings.window * latent_rate), round(settings.crossfade * latent_rate)
-    return plan_windows(prepared.n_latent, bundle.generator.config.max_frames, max(window, 1), overlap)
+    window, overlap = round(settings.window * model.latent_rate), round(settings.crossfade * model.latent_rate)
+    return plan_windows(prepared.n_latent, model.max_frames, max(window, 1), overlap)
 
 
 def render(
     prepared: PreparedVideo,
     cot: Cot | dict,
-    bundle: ModelBundle,
+    model: ModelFamily,
     settings: RenderSettings | None = None,
     progress: Progress | None = None,
 ) -> np.ndarray:
-    """One stereo take: (N, 2) float32 at ``bundle.sample_rate`` with N = ``prepared.n_samples`` exactly.
+    """One stereo take: (N, 2) float32 at ``model.sample_rate`` with N = ``prepared.n_samples`` exactly.
 
     ``progress(done, total)`` is called after every sampler step (total = steps x windows).
     """
     settings = settings or RenderSettings()
+    return render_takes(prepared, cot, model, settings, [settings.seed], progress)[0]
+
+
+def render_takes(
+    prepared: PreparedVideo,
+    cot: Cot | dict,
+    model: ModelFamily,
+    settings: RenderSettings,
+    seeds: Sequence[int],
+    progress: Progress | None = None,
+    batch: bool = False,
+) -> list[np.ndarray]:
+    """One take per seed of ``seeds`` (``settings.seed`` is not used), each (N, 2) float32 as `render`
+    makes it. The CoT is encoded once, and every window's conditions and guided velocity (its context
+    projected once) are shared by all the takes. ``batch``: the takes of a window are sampled as one batch
+    (worth it where a batch costs little more than one row, on a GPU; on a 2-core CPU a batch of 4 costs
+    3.5x one row and the last bits differ from a take rendered alone, docs/RESULTS.md), else one after
+    another, each bit-identical to rendering its seed alone. ``progress(done, total)``: total = steps x
+    windows x takes."""
     cot = validate_cot(cot)
-    _check_prepared(prepared, bundle)
-    plan = render_plan(prepared, bundle, settings)
-    total = len(plan) * settings.steps
+    plan = render_plan(prepared, model, settings)
+    counter = _Counter(progress, len(plan) * settings.steps * len(seeds))
+    groups = [list(range(len(seeds)))] if batch else [[i] for i in range(len(seeds))]
+    pieces: list[list[np.ndarray]] = [[] for _ in seeds]
     with torch.inference_mode(), _deterministic():
-        text, negative = _encode_text(cot, bundle)
-        pieces = []
+        text = model.encode_cot(cot)
         for k, (start, length) in enumerate(plan):
-            step = None if progress is None else functools.partial(_report, progress, k * settings.steps, total)
-            seed = window_seed(settings.seed, k)
-            pieces.append(_render_window(prepared, bundle, cot, text, negative, settings, start, length, seed, step))
-    fade = round(settings.crossfade * bundle.sample_rate)
-    audio = join_windows(pieces, [s * prepared.hop for s, _ in plan], prepared.n_samples, fade)
+            cond, uncond = model.window_conditions(prepared, text, start, length)
+            velocity = {}  # rows per pass -> the guided velocity, built once per window
+            for group in groups:
+                rows = len(group)
+                if rows not in velocity:
+                    velocity[rows] = model.guided_velocity(cond, uncond, settings.guidance, batch=rows)
+                noise = torch.cat([model.noise(window_seed(seeds[i], k), length) for i in group])  # (G, C, T)
+                z = sample_ode(velocity[rows], noise, settings.steps, settings.shift, counter.step(rows))
+                for j, i in enumerate(group):  # decoded one by one: a batched decode costs more on a CPU
+                    pieces[i].append(model.decode_window(z[j : j + 1], prepared, start, length, settings.finish)[0])
+    fade = round(settings.crossfade * model.sample_rate)
+    starts = [s * prepared.hop for s, _ in plan]
+    return [_finish_take(join_windows(p, starts, prepared.n_samples, fade), model) for p in pieces]
+
+
+def _finish_take(audio: np.ndarray, model: ModelFamily) -> np.ndarray:
     if not np.isfinite(audio).all():
-        raise FoleyError(f"model {bundle.name!r} produced NaN or infinite samples; its weights may be damaged")
+        raise FoleyError(f"model {model.name!r} produced NaN or infinite samples; its weights may be damaged")
     return safety_limit(audio)
 
 
-def _report(progress: Progress, offset: int, total: int, done: int, _steps: int) -> None:
-    progress(offset + done, total)
+class _Counter:
+    """Sampler steps done over every window and take of a render, reported as ``progress(done, total)``."""
 
+    def __init__(self, progress: Progress | None, total: int) -> None:
+        self.progress, self.total, self.done = progress, total, 0
 
-def _check_prepared(prepared: PreparedVideo, bundle: ModelBundle) -> None:
-    enc, codec = bundle.video_encoder.config, bundle.codec.config
-    theirs = (prepared.sample_rate, prepared.hop, prepared.frame_rate, prepared.frames.shape[1])
-    if theirs != (codec.sample_rate, codec.hop, enc.rate, enc.size):
-        raise ValueError(
-            f"video prepared for (sample_rate, hop, frame rate, size) = {theirs}, model {bundle.name!r} needs "
-            f"{(codec.sample_rate, codec.hop, enc.rate, enc.size)}; call prepare_video with this bundle"
-        )
+    def step(self, rows: int) -> Callable[[int, int], None] | None:
+        """The sampler's callback for a pass of ``rows`` takes starting now."""
+        if self.progress is None:
+            return None
+        offset = self.done
+
+        def report(done: int, _steps: int) -> None:
+            self.done = offset + rows * done
+            self.progress(self.done, self.total)
+
+        return report
 
 
 @contextlib.contextmanager
@@ -369,76 +307,3 @@ def _deterministic() -> Iterator[None]:
         yield
     finally:
         torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
-
-
-def _encode_text(cot: Cot, bundle: ModelBundle) -> tuple[list[TextBlock], TextBlock | None]:
-    """The generator's four text slots for the CoT (B = 1) and its negative prompt (None when empty), on
-    the bundle's device, exactly as the training cache builds them (`engine.generator.cot_text_blocks`)."""
-    blocks = cot_text_blocks([cot], bundle.cot_mode)
-    dev = bundle.device
-    blocks = [(s.to(dev), m.to(dev)) for s, m in blocks]
-    if not cot.negative:
-        return blocks, None
-    s, m = encode_negative([cot])
-    return blocks, (s.to(dev), m.to(dev))
-
-
-def cot_timeline(cot: Cot, bundle: ModelBundle, start: int, length: int) -> torch.Tensor | None:
-    """The Temporal block's time track (1, length, K) of latent frames [start, start + length) of the video
-    (`engine.timeline`; times count from the video's start), on the bundle's device; None for a generator
-    that takes no timeline."""
-    if not bundle.generator.config.timeline_dim:
-        return None
-    track = timeline_track(cot.temporal, length, bundle.codec.config.latent_rate, start)  # (length, K)
-    return torch.from_numpy(track)[None].to(bundle.device)
-
-
-def _video_tokens(prepared: PreparedVideo, bundle: ModelBundle, start: int, length: int) -> torch.Tensor:
-    """Video tokens (1, F_w, Dv) of the encoder frames shown during latent frames [start, start + length)."""
-    lr = prepared.sample_rate / prepared.hop  # latent frames per second
-    rate, n = prepared.frame_rate, len(prepared.frames)
-    i0 = min(math.floor(start / lr * rate + 1e-9), n - 1)  # the frame showing when the window starts
-    i1 = max(min(math.ceil((start + length) / lr * rate - 1e-9), n), i0 + 1)
-    frames = torch.tensor(prepared.frames[i0:i1], device=bundle.device)[None]  # (1, F_w, S, S, 3) uint8
-    return bundle.video_encoder(frames)
-
-
-def finish_latent(codec, z: torch.Tensor, sync, declick: bool, gate: bool) -> torch.Tensor:
-    """What a sampled latent (B, C, T) goes through before decoding, in renders and RL rollouts alike:
-    `Codec.declick`, then `Codec.gate_transients` where `engine.sync.event_gate` reads no event in the
-    sync features (T, Ds) of its frames (nothing for a model without planner cues)."""
-    if declick:
-        z = codec.declick(z)
-    closed = event_gate(sync) if gate else None  # None: no cues in the sync features
-    if closed is not None:
-        z = codec.gate_transients(z, closed.to(z.device)[None].expand(z.shape[0], -1))
-    return z
-
-
-def _render_window(
-    prepared: PreparedVideo,
-    bundle: ModelBundle,
-    cot: Cot,
-    text: list[TextBlock],
-    negative: TextBlock | None,
-    settings: RenderSettings,
-    start: int,
-    length: int,
-    seed: int,
-    progress: Callable[[int, int], None] | None,
-) -> np.ndarray:
-    """Sample latent frames [start, start + length) and decode them: (n, 2) float32, n = the window's
-    samples (cropped at the end of the video)."""
-    gen, dev = bundle.generator, bundle.device
-    sync = torch.tensor(prepared.sync[start : start + length], device=dev)[None]  # (1, T, Ds)
-    timeline = cot_timeline(cot, bundle, start, length)
-    cond = gen.prepare_conditions(_video_tokens(prepared, bundle, start, length), None, sync, text, length, timeline)
-    uncond = gen.null_like(cond, negative)
-    noise = torch.randn((1, gen.config.latent_dim, length), generator=torch.Generator().manual_seed(seed))  # (1, C, T)
-    velocity = generator_guidance(
-        gen, cond, uncond, settings.cfg, settings.guidance_interval, settings.video_cfg, settings.rescale, frozen=True
-    )
-    z = sample_ode(velocity, noise.to(dev), settings.steps, settings.shift, progress)  # (1, C, T)
-    z = finish_latent(bundle.codec, z, prepared.sync[start : start + length], settings.declick, settings.gate)
-    n = min(length * prepared.hop, prepared.n_samples - start * prepared.hop)
-    return bundle.codec.decode(z, n)[0].T.float().cpu().numpy()  # (1, 2, n) -> (n, 2)

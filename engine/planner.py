@@ -20,11 +20,10 @@ import torch
 from .cot import Cot, validate_cot
 from .cot_writer import CURVE_RATE, SceneSketch, SourceSketch, write_blocks
 from .errors import UserInputError
-from .planner_net import HEADS, ClassInfo, PlannerNet, load_planner_net
+from .models import PLANNER_FILE, resolve_model
+from .planner_net import HEADS, ClassInfo, PlannerNet, activate, load_planner_net
 from .video_io import load_video
 
-PLANNER_FILE = "planner.safetensors"  # the planner's file inside a model folder
-CUES_FILE = "cues.safetensors"  # the planner the generator's sync cues come from, where it is not PLANNER_FILE
 Progress = Callable[[float, str], None]
 
 
@@ -51,19 +50,6 @@ class ReadSettings:
         """The defaults with the per-class thresholds ``net`` carries (`PlannerNet.thresholds`)."""
         t = net.thresholds
         return cls(present_by=dict(t.get("present", {})), event_by=dict(t.get("event", {})))
-
-
-def activate(out: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Raw network outputs (..., C, H) -> named heads: ``present`` and ``event`` logits, ``x`` in
-    (-1.5, 1.5), ``size`` in (0.5, 1.5), ``level`` in (0, 1). One definition for training and reading."""
-    h = {name: out[..., i] for i, name in enumerate(HEADS)}
-    return {
-        "present": h["present"],
-        "event": h["event"],
-        "x": 1.5 * torch.tanh(h["x"]),
-        "size": 1.0 + 0.5 * torch.tanh(h["size"]),
-        "level": torch.sigmoid(h["level"]),
-    }
 
 
 def _moving_average(p: np.ndarray, width: int) -> np.ndarray:
@@ -238,8 +224,6 @@ class DefaultPlanner:
 
 def has_planner(model: str | os.PathLike) -> bool:
     """True when the model folder named or given by ``model`` ships a planner."""
-    from .models import resolve_model
-
     return (resolve_model(model) / PLANNER_FILE).is_file()
 
 
@@ -257,6 +241,4 @@ def load_planner(model: str | os.PathLike = "default", backend: str = "default",
         return MllmPlanner.from_config(cfg)
     if backend != "default":
         raise UserInputError(f"unknown planner {backend!r}; choose default or mllm")
-    from .models import resolve_model
-
     return DefaultPlanner.load(resolve_model(model))

@@ -177,7 +177,7 @@ class PlannerNet(nn.Module):
 
     def _forward_columns(self, frames: torch.Tensor) -> torch.Tensor:
         """The "columns" layout: per-column logits (B, W, F, C, H) pooled over the W columns into the same
-        (B, F, C, H) raw outputs as the "frame" layout, so `engine.planner.activate` reads both alike."""
+        (B, F, C, H) raw outputs as the "frame" layout, so `activate` reads both alike."""
         x = self.column_maps(frames)  # (B, F, 2c, W)
         b, f, _, w = x.shape
         h = self.proj(x.permute(0, 3, 1, 2))  # (B, W, F, D)
@@ -192,7 +192,7 @@ def pool_columns(out: torch.Tensor) -> torch.Tensor:
     - ``present``, ``event``: log-sum-exp over the W columns minus log W (a soft maximum; at equal logits
       their value, so a fresh network starts undecided rather than sure);
     - ``x``: with weights softmax over columns of ``present``, the weighted mean of each column's centre
-      plus ``tanh(dx) / W`` (half a column either way), written as the raw value that `engine.planner.activate`
+      plus ``tanh(dx) / W`` (half a column either way), written as the raw value that `activate`
       (``1.5 tanh``) turns back into that position;
     - ``size``, ``level``: the weighted mean of the columns' raw values.
     """
@@ -230,3 +230,16 @@ def load_planner_net(path: str | Path) -> PlannerNet:
     if "thresholds" in meta:
         model.thresholds = {k: {c: float(v) for c, v in d.items()} for k, d in json.loads(meta["thresholds"]).items()}
     return model.eval()
+
+
+def activate(out: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Raw network outputs (..., C, H) -> named heads: ``present`` and ``event`` logits, ``x`` in
+    (-1.5, 1.5), ``size`` in (0.5, 1.5), ``level`` in (0, 1). One definition for training and reading."""
+    h = {name: out[..., i] for i, name in enumerate(HEADS)}
+    return {
+        "present": h["present"],
+        "event": h["event"],
+        "x": 1.5 * torch.tanh(h["x"]),
+        "size": 1.0 + 0.5 * torch.tanh(h["size"]),
+        "level": torch.sigmoid(h["level"]),
+    }

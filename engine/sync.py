@@ -22,8 +22,7 @@ import numpy as np
 import torch
 
 from .motion import SYNC_DIM, motion_features
-from .planner import activate  # the one activation of the planner's outputs (training and reading)
-from .planner_net import PlannerNet
+from .planner_net import PlannerNet, activate  # the one activation of its outputs (training and reading)
 from .video_io import resample_indices
 
 CUES_PER_CLASS = 5  # visible, event, x, size, level

@@ -8,6 +8,7 @@ match. Bad files raise `UserInputError` with one line that says what is wrong.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -102,7 +103,7 @@ def resample_indices(times: np.ndarray, duration: float, rate: float) -> np.ndar
     return np.clip(np.searchsorted(t, want + 1e-6, side="right") - 1, 0, len(t) - 1)
 
 
-def _scan(path: str | Path, size: int | None) -> tuple[list[float], list[np.ndarray], VideoInfo]:
+def scan_frames(path: str | Path, size: int | None) -> tuple[list[float], list[np.ndarray], VideoInfo]:
     container = _open(path)
     try:
         stream = container.streams.video[0]
@@ -139,17 +140,38 @@ def _scan(path: str | Path, size: int | None) -> tuple[list[float], list[np.ndar
         container.close()
 
 
+def decoded_frames(path: str | Path, size: int) -> tuple[np.ndarray, np.ndarray, VideoInfo]:
+    """(times (N,) float64 s, frames (N, size, size, 3) uint8, info) of every frame at its native time,
+    letterboxed to ``size`` px: decoded once per file version and size, and shared (read-only) by the
+    planner, the model's prepared video and the reward heads' view, so a clip is decoded once for all three."""
+    p = Path(path)
+    if not p.is_file():
+        raise UserInputError(f"video not found: {p}")
+    st = p.stat()
+    return _decoded_cached(str(p.resolve()), st.st_mtime_ns, st.st_size, size)
+
+
+@functools.lru_cache(maxsize=2)
+def _decoded_cached(path: str, mtime_ns: int, size_bytes: int, size: int) -> tuple[np.ndarray, np.ndarray, VideoInfo]:
+    """`decoded_frames` behind the cache; mtime and size in the key make an edited file decode again."""
+    times, arrays, info = scan_frames(path, size)
+    if not arrays:
+        raise UserInputError(f"{Path(path).name} has a video stream but no decodable frames")
+    t, frames = np.asarray(times, dtype=np.float64), np.stack(arrays)
+    t.flags.writeable = frames.flags.writeable = False
+    return t, frames, info
+
+
 def probe(path: str | Path) -> VideoInfo:
     """Facts about a video file (decodes it once; raises `UserInputError` for bad files)."""
-    return _scan(path, None)[2]
+    return scan_frames(path, None)[2]
 
 
 def load_video(path: str | Path, rate: float = 8.0, size: int = 64) -> VideoClip:
     """Frames resampled to ``rate`` per second by timestamp (the frame showing at each instant), as
     (F, size, size, 3) uint8 with F = ceil(duration * rate)."""
-    times, arrays, info = _scan(path, size)
-    idx = resample_indices(np.asarray(times), info.duration, rate)
-    return VideoClip(np.stack([arrays[i] for i in idx]), rate, info)
+    times, frames, info = decoded_frames(path, size)
+    return VideoClip(frames[resample_indices(times, info.duration, rate)], rate, info)
 
 
 def load_audio_track(path: str | Path, sample_rate: int = 44100) -> np.ndarray | None:

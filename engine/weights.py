@@ -12,6 +12,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from .atomic import atomic_path
 from .errors import UserInputError
 
 
@@ -19,9 +20,8 @@ def write_weights(path: str | Path, state: dict[str, torch.Tensor], metadata: di
     """Save ``state`` (tensors as given) with string ``metadata``; a failed save leaves no partial file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, str(tmp), metadata=metadata)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, str(tmp), metadata=metadata)
 
 
 def read_weights(path: str | Path, fmt: str, what: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.bench.run import bench_split, load_metric_models, markdown_table
+from engine.bench.models import load_metric_models
+from engine.bench.run import bench_split, markdown_table
 from trainer.foleyworld.scene import WorldConfig
 from trainer.foleyworld.splits import write_split
 

@@ -15,7 +15,7 @@ import soundfile as sf
 from engine.best_of_n import best_of_n
 from engine.errors import UserInputError
 from engine.models import load_bundle, save_bundle
-from engine.pipeline import RenderSettings, prepare_video, render
+from engine.pipeline import RenderSettings, prepare_video, render, render_plan, render_takes
 from engine.rewards import DEFAULT_WEIGHTS, DIMENSIONS, load_reward_heads, weighted_total
 from tests.bundles import tiny_bundle
 from tests.test_pipeline import _cli
@@ -51,6 +51,36 @@ def test_candidates_are_ranked_and_reproducible(model_dir, clang):
     np.testing.assert_array_equal(alone, ranked[0].audio)
     with pytest.raises(UserInputError, match="positive"):
         best_of_n(prepared, bundle, cot, FAST, 2, {"semantic": 0.0}, load_reward_heads())
+
+
+def test_takes_share_one_encoding_and_match_renders_alone(model_dir, clang, monkeypatch):
+    """`render_takes` encodes the CoT once and builds each window's conditions once for all its takes; one
+    after another every take is bit-identical to its seed rendered alone, as one batch equal to rounding;
+    progress counts every step of every take once, in order."""
+    video, _, cot = clang
+    bundle = load_bundle(model_dir)
+    prepared = prepare_video(video, bundle)
+    calls = {"encode_cot": 0, "window_conditions": 0}
+    for name in calls:
+        real = getattr(type(bundle), name)
+
+        def counted(self, *a, _real=real, _name=name, **k):
+            calls[_name] += 1
+            return _real(self, *a, **k)
+
+        monkeypatch.setattr(type(bundle), name, counted)
+    seen = []
+    takes = render_takes(prepared, cot, bundle, FAST, [5, 6, 7], progress=lambda d, t: seen.append((d, t)))
+    windows = len(render_plan(prepared, bundle, FAST))
+    assert calls == {"encode_cot": 1, "window_conditions": windows}
+    total = 3 * windows * FAST.steps
+    assert [d for d, _ in seen] == list(range(1, total + 1)) and {t for _, t in seen} == {total}
+    monkeypatch.undo()
+    for seed, take in zip([5, 6, 7], takes):
+        np.testing.assert_array_equal(take, render(prepared, cot, bundle, replace(FAST, seed=seed)))
+    batched = render_takes(prepared, cot, bundle, FAST, [5, 6, 7], batch=True)
+    for one, many in zip(takes, batched):
+        np.testing.assert_allclose(many, one, atol=1e-4)
 
 
 def test_render_candidates_keeps_the_best(tmp_path, model_dir, clang, capsys):

@@ -291,7 +291,7 @@ def test_measure_house_renders_the_start_model_once_and_a_tune_at_each_strength(
 
 def test_measure_house_renders_the_tune_with_its_own_guidance(data, tmp_path):
     from engine.errors import UserInputError
-    from trainer.commands import tuned_guidance
+    from trainer.commands.measure import tuned_guidance
     from trainer.house import write_library
     from trainer.measure import house_markdown, measure_house
 
@@ -309,7 +309,7 @@ def test_measure_house_renders_the_tune_with_its_own_guidance(data, tmp_path):
     model = str(data["model"])  # the start model as its own "tune" at strength 0: only the guidance differs
     house = tmp_path / "house" / "test"
     hows = (settings, plain)
-    from engine.bench.run import ASSETS
+    from engine.bench.models import ASSETS
 
     result = measure_house(
         house, model, model, settings, check, tmp_path / "w", strengths=(0.0,), tuned_settings=hows, judge=ASSETS

@@ -17,13 +17,14 @@ from engine.bench.planning import compare, match_events, mean_visible_x, side_of
 from engine.cot_writer import SceneSketch, SourceSketch, write_blocks
 from engine.errors import UserInputError
 from engine.media import write_mp4
-from engine.models import save_bundle
-from engine.planner import PLANNER_FILE, DefaultPlanner, ReadSettings, activate, pick_events, read_scene
+from engine.models import PLANNER_FILE, save_bundle
+from engine.planner import DefaultPlanner, ReadSettings, pick_events, read_scene
 from engine.planner_net import (
     HEADS,
     ClassInfo,
     PlannerConfig,
     PlannerNet,
+    activate,
     load_planner_net,
     pool_columns,
     save_planner,

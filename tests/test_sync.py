@@ -13,10 +13,9 @@ import torch
 from engine.codec import CODEC_PRESETS, Codec, save_codec
 from engine.errors import UserInputError
 from engine.media import write_mp4
-from engine.models import ModelBundle, load_bundle, save_bundle
+from engine.models import CUES_FILE, PLANNER_FILE, ModelBundle, finish_latent, load_bundle, save_bundle
 from engine.motion import SYNC_DIM, motion_features
-from engine.pipeline import RenderSettings, finish_latent, prepare_video, render
-from engine.planner import CUES_FILE, PLANNER_FILE
+from engine.pipeline import RenderSettings, prepare_video, render
 from engine.planner_net import load_planner_net, save_planner
 from engine.sync import (
     CUES_PER_CLASS,

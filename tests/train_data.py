@@ -23,8 +23,7 @@ def model_folder(root: Path, with_planner: bool = False) -> Path:
 
     import torch
 
-    from engine.models import MODELS_DIR
-    from engine.planner import PLANNER_FILE
+    from engine.models import MODELS_DIR, PLANNER_FILE
     from trainer.foleyworld.scene import WorldConfig
     from trainer.foleyworld.splits import make_clip
     from trainer.train_codec import measure_latent_stats

@@ -26,7 +26,7 @@ from engine.errors import UserInputError
 from engine.generator import BLOCK_TOKENS, COT_MODES, MONO_TOKENS
 from engine.text_encoder import EMBED_DIM
 from engine.timeline import timeline_track
-from trainer.features import _encode_sorted, _pad_block, stack_timelines
+from trainer.features import encode_sorted, pad_text_block, stack_timelines
 from trainer.ingest import FORMAT, MANIFEST, REPLAY_SOURCE, binding
 
 
@@ -58,9 +58,9 @@ def cot_token_states(cots: list[Cot], mode: str) -> list[list[np.ndarray]]:
     if mode == "none":
         return [[empty] * 4 for _ in cots]
     if mode == "decomposed":
-        flat = _encode_sorted([b for c in cots for b in c.blocks()], BLOCK_TOKENS)
+        flat = encode_sorted([b for c in cots for b in c.blocks()], BLOCK_TOKENS)
         return [flat[4 * j : 4 * j + 4] for j in range(len(cots))]
-    mono = _encode_sorted([c.monolithic() for c in cots], MONO_TOKENS)
+    mono = encode_sorted([c.monolithic() for c in cots], MONO_TOKENS)
     return [[m, empty, empty, empty] for m in mono]
 
 
@@ -176,7 +176,7 @@ class WindowCollate:
             "frame_mask": torch.ones((len(items), f), dtype=torch.bool),
             "has_video": torch.tensor([bool(it["video"]) for it in items]),
             "replay": torch.tensor([bool(it.get("replay", False)) for it in items]),
-            "text": [_pad_block([it["text"][k] for it in items]) for k in range(4)],
+            "text": [pad_text_block([it["text"][k] for it in items]) for k in range(4)],
         } | stack_timelines(items, t)
 
 
@@ -213,7 +213,7 @@ def dataset_prompts(folder: str | os.PathLike, bundle, held_out: float, seed: in
 def _prompt(data: TrainDataset, i: int, bundle):
     """One video window as a `trainer.grpo_prompts.Prompt`, built from its cached arrays."""
     from engine.motion import SYNC_DIM
-    from engine.pipeline import PreparedVideo, _encode_text, cot_timeline
+    from engine.prepared import PreparedVideo
     from engine.rewards import VideoView
     from engine.video_io import VideoInfo
     from trainer.grpo_prompts import Prompt
@@ -229,8 +229,8 @@ def _prompt(data: TrainDataset, i: int, bundle):
     frames.flags.writeable = sync.flags.writeable = False  # a PreparedVideo is read-only
     prepared = PreparedVideo(info, duration, cfg.sample_rate, n_latent * cfg.hop, frames, enc.rate, sync, cfg.hop)
     cot = data.cots[j]
-    text, negative = _encode_text(cot, bundle)
+    text = bundle.encode_cot(cot)
     view = VideoView(duration, cfg.latent_rate, np.ascontiguousarray(sync[:, :SYNC_DIM]))
     name = f"{data.sources[j]['id']}@{w['start']:g}s"
-    timeline = cot_timeline(cot, bundle, round(w["start"] * cfg.latent_rate), n_latent)
-    return Prompt(name, cot, prepared, view, tokens, sync_t, text, negative, timeline)
+    timeline = bundle.timeline(cot, round(w["start"] * cfg.latent_rate), n_latent)
+    return Prompt(name, cot, prepared, view, tokens, sync_t, text.text, text.negative, timeline)

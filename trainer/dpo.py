@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from engine.atomic import atomic_path, write_text
 from engine.cot import Cot, validate_cot
 from engine.errors import UserInputError
 from engine.generator import concat_conditions
@@ -70,9 +71,7 @@ def write_pairs(path: str | os.PathLike, pairs: list[PreferencePair]) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     rows = [{"video": p.video, "cot": p.cot, "winner": p.winner, "loser": p.loser, "group": p.group} for p in pairs]
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps({"format": PAIRS_FORMAT, "pairs": rows}, indent=1), encoding="utf-8")
-    os.replace(tmp, path)
+    write_text(path, json.dumps({"format": PAIRS_FORMAT, "pairs": rows}, indent=1))
     return path
 
 
@@ -145,15 +144,11 @@ def build_pair_cache(folder: Path, bundle: ModelBundle, pairs: list[PreferencePa
     for k, pair in enumerate(pairs):
         for j, w in enumerate(_pair_windows(pair, bundle, length)):
             name = f"p{k:05d}_{j:03d}.npz"
-            tmp = folder / f".{name}.tmp"
-            with open(tmp, "wb") as f:
+            with atomic_path(folder / name) as tmp, open(tmp, "wb") as f:
                 np.savez_compressed(f, **{n: w[n] for n in ("z", "z_l", "frames", "motion")})
-            os.replace(tmp, folder / name)
             entry = {"file": name, "pair": k, "group": pair.group, "T": int(w["z"].shape[1]), "start": w["start"]}
             entries.append(entry)
-    tmp = index.with_name(".index.json.tmp")
-    tmp.write_text(json.dumps({"key": key, "windows": entries}), encoding="utf-8")
-    os.replace(tmp, index)
+    write_text(index, json.dumps({"key": key, "windows": entries}))
     return entries
 
 

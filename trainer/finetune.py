@@ -238,9 +238,9 @@ class FlowObjective:
 
     def _render_velocity(self, gen: Generator, cond: Conditions, batch: dict):
         """velocity(x, t): the guided velocity of the render defaults on the studio's own windows with a
-        picture (inside the guidance interval; `engine.pipeline.generator_guidance`), the conditional one on
+        picture (inside the guidance interval; `engine.generator.generator_guidance`), the conditional one on
         replayed windows and text-audio pairs."""
-        from engine.pipeline import generator_guidance
+        from engine.generator import generator_guidance
 
         plain = lambda x, t: gen.velocity(x, t, cond)  # noqa: E731
         own = (batch["has_video"] & ~batch["replay"])[:, None, None]

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.atomic import atomic_path
 from engine.errors import UserInputError
 
 LOG = "train_log.jsonl"
@@ -121,7 +122,6 @@ def figure(
     ax.set_title(title or "Fast-GRPO against Flow-GRPO from the same start")
     ax.legend(loc="lower right", fontsize=8)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp.png")
-    fig.savefig(tmp, dpi=130)
-    os.replace(tmp, out)
+    with atomic_path(out, ".tmp.png") as tmp:
+        fig.savefig(tmp, dpi=130)
     return out

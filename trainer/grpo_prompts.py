@@ -28,7 +28,8 @@ from engine.cot import Cot, load_cot, validate_cot
 from engine.errors import UserInputError
 from engine.generator import TextBlock
 from engine.models import ModelBundle
-from engine.pipeline import FALLBACK_COT, PreparedVideo, _encode_text, _video_tokens, cot_timeline, prepare_video
+from engine.pipeline import FALLBACK_COT, prepare_video
+from engine.prepared import PreparedVideo
 from engine.rewards import VideoView, view_of_prepared
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v")
@@ -64,11 +65,12 @@ def make_prompt(video: Path, cot: Cot | dict, bundle: ModelBundle) -> Prompt:
             f"({bundle.generator.config.max_frames} latent frames); cut it for RL"
         )
     cot = validate_cot(cot)
-    text, negative = _encode_text(cot, bundle)
-    tokens = _video_tokens(prepared, bundle, 0, prepared.n_latent)  # (1, F, Dv)
+    text = bundle.encode_cot(cot)
+    tokens = bundle.video_tokens(prepared, 0, prepared.n_latent)  # (1, F, Dv)
     sync = torch.tensor(prepared.sync, device=bundle.device)[None]  # (1, T, Ds)
-    timeline = cot_timeline(cot, bundle, 0, prepared.n_latent)
-    return Prompt(video.stem, cot, prepared, view_of_prepared(prepared), tokens, sync, text, negative, timeline)
+    timeline = bundle.timeline(cot, 0, prepared.n_latent)
+    view = view_of_prepared(prepared)
+    return Prompt(video.stem, cot, prepared, view, tokens, sync, text.text, text.negative, timeline)
 
 
 def _folder_cots(folder: Path, videos: list[Path], planner: Callable[[Path], Cot] | None) -> list[Cot]:

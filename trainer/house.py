@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 from scipy.signal import fftconvolve
 
+from engine.atomic import write_text
 from engine.cot import Cot
 from engine.cot_writer import SceneSketch, SourceSketch, write_blocks
 from trainer.foleyworld import synth, video
@@ -132,32 +133,32 @@ def _ceramic(src: Source, rng: np.random.Generator, sr: int) -> np.ndarray:
     f0, n = 1450 * src.params["pitch"], int(0.5 * sr)
     ratios = np.array([1.0, 2.93, 5.31, 8.12]) * rng.uniform(0.99, 1.01, 4)
     decays = np.array([0.16, 0.09, 0.05, 0.03]) / src.params["damping"]
-    body = synth._modal(n, sr, f0 * ratios, decays, [1.0, 0.7, 0.45, 0.3], rng)
-    return body / (np.abs(body).max() + 1e-9) + 0.5 * synth._click(rng, n, sr, 0.0007)
+    body = synth.modal_sum(n, sr, f0 * ratios, decays, [1.0, 0.7, 0.45, 0.3], rng)
+    return body / (np.abs(body).max() + 1e-9) + 0.5 * synth.click_burst(rng, n, sr, 0.0007)
 
 
 def _croak(src: Source, rng: np.random.Generator, sr: int) -> np.ndarray:
     dur = rng.uniform(0.24, 0.34)
     t = np.arange(int(dur * sr)) / sr
     f0 = 165 * src.params["pitch"] * (1 - 0.08 * t / dur)
-    buzz = synth._harmonics(2 * np.pi * np.cumsum(f0) / sr, 12, 0.6)
+    buzz = synth.harmonic_series(2 * np.pi * np.cumsum(f0) / sr, 12, 0.6)
     pulses = np.clip(np.sin(2 * np.pi * rng.uniform(28, 38) * t), 0, None) ** 2  # the croak's rattle
     env = np.sin(np.pi * t / dur) ** 0.6
-    return synth._one_pole_lowpass(buzz * pulses * env, 1800.0, sr)
+    return synth.one_pole_lowpass(buzz * pulses * env, 1800.0, sr)
 
 
 def _squeak(src: Source, rng: np.random.Generator, sr: int) -> np.ndarray:
     dur = rng.uniform(0.16, 0.26)
     t = np.arange(int(dur * sr)) / sr
     f = 950 * src.params["pitch"] * (1 + 0.45 * t / dur) * (1 + 0.02 * np.sin(2 * np.pi * 22 * t))
-    tone = synth._harmonics(2 * np.pi * np.cumsum(f) / sr, 5, 1.4)
+    tone = synth.harmonic_series(2 * np.pi * np.cumsum(f) / sr, 5, 1.4)
     return tone * np.minimum(1.0, t / 0.015) * np.exp(-np.maximum(t - 0.7 * dur, 0) / 0.03)
 
 
 def _shake(src: Source, rng: np.random.Generator, sr: int) -> np.ndarray:
     n = int(0.12 * sr)
     lo, hi = 2200 * src.params["pitch"], 9500.0
-    hiss = synth.shaped_noise(rng, n, sr, lambda tt, f: synth._band(f, lo, hi, 1.5)[None, :].repeat(len(tt), 0))
+    hiss = synth.shaped_noise(rng, n, sr, lambda tt, f: synth.band_gain(f, lo, hi, 1.5)[None, :].repeat(len(tt), 0))
     env = np.minimum(1.0, np.arange(n) / (0.004 * sr)) * np.exp(-np.arange(n) / (0.035 * sr * src.params["damping"]))
     return hiss * env
 
@@ -182,16 +183,16 @@ def render_house_audio(scene: Scene) -> synth.Rendered:
         mono = np.zeros(n)
         for t, g in zip(src.events, src.event_gain):
             seg = VOICES[src.cls](src, rng, sr)
-            synth._place(mono, 0.5 * g * seg / (np.abs(seg).max() + 1e-9), t, sr)
+            synth.place_segment(mono, 0.5 * g * seg / (np.abs(seg).max() + 1e-9), t, sr)
         mono *= 10 ** (src.gain_db / 20) / src.distance
-        stem = synth._colour(synth.spatialise(mono, src, sr), scene.tilt, sr)
+        stem = synth.colour_tilt(synth.spatialise(mono, src, sr), scene.tilt, sr)
         mix += stem
         send += mono * scene.room * (0.25 + 0.45 * (src.distance - 0.7))
-        x, e = synth._tracks(src, stem, sr, n_track)
+        x, e = synth.level_tracks(src, stem, sr, n_track)
         xs.append(x)
         es.append(e)
     ir = synth.room_response(rng, scene.room, sr)
-    mix += synth._colour(np.stack([fftconvolve(send, ir[:, c])[:n] for c in range(2)], axis=1), scene.tilt, sr)
+    mix += synth.colour_tilt(np.stack([fftconvolve(send, ir[:, c])[:n] for c in range(2)], axis=1), scene.tilt, sr)
     mix += rng.standard_normal((n, 2)) * 10 ** ((-62 + 26 * scene.hiss) / 20)
     peak = np.abs(mix).max()
     if peak > 0.95:
@@ -204,59 +205,57 @@ def render_house_audio(scene: Scene) -> synth.Rendered:
 
 def _draw_cup(cv, src: Source) -> None:
     """A white cup on the ground; a spoon swings down and touches its rim at every tap."""
-    cx, cy, s = video._place(cv, src)
-    base = video._floor_of(cv, cy, s, 0.1)
+    cx, cy, s = video.source_place(cv, src)
+    base = video.floor_of(cv, cy, s, 0.1)
     top = base - 0.16 * s
-    video._rect(cv, cx, (top + base) / 2, 0.1 * s, 0.08 * s, hsv_rgb(0.1, 0.05, 0.95), rad=0.03 * s)
-    video._ellipse(cv, cx + 0.12 * s, (top + base) / 2, 0.035 * s, 0.045 * s, hsv_rgb(0.1, 0.05, 0.85))  # handle
-    video._ellipse(cv, cx, top, 0.1 * s, 0.02 * s, hsv_rgb(0.08, 0.3, 0.45))  # the tea inside
-    near, _ = video._nearest_event(cv, src.events)
+    video.rect(cv, cx, (top + base) / 2, 0.1 * s, 0.08 * s, hsv_rgb(0.1, 0.05, 0.95), rad=0.03 * s)
+    video.ellipse(cv, cx + 0.12 * s, (top + base) / 2, 0.035 * s, 0.045 * s, hsv_rgb(0.1, 0.05, 0.85))  # handle
+    video.ellipse(cv, cx, top, 0.1 * s, 0.02 * s, hsv_rgb(0.08, 0.3, 0.45))  # the tea inside
+    near, _ = video.nearest_event(cv, src.events)
     lift = np.clip(np.abs(near) / 0.12, 0.0, 1.0)  # 0 on the tap's frame, up between taps
     tip_x, tip_y = cx - 0.09 * s, top - 0.01 * s - 0.12 * s * lift
-    video._capsule(cv, tip_x - 0.16 * s, tip_y - 0.12 * s, tip_x, tip_y, 0.012 * s, hsv_rgb(0.6, 0.05, 0.75))
-    age, which = video._age(cv, src.events)
-    flash = 0.8 * video._gains(src, which) * (age < 1.5 / cv.fps)
-    video._circle(cv, tip_x, top, 0.03 * s, WHITE, alpha=flash, on=flash > 0)
+    video.capsule(cv, tip_x - 0.16 * s, tip_y - 0.12 * s, tip_x, tip_y, 0.012 * s, hsv_rgb(0.6, 0.05, 0.75))
+    age, which = video.event_age(cv, src.events)
+    flash = 0.8 * video.event_gains(src, which) * (age < 1.5 / cv.fps)
+    video.circle(cv, tip_x, top, 0.03 * s, WHITE, alpha=flash, on=flash > 0)
 
 
 def _call_mask(cv, events, dur: float) -> np.ndarray:
     """(F,) how far each frame is into a call that lasts ``dur`` s (0 outside, 1 at its middle)."""
-    age, _ = video._age(cv, events)
+    age, _ = video.event_age(cv, events)
     return np.where(age < dur, np.sin(np.pi * np.clip(age / dur, 0, 1) + 0.3), 0.0).clip(0, 1).astype(np.float32)
 
 
 def _draw_frog(cv, src: Source) -> None:
     """A green frog on a lily pad; its pale throat sac swells during every croak."""
-    cx, cy, s = video._place(cv, src)
+    cx, cy, s = video.source_place(cv, src)
     hue = 0.3 + 0.06 * (src.params["hue"] - 0.5)
-    video._ellipse(cv, cx, cy + 0.08 * s, 0.22 * s, 0.045 * s, hsv_rgb(0.36, 0.6, 0.35))  # pad
+    video.ellipse(cv, cx, cy + 0.08 * s, 0.22 * s, 0.045 * s, hsv_rgb(0.36, 0.6, 0.35))  # pad
     sac = _call_mask(cv, src.events, 0.3)
-    video._ellipse(cv, cx, cy, 0.11 * s, 0.07 * s, hsv_rgb(hue, 0.7, 0.6))
-    video._ellipse(
-        cv, cx, cy + 0.04 * s, 0.05 * s + 0.04 * s * sac, 0.02 * s + 0.035 * s * sac, hsv_rgb(0.15, 0.3, 0.9)
-    )
+    video.ellipse(cv, cx, cy, 0.11 * s, 0.07 * s, hsv_rgb(hue, 0.7, 0.6))
+    video.ellipse(cv, cx, cy + 0.04 * s, 0.05 * s + 0.04 * s * sac, 0.02 * s + 0.035 * s * sac, hsv_rgb(0.15, 0.3, 0.9))
     for k in (-1, 1):
-        video._circle(cv, cx + k * 0.05 * s, cy - 0.065 * s, 0.025 * s, hsv_rgb(hue, 0.7, 0.6))
-        video._circle(cv, cx + k * 0.05 * s, cy - 0.07 * s, 0.011 * s, INK)
+        video.circle(cv, cx + k * 0.05 * s, cy - 0.065 * s, 0.025 * s, hsv_rgb(hue, 0.7, 0.6))
+        video.circle(cv, cx + k * 0.05 * s, cy - 0.07 * s, 0.011 * s, INK)
 
 
 def _draw_duck(cv, src: Source) -> None:
     """A yellow rubber duck; squeezed flat on every squeak, springing back after it."""
-    cx, cy, s = video._place(cv, src)
-    base = video._floor_of(cv, cy, s, 0.08)
+    cx, cy, s = video.source_place(cv, src)
+    base = video.floor_of(cv, cy, s, 0.08)
     squash = _call_mask(cv, src.events, 0.22)
     h = 0.07 * s * (1 - 0.4 * squash)
     body = hsv_rgb(0.14, 0.85, 0.95)
-    video._ellipse(cv, cx, base - h, 0.1 * s * (1 + 0.25 * squash), h, body)
+    video.ellipse(cv, cx, base - h, 0.1 * s * (1 + 0.25 * squash), h, body)
     hx, hy = cx + 0.05 * s, base - 2 * h - 0.03 * s
-    video._circle(cv, hx, hy, 0.045 * s, body)
-    video._ellipse(cv, hx + 0.05 * s, hy + 0.008 * s, 0.025 * s, 0.01 * s + 0.01 * s * squash, hsv_rgb(0.06, 0.9, 0.9))
-    video._circle(cv, hx + 0.012 * s, hy - 0.012 * s, 0.008 * s, INK)
+    video.circle(cv, hx, hy, 0.045 * s, body)
+    video.ellipse(cv, hx + 0.05 * s, hy + 0.008 * s, 0.025 * s, 0.01 * s + 0.01 * s * squash, hsv_rgb(0.06, 0.9, 0.9))
+    video.circle(cv, hx + 0.012 * s, hy - 0.012 * s, 0.008 * s, INK)
 
 
 def _draw_shaker(cv, src: Source) -> None:
     """A wooden shaker jerked up and down; it turns at the top or bottom at every shake."""
-    cx, cy, s = video._place(cv, src)
+    cx, cy, s = video.source_place(cv, src)
     ev = np.asarray(src.events, np.float64)
     t = cv.t
     k = np.clip(np.searchsorted(ev, t, side="right"), 1, max(len(ev), 1)) - 1
@@ -265,8 +264,8 @@ def _draw_shaker(cv, src: Source) -> None:
     side = np.where(k % 2 == 0, 1.0, -1.0)  # alternate: up, then down
     y = cy - 0.08 * s * side * np.cos(np.pi * u)  # at an event the shaker is at an extreme
     y = np.where(t < (ev[0] if len(ev) else 0), cy - 0.08 * s, y)
-    video._capsule(cv, cx, y - 0.07 * s, cx, y + 0.07 * s, 0.035 * s, hsv_rgb(0.08, 0.6, 0.55))
-    video._rect(cv, cx, y, 0.037 * s, 0.012 * s, hsv_rgb(0.0, 0.7, 0.6))
+    video.capsule(cv, cx, y - 0.07 * s, cx, y + 0.07 * s, 0.035 * s, hsv_rgb(0.08, 0.6, 0.55))
+    video.rect(cv, cx, y, 0.037 * s, 0.012 * s, hsv_rgb(0.0, 0.7, 0.6))
 
 
 DRAW: dict[str, Callable] = {
@@ -279,8 +278,8 @@ DRAW: dict[str, Callable] = {
 
 def render_house_frames(scene: Scene) -> np.ndarray:
     """(F, H, W, 3) uint8 frames of a house scene on FoleyWorld's backdrop."""
-    cv = video._Canvas(scene.config, float(scene.background.get("ground", 0.8)))
-    cv.img[:] = np.ascontiguousarray(video._background(cv, scene.background) + 0.5, np.uint8)
+    cv = video.Canvas(scene.config, float(scene.background.get("ground", 0.8)))
+    cv.img[:] = np.ascontiguousarray(video.draw_background(cv, scene.background) + 0.5, np.uint8)
     for src in scene.sources:
         DRAW[src.cls](cv, src)
     return cv.img
@@ -313,9 +312,7 @@ def _swap(text: str, old: str, new: str) -> str:
 
 
 def _write_json(path: Path, obj: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=1), encoding="utf-8")
-    os.replace(tmp, path)
+    write_text(path, json.dumps(obj, indent=1))
 
 
 def house_clip(part: str, cls: str, k: int, cfg: WorldConfig) -> tuple[Scene, synth.Rendered, Cot]:

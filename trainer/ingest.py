@@ -46,10 +46,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from engine.atomic import atomic_path, write_text
 from engine.cot import Cot, load_cot, validate_cot
 from engine.errors import UserInputError
 from engine.models import ModelBundle
-from engine.pipeline import PreparedVideo, prepare_video
+from engine.pipeline import prepare_video
+from engine.prepared import PreparedVideo
 
 FORMAT = "foley-dataset/1"  # "format" of dataset.json
 MANIFEST = "dataset.json"
@@ -365,12 +367,6 @@ def _audio_items(src: Source, bundle: ModelBundle, cfg: IngestConfig) -> tuple[l
 # --------------------------------------------------------------------------------------- the writer
 
 
-def _write_atomic(path: Path, write: Callable[[Path], None]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    write(tmp)
-    os.replace(tmp, path)
-
-
 def write_cot_file(folder: Path, source_id: str, cot: Cot) -> Path:
     """``folder/cots/<id>.cot.json`` (atomically): the CoT training reads for that source."""
     path = Path(folder) / "cots" / f"{source_id}.cot.json"
@@ -380,18 +376,15 @@ def write_cot_file(folder: Path, source_id: str, cot: Cot) -> Path:
 
 def _write_cot(path: Path, cot: Cot) -> Path:
     text = json.dumps(cot.to_dict() | {"negative": cot.negative}, indent=2) + "\n"
-    _write_atomic(path, lambda p: p.write_text(text, encoding="utf-8"))
+    write_text(path, text)
     return path
 
 
 def _write_window(folder: Path, key: str, item: dict) -> dict:
     arrays = {k: item[k] for k in ("z", "frames", "motion") if k in item}
 
-    def save(p: Path) -> None:
-        with open(p, "wb") as f:
-            np.savez_compressed(f, **arrays)
-
-    _write_atomic(folder / "windows" / f"{key}.npz", save)
+    with atomic_path(folder / "windows" / f"{key}.npz") as tmp, open(tmp, "wb") as f:
+        np.savez_compressed(f, **arrays)
     frames = int(arrays["frames"].shape[0]) if "frames" in arrays else 0
     return {"key": key, "start": round(float(item["start"]), 6), "T": int(item["z"].shape[1]), "F": frames}
 
@@ -499,4 +492,4 @@ def _write_manifest(root: Path, bundle: ModelBundle, cfg: IngestConfig, report: 
         "skipped": report.skipped,
     }
     text = json.dumps(manifest, indent=1)
-    _write_atomic(root / MANIFEST, lambda p: p.write_text(text, encoding="utf-8"))
+    write_text(root / MANIFEST, text)

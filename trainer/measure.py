@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.atomic import write_text
 from engine.errors import UserInputError
 from engine.models import ModelBundle, load_bundle
 from engine.pipeline import RenderSettings
@@ -125,7 +126,8 @@ def measure_house(
     "foleybench"}]} and, with ``judge`` (a folder of metric models, e.g. from `train metrics
     --house-per-class`), "judge": {"folder", "reference", "house", "tunes": {name: {"fd_drop", "clap_gain"}}},
     the same renders scored by those models."""
-    from engine.bench.run import load_clips, load_metric_models
+    from engine.bench.models import load_metric_models
+    from engine.bench.run import load_clips
     from trainer.bench_guard import check_many
     from trainer.lora import blended_generator, tuned_bundle
 
@@ -285,9 +287,7 @@ def preference_pairs(
                 audio, s = _score(bundle, heads, video, meta["cot"], replace(settings, seed=settings.seed + j))
                 write_wav(f, audio, bundle.sample_rate, subtype="FLOAT")
                 scores.append(s)
-            tmp = record.with_name(f".{record.name}.tmp")
-            tmp.write_text(json.dumps({"key": key, "scores": scores}), encoding="utf-8")
-            tmp.replace(record)
+            write_text(record, json.dumps({"key": key, "scores": scores}))
             cached = {"key": key, "scores": scores}
         values = np.array([s[dimension] for s in cached["scores"]])
         order = np.argsort(-values, kind="stable")

@@ -12,6 +12,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from engine.atomic import atomic_path
+
 
 def cosine_lr(step: int, lr: float, warmup: int, steps: int, min_ratio: float) -> float:
     """Learning rate of optimiser step ``step`` (0-based): linear warm-up over ``warmup`` steps, then a
@@ -57,9 +59,8 @@ def save_training_state(path: Path, state: dict) -> None:
         "extra": json.dumps(state.get("extra") or {}),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file({k: v.detach().contiguous() for k, v in tensors.items()}, str(tmp), metadata=meta)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        save_file({k: v.detach().contiguous() for k, v in tensors.items()}, str(tmp), metadata=meta)
 
 
 def load_training_state(path: Path, state: dict, must_match: tuple[str, ...] = (), defaults: dict | None = None) -> int:

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from ..atomic import atomic_path
 from .features import N_MELS
 
 
@@ -84,9 +85,8 @@ def save_model(model: nn.Module, path: Path, kind: str, config: AudioNetConfig, 
     """Write weights and config to one safetensors file (write, then rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     meta = {"kind": kind, "config": json.dumps(asdict(config)), "extra": json.dumps(extra or {})}
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(tmp), metadata=meta)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(tmp), metadata=meta)
 
 
 def load_model(path: Path) -> tuple[nn.Module, dict]:
@@ -100,3 +100,30 @@ def load_model(path: Path) -> tuple[nn.Module, dict]:
     model = ContrastiveModel(config=cfg) if meta["kind"] == "contrastive" else AudioNet(config=cfg)
     model.load_state_dict(load_file(str(path)))
     return model.eval(), json.loads(meta["extra"])
+
+
+ASSETS = Path(__file__).resolve().parents[2] / "assets" / "bench"
+
+
+@dataclass
+class MetricModels:
+    """The three learned metric models and the class order of the classifier."""
+
+    classifier: AudioNet
+    contrastive: ContrastiveModel
+    quality: AudioNet
+    classes: list[str]
+
+
+def load_metric_models(folder: Path = ASSETS) -> MetricModels:
+    """Load the shipped metric models (train them with ``python launch.py train metrics``)."""
+    missing = [n for n in ("classifier", "contrastive", "quality") if not (folder / f"{n}.safetensors").is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"FoleyBench metric models missing in {folder}: {', '.join(missing)}; "
+            "train them with: python launch.py train metrics"
+        )
+    clf, extra = load_model(folder / "classifier.safetensors")
+    con, _ = load_model(folder / "contrastive.safetensors")
+    qual, _ = load_model(folder / "quality.safetensors")
+    return MetricModels(clf, con, qual, extra["classes"])

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .run import AudioFn, _noise, _shuffled, load_clips
+from .run import AudioFn, load_clips, noise_audio, shuffled_audio
 
 LATE_S = 0.3  # the ``late`` row's delay
 
@@ -44,8 +44,8 @@ def reward_table(
     heads = heads or load_reward_heads()
     root = Path(folder)
     metas, audios, sr = load_clips(root, limit)
-    fns: dict[str, AudioFn] = {"ground_truth": lambda m, a, r: a, "shuffled": _shuffled(metas, audios)}
-    fns |= {"noise": _noise, "late": _late, "mirrored": _mirrored} | (extra_rows or {})
+    fns: dict[str, AudioFn] = {"ground_truth": lambda m, a, r: a, "shuffled": shuffled_audio(metas, audios)}
+    fns |= {"noise": noise_audio, "late": _late, "mirrored": _mirrored} | (extra_rows or {})
     unknown = [r for r in rows if r not in fns]
     if unknown:
         raise UserInputError(f"unknown reward row(s) {', '.join(unknown)}; known: {', '.join(fns)}")

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,37 +22,12 @@ import torch
 
 from .distribution import frechet_distance, kl_divergence
 from .features import log_mel
-from .models import AudioNet, ContrastiveModel, load_model
+from .models import MetricModels, load_metric_models
 from .onsets import desync_offset, detect_onsets, onset_f1
 from .signal import clipping_rate, loudness_lufs
 from .spatial import spatial_scores
 
-ASSETS = Path(__file__).resolve().parents[2] / "assets" / "bench"
 AudioFn = Callable[[dict, np.ndarray, int], np.ndarray]
-
-
-@dataclass
-class MetricModels:
-    """The three learned metric models and the class order of the classifier."""
-
-    classifier: AudioNet
-    contrastive: ContrastiveModel
-    quality: AudioNet
-    classes: list[str]
-
-
-def load_metric_models(folder: Path = ASSETS) -> MetricModels:
-    """Load the shipped metric models (train them with ``python launch.py train metrics``)."""
-    missing = [n for n in ("classifier", "contrastive", "quality") if not (folder / f"{n}.safetensors").is_file()]
-    if missing:
-        raise FileNotFoundError(
-            f"FoleyBench metric models missing in {folder}: {', '.join(missing)}; "
-            "train them with: python launch.py train metrics"
-        )
-    clf, extra = load_model(folder / "classifier.safetensors")
-    con, _ = load_model(folder / "contrastive.safetensors")
-    qual, _ = load_model(folder / "quality.safetensors")
-    return MetricModels(clf, con, qual, extra["classes"])
 
 
 @torch.no_grad()
@@ -132,7 +106,7 @@ def aggregate(per_clip: list[dict], ref: list[dict]) -> dict:
     }
 
 
-def _shuffled(metas: list[dict], audios: list[np.ndarray]) -> AudioFn:
+def shuffled_audio(metas: list[dict], audios: list[np.ndarray]) -> AudioFn:
     names = {m["name"]: i for i, m in enumerate(metas)}
 
     def fn(meta: dict, gt: np.ndarray, sr: int) -> np.ndarray:
@@ -145,7 +119,7 @@ def _shuffled(metas: list[dict], audios: list[np.ndarray]) -> AudioFn:
     return fn
 
 
-def _noise(meta: dict, gt: np.ndarray, sr: int) -> np.ndarray:
+def noise_audio(meta: dict, gt: np.ndarray, sr: int) -> np.ndarray:
     rng = np.random.default_rng(meta["seed"])
     return (rng.standard_normal(gt.shape) * np.sqrt(np.mean(gt**2))).astype(np.float32)
 
@@ -226,7 +200,11 @@ def bench_split(
 
     models = models or load_metric_models()
     metas, audios, sr = load_clips(Path(folder), limit)
-    fns: dict[str, AudioFn] = {"ground_truth": lambda m, a, r: a, "shuffled": _shuffled(metas, audios), "noise": _noise}
+    fns: dict[str, AudioFn] = {
+        "ground_truth": lambda m, a, r: a,
+        "shuffled": shuffled_audio(metas, audios),
+        "noise": noise_audio,
+    }
     fns.update(extra_rows or {})
     unknown = [r for r in rows if r not in fns]
     if unknown:

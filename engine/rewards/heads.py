@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.bench.models import ASSETS, load_metric_models
 from engine.cot import Cot, validate_cot
 
 from .protocol import DIMENSIONS, RewardHead, as_batch, check_scores
@@ -92,8 +93,6 @@ _DEFAULT: RewardHeads | None = None
 def default_heads(folder: Path | None = None) -> RewardHeads:
     """A fresh set of the four offline heads from the FoleyBench metric models in ``folder``
     (default ``assets/bench``)."""
-    from engine.bench.run import ASSETS, load_metric_models
-
     from .aesthetic import AestheticHead
     from .semantic import SemanticHead
     from .spatial import SpatialHead

@@ -81,13 +81,12 @@ def view_of_file(path: str | os.PathLike) -> VideoView:
 @functools.lru_cache(maxsize=8)
 def _view_cached(path: str, mtime_ns: int, size_bytes: int) -> VideoView:
     """`view_of_file` behind the cache, exactly as `engine.pipeline.prepare_video` computes ``sync``."""
-    from engine.video_io import _scan
+    from engine.video_io import decoded_frames
 
-    times, arrays, info = _scan(path, VIEW_SIZE)
+    t, frames, info = decoded_frames(path, VIEW_SIZE)  # the decode the planner and the prepared video share
     n_samples = round(info.duration * VIEW_SAMPLE_RATE)
-    if n_samples < 1 or not arrays:
+    if n_samples < 1:
         raise UserInputError(f"{Path(path).name} has zero length (duration {info.duration:.3f} s)")
-    t = np.asarray(times, dtype=np.float64)
-    motion = motion_features(np.stack(arrays), t, VIEW_SAMPLE_RATE / VIEW_HOP, -(-n_samples // VIEW_HOP))
+    motion = motion_features(frames, t, VIEW_SAMPLE_RATE / VIEW_HOP, -(-n_samples // VIEW_HOP))
     motion.flags.writeable = False
     return VideoView(info.duration, VIEW_SAMPLE_RATE / VIEW_HOP, motion)

@@ -13,7 +13,6 @@ On disk a clip is ``<split>_<index>.mp4`` (H.264 + AAC), ``.wav`` (lossless floa
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -21,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.atomic import write_text
 from engine.cot import Cot
 
 from .cot import write_cot
@@ -116,9 +116,7 @@ def clip_metadata(clip: Clip) -> dict:
 
 
 def _write_json(path: Path, obj: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=1), encoding="utf-8")
-    os.replace(tmp, path)
+    write_text(path, json.dumps(obj, indent=1))
 
 
 def write_clip(clip: Clip, out_dir: Path, video: bool = True) -> dict:

@@ -34,7 +34,7 @@ class Rendered:
 # ----------------------------------------------------------------------------- building blocks
 
 
-def _modal(n: int, sr: int, freqs, decays, amps, phase_rng: np.random.Generator | None = None) -> np.ndarray:
+def modal_sum(n: int, sr: int, freqs, decays, amps, phase_rng: np.random.Generator | None = None) -> np.ndarray:
     """Sum of exponentially decaying sinusoids, ``n`` samples. decays in seconds (1/e time)."""
     t = np.arange(n) / sr
     f = np.asarray(freqs, dtype=np.float64)[:, None]
@@ -45,7 +45,7 @@ def _modal(n: int, sr: int, freqs, decays, amps, phase_rng: np.random.Generator 
     return (ok * a * np.exp(-t / d) * np.sin(2 * np.pi * f * t + phase)).sum(axis=0)
 
 
-def _click(rng: np.random.Generator, n: int, sr: int, decay: float, lowpass_hz: float | None = None) -> np.ndarray:
+def click_burst(rng: np.random.Generator, n: int, sr: int, decay: float, lowpass_hz: float | None = None) -> np.ndarray:
     """Decaying noise burst (the contact transient of an impact)."""
     x = rng.standard_normal(n) * np.exp(-np.arange(n) / (decay * sr))
     if lowpass_hz:
@@ -54,7 +54,7 @@ def _click(rng: np.random.Generator, n: int, sr: int, decay: float, lowpass_hz: 
     return x
 
 
-def _place(buf: np.ndarray, seg: np.ndarray, t: float, sr: int) -> None:
+def place_segment(buf: np.ndarray, seg: np.ndarray, t: float, sr: int) -> None:
     """Add ``seg`` into ``buf`` starting at time ``t`` (clipped at the end)."""
     i = int(round(t * sr))
     if i >= len(buf):
@@ -82,7 +82,7 @@ def shaped_noise(rng: np.random.Generator, n: int, sr: int, mag) -> np.ndarray:
     return out[hop : hop + n] * np.sqrt(2.0 / n_fft)
 
 
-def _band(freqs: np.ndarray, lo: float, hi: float, slope: float = 1.0) -> np.ndarray:
+def band_gain(freqs: np.ndarray, lo: float, hi: float, slope: float = 1.0) -> np.ndarray:
     """Smooth band-pass magnitude shape (F,) between lo and hi Hz."""
     f = np.maximum(freqs, 1.0)
     return 1.0 / np.sqrt((1 + (lo / f) ** (2 * slope)) * (1 + (f / hi) ** (2 * slope)))
@@ -118,24 +118,24 @@ def _impact(src: Source, rng: np.random.Generator, sr: int) -> np.ndarray:
     n = int(n_s * sr)
     freqs = f0 * np.array(ratios) * rng.uniform(0.98, 1.02, len(ratios))
     amps = rng.uniform(0.5, 1.0, len(ratios)) / np.arange(1, len(ratios) + 1) ** 0.5
-    body = _modal(n, sr, freqs, dec / damp, amps, rng)
+    body = modal_sum(n, sr, freqs, dec / damp, amps, rng)
     lp = {"stone_hit": 3000.0, "wood_knock": 5000.0}.get(mat)
     # The contact transient is what makes each hit audible over the ringing of earlier ones.
-    seg = body / (np.abs(body).max() + 1e-9) + 1.2 * _click(rng, n, sr, click, lp)
+    seg = body / (np.abs(body).max() + 1e-9) + 1.2 * click_burst(rng, n, sr, click, lp)
     return seg
 
 
 def _clock(src: Source, rng: np.random.Generator, sr: int, k: int) -> np.ndarray:
     n = int(0.08 * sr)
     f0 = 2400 * src.params["pitch"] * (1.0 if k % 2 == 0 else 0.85)  # tick, tock
-    body = _modal(n, sr, [f0, f0 * 1.47, f0 * 2.13], [0.012, 0.008, 0.006], [1, 0.6, 0.4], rng)
-    return body + 0.8 * _click(rng, n, sr, 0.0008)
+    body = modal_sum(n, sr, [f0, f0 * 1.47, f0 * 2.13], [0.012, 0.008, 0.006], [1, 0.6, 0.4], rng)
+    return body + 0.8 * click_burst(rng, n, sr, 0.0008)
 
 
 def _step(src: Source, rng: np.random.Generator, sr: int) -> np.ndarray:
     n = int(0.25 * sr)
-    thump = _modal(n, sr, [90 * src.params["pitch"], 150 * src.params["pitch"]], [0.035, 0.02], [1, 0.5], rng)
-    grit = _click(rng, n, sr, 0.03 * src.params["damping"], 2500.0)
+    thump = modal_sum(n, sr, [90 * src.params["pitch"], 150 * src.params["pitch"]], [0.035, 0.02], [1, 0.5], rng)
+    grit = click_burst(rng, n, sr, 0.03 * src.params["damping"], 2500.0)
     return thump / (np.abs(thump).max() + 1e-9) + 2.0 * grit / (np.abs(grit).max() + 1e-9)
 
 
@@ -159,8 +159,8 @@ def _bell(src: Source, rng: np.random.Generator, sr: int) -> np.ndarray:
     ratios = np.array([0.5, 1.0, 1.183, 1.506, 2.0, 2.514, 2.662, 3.011])
     decays = np.array([2.5, 1.8, 1.4, 1.1, 0.9, 0.6, 0.5, 0.4]) / src.params["damping"]
     n = int(2.5 * sr)
-    body = _modal(n, sr, f0 * ratios, decays, rng.uniform(0.4, 1.0, len(ratios)), rng)
-    return body / (np.abs(body).max() + 1e-9) + 0.6 * _click(rng, n, sr, 0.001)
+    body = modal_sum(n, sr, f0 * ratios, decays, rng.uniform(0.4, 1.0, len(ratios)), rng)
+    return body / (np.abs(body).max() + 1e-9) + 0.6 * click_burst(rng, n, sr, 0.001)
 
 
 def _chirp(src: Source, rng: np.random.Generator, sr: int) -> np.ndarray:
@@ -185,15 +185,15 @@ def _cricket(src: Source, rng: np.random.Generator, sr: int) -> np.ndarray:
     carrier = np.sin(2 * np.pi * f0 * t) + 0.4 * np.sin(4 * np.pi * f0 * t) + 0.15 * np.sin(6 * np.pi * f0 * t)
     am = 1.0 - 0.4 * (0.5 + 0.5 * np.cos(2 * np.pi * 90 * t))
     env = np.minimum(t / 0.003, 1.0) * np.minimum((dur - t) / 0.03, 1.0)
-    scrape = _click(rng, n, sr, 0.002)  # the first stridulation pulse is a broadband tick
+    scrape = click_burst(rng, n, sr, 0.002)  # the first stridulation pulse is a broadband tick
     return env * am * carrier + 0.8 * scrape
 
 
 def _crackle(src: Source, rng: np.random.Generator, sr: int) -> np.ndarray:
     n = int(0.06 * sr)
-    seg = _click(rng, n, sr, 0.0015)
+    seg = click_burst(rng, n, sr, 0.0015)
     for _ in range(rng.integers(1, 4)):  # a few smaller pops right after the main one
-        _place(seg, 0.4 * _click(rng, int(0.01 * sr), sr, 0.0008), rng.uniform(0.008, 0.035), sr)
+        place_segment(seg, 0.4 * click_burst(rng, int(0.01 * sr), sr, 0.0008), rng.uniform(0.008, 0.035), sr)
     return seg
 
 
@@ -236,7 +236,7 @@ def _events_voice(src: Source, rng: np.random.Generator, sr: int, n: int) -> np.
             seg = cache[key].copy()
             m = min(len(seg), int(0.004 * sr))
             seg[:m] += 0.3 * rng.uniform(-1, 1, m) * np.exp(-np.arange(m) / (0.001 * sr))
-        _place(buf, 0.5 * g * seg, t, sr)
+        place_segment(buf, 0.5 * g * seg, t, sr)
     return buf
 
 
@@ -245,11 +245,11 @@ def _texture(src: Source, rng: np.random.Generator, sr: int, n: int) -> np.ndarr
     inten = src.intensity_at
     if src.cls == "rain":
         lo, hi = 700 * src.params["pitch"], 9000.0
-        x = shaped_noise(rng, n, sr, lambda t, f: inten(t)[:, None] * _band(f, lo, hi)[None, :])
+        x = shaped_noise(rng, n, sr, lambda t, f: inten(t)[:, None] * band_gain(f, lo, hi)[None, :])
         drops = np.zeros(n)  # sparse audible drops on the bed, rate follows intensity
         for t in np.sort(rng.uniform(0, n / sr, int(25 * n / sr))):
             if rng.random() < inten(t):
-                _place(drops, _modal(int(0.02 * sr), sr, [rng.uniform(2500, 6000)], [0.004], [1.0]), t, sr)
+                place_segment(drops, modal_sum(int(0.02 * sr), sr, [rng.uniform(2500, 6000)], [0.004], [1.0]), t, sr)
         return 0.022 * x / (x.std() + 1e-9) + 0.008 * drops
     if src.cls == "wind":
         c0 = 350 * src.params["pitch"]
@@ -259,12 +259,12 @@ def _texture(src: Source, rng: np.random.Generator, sr: int, n: int) -> np.ndarr
             sr,
             lambda t, f: (
                 inten(t)[:, None] ** 1.5
-                * _band(f[None, :], c0 * (0.6 + inten(t)[:, None]), c0 * (1.4 + 2 * inten(t)[:, None]), 2.0)
+                * band_gain(f[None, :], c0 * (0.6 + inten(t)[:, None]), c0 * (1.4 + 2 * inten(t)[:, None]), 2.0)
             ),
         )
         return 0.028 * x / (x.std() + 1e-9)
     if src.cls == "water_stream":
-        x = shaped_noise(rng, n, sr, lambda t, f: (0.5 + inten(t)[:, None]) * _band(f, 250, 3500, 1.5)[None, :])
+        x = shaped_noise(rng, n, sr, lambda t, f: (0.5 + inten(t)[:, None]) * band_gain(f, 250, 3500, 1.5)[None, :])
         bub = np.zeros(n)
         for t in np.sort(rng.uniform(0, n / sr, int(40 * n / sr))):
             if rng.random() < inten(t):
@@ -272,10 +272,10 @@ def _texture(src: Source, rng: np.random.Generator, sr: int, n: int) -> np.ndarr
                 tt = np.arange(m) / sr
                 f0 = rng.uniform(400, 1500) * src.params["pitch"]
                 ph = 2 * np.pi * np.cumsum(f0 * (1 + 8 * tt)) / sr  # Minnaert bubble: pitch rises as it decays
-                _place(bub, np.exp(-tt / 0.008) * np.sin(ph), t, sr)
+                place_segment(bub, np.exp(-tt / 0.008) * np.sin(ph), t, sr)
         return 0.02 * x / (x.std() + 1e-9) + 0.005 * bub
     if src.cls == "fire":
-        x = shaped_noise(rng, n, sr, lambda t, f: (0.3 + inten(t)[:, None]) * _band(f, 80, 1200, 1.0)[None, :])
+        x = shaped_noise(rng, n, sr, lambda t, f: (0.3 + inten(t)[:, None]) * band_gain(f, 80, 1200, 1.0)[None, :])
         return 0.022 * x / (x.std() + 1e-9)
     if src.cls == "engine_idle":
         return _engine(src, sr, n, rng)
@@ -284,7 +284,7 @@ def _texture(src: Source, rng: np.random.Generator, sr: int, n: int) -> np.ndarr
     raise ValueError(f"no texture voice for {src.cls=}")
 
 
-def _harmonics(phase: np.ndarray, n_harm: int, tilt: float) -> np.ndarray:
+def harmonic_series(phase: np.ndarray, n_harm: int, tilt: float) -> np.ndarray:
     """Band-limited buzz from a phase track (radians): harmonics with 1/k^tilt amplitudes.
 
     Uses the Chebyshev recursion sin(k p) = 2 cos(p) sin((k-1) p) - sin((k-2) p): one sin and one
@@ -304,8 +304,8 @@ def _engine(src: Source, sr: int, n: int, rng: np.random.Generator) -> np.ndarra
     rpm = src.params["rpm"] * (0.85 + 0.3 * src.intensity_at(t))
     f_fire = rpm / 30.0  # four-stroke, four cylinders: two firings per revolution
     phase = 2 * np.pi * np.cumsum(f_fire) / sr
-    buzz = _harmonics(phase, 8, 1.0)
-    rumble = shaped_noise(rng, n, sr, lambda tt, f: _band(f, 60, 600)[None, :].repeat(len(tt), 0))
+    buzz = harmonic_series(phase, 8, 1.0)
+    rumble = shaped_noise(rng, n, sr, lambda tt, f: band_gain(f, 60, 600)[None, :].repeat(len(tt), 0))
     x = buzz / (buzz.std() + 1e-9) + 0.5 * rumble / (rumble.std() + 1e-9) * (1 + 0.6 * np.sin(phase))
     level = 0.5 + 0.5 * src.intensity_at(t)
     return 0.04 * level * x / (x.std() + 1e-9)
@@ -323,8 +323,8 @@ def _car(src: Source, sr: int, n: int, rng: np.random.Generator) -> np.ndarray:
     v_radial = speed_x * world * xw / r  # m/s, positive when moving away
     doppler = 343.0 / (343.0 + v_radial)
     f_eng = 70 * src.params["pitch"] * (1 + 0.1 * abs(speed_x)) * doppler
-    buzz = _harmonics(2 * np.pi * np.cumsum(f_eng) / sr, 10, 1.0)
-    tyre = shaped_noise(rng, n, sr, lambda tt, f: _band(f, 300, 4000)[None, :].repeat(len(tt), 0))
+    buzz = harmonic_series(2 * np.pi * np.cumsum(f_eng) / sr, 10, 1.0)
+    tyre = shaped_noise(rng, n, sr, lambda tt, f: band_gain(f, 300, 4000)[None, :].repeat(len(tt), 0))
     x = buzz / (buzz.std() + 1e-9) + 1.2 * tyre / (tyre.std() + 1e-9)
     active = np.clip(np.minimum(t - src.t_start, src.t_end - t) / 0.5, 0.0, 1.0)
     return 0.09 * active * (dist / r) * x / (x.std() + 1e-9)
@@ -333,7 +333,7 @@ def _car(src: Source, sr: int, n: int, rng: np.random.Generator) -> np.ndarray:
 # ----------------------------------------------------------------------------- space and room
 
 
-def _one_pole_lowpass(x: np.ndarray, cutoff: float, sr: int) -> np.ndarray:
+def one_pole_lowpass(x: np.ndarray, cutoff: float, sr: int) -> np.ndarray:
     a = np.exp(-2 * np.pi * min(cutoff, 0.45 * sr) / sr)
     return lfilter([1 - a], [1, -a], x, axis=0)
 
@@ -363,11 +363,11 @@ def room_response(rng: np.random.Generator, room: float, sr: int) -> np.ndarray:
     m = int(rt60 * sr)
     env = 10 ** (-3 * np.arange(m) / m)
     ir = rng.standard_normal((m, 2)) * env[:, None]
-    ir = _one_pole_lowpass(ir, 6000 - 3000 * room, sr)
+    ir = one_pole_lowpass(ir, 6000 - 3000 * room, sr)
     return ir / np.sqrt((ir**2).sum(axis=0, keepdims=True))
 
 
-def _tracks(src: Source, stem: np.ndarray, sr: int, n_track: int) -> tuple[np.ndarray, np.ndarray]:
+def level_tracks(src: Source, stem: np.ndarray, sr: int, n_track: int) -> tuple[np.ndarray, np.ndarray]:
     hop = int(round(sr / TRACK_RATE))
     pad = np.zeros((n_track * hop, 2))
     m = min(len(stem), len(pad))
@@ -392,15 +392,15 @@ def render_audio(scene: Scene) -> Rendered:
         if src.events:
             mono += _events_voice(src, rng, sr, n)
         mono *= 10 ** (src.gain_db / 20) / src.distance
-        mono = _one_pole_lowpass(mono, 20000 * src.size**2, sr)  # distant sources are darker
-        stem = _colour(spatialise(mono, src, sr), scene.tilt, sr)  # the recording's tone is linear: per stem
+        mono = one_pole_lowpass(mono, 20000 * src.size**2, sr)  # distant sources are darker
+        stem = colour_tilt(spatialise(mono, src, sr), scene.tilt, sr)  # the recording's tone is linear: per stem
         mix += stem
         send += mono * scene.room * (0.25 + 0.45 * (src.distance - 0.7))
-        x, e = _tracks(src, stem, sr, n_track)
+        x, e = level_tracks(src, stem, sr, n_track)
         xs.append(x)
         es.append(e)
     ir = room_response(rng, scene.room, sr)
-    mix += _colour(np.stack([fftconvolve(send, ir[:, c])[:n] for c in range(2)], axis=1), scene.tilt, sr)
+    mix += colour_tilt(np.stack([fftconvolve(send, ir[:, c])[:n] for c in range(2)], axis=1), scene.tilt, sr)
     mix += rng.standard_normal((n, 2)) * 10 ** ((-62 + 26 * scene.hiss) / 20)
     peak = np.abs(mix).max()
     if peak > 0.95:  # a fixed, deterministic safety gain; never clip
@@ -408,9 +408,9 @@ def render_audio(scene: Scene) -> Rendered:
     return Rendered(mix.astype(np.float32), np.array(xs), np.array(es))
 
 
-def _colour(x: np.ndarray, tilt: float, sr: int) -> np.ndarray:
+def colour_tilt(x: np.ndarray, tilt: float, sr: int) -> np.ndarray:
     """Spectral tilt of the 'recording': negative = darker (more low-pass), positive = brighter."""
-    low = _one_pole_lowpass(x, 2500.0, sr)
+    low = one_pole_lowpass(x, 2500.0, sr)
     if tilt >= 0:
         return x + 0.8 * tilt * (x - low)
     return (1 + 0.7 * tilt) * x - 0.7 * tilt * low

@@ -57,7 +57,7 @@ def ball_rgb(src: Source) -> np.ndarray:
     return hsv_rgb(src.params.get("hue", 0.0), 0.85, 0.95)
 
 
-class _Canvas:
+class Canvas:
     """The frames being drawn, plus the pixel grid and the clock every shape shares."""
 
     def __init__(self, cfg: WorldConfig, ground: float) -> None:
@@ -88,7 +88,7 @@ class _Canvas:
 # --------------------------------------------------------------------------- painting machinery
 
 
-def _pf(cv: _Canvas, *vals) -> list[np.ndarray]:
+def _pf(cv: Canvas, *vals) -> list[np.ndarray]:
     """Per-frame float32 arrays (F,) from scalars or (F,) arrays."""
     out = []
     for v in vals:
@@ -118,7 +118,7 @@ def _pieces(ib: np.ndarray, idx: np.ndarray) -> list[tuple[slice, int, int, int,
     ]
 
 
-def _chunks(cv: _Canvas, box, on: np.ndarray | None) -> list[tuple[slice | np.ndarray, int, int, int, int]]:
+def _chunks(cv: Canvas, box, on: np.ndarray | None) -> list[tuple[slice | np.ndarray, int, int, int, int]]:
     """Frame selections (slices, or index arrays for scattered frames) with the integer pixel box
     (x0, y0, x1, y1) that holds the shape in all of their frames."""
     b = np.empty((4, cv.F))
@@ -156,7 +156,7 @@ def _still(on, color, *params) -> bool:
     return all(bool((p == p[0]).all()) for p in params)
 
 
-def _blend(cv: _Canvas, sl, y0: int, y1: int, x0: int, x1: int, a: np.ndarray, col) -> None:
+def _blend(cv: Canvas, sl, y0: int, y1: int, x0: int, x1: int, a: np.ndarray, col) -> None:
     """Blend colour planes ``col`` (3 uint16 scalars or uint16 arrays broadcastable to (n, h, w), 0..255)
     with coverage ``a`` (n|1, h, w) into frames ``sl`` of a pixel box.
 
@@ -178,7 +178,7 @@ def _blend(cv: _Canvas, sl, y0: int, y1: int, x0: int, x1: int, a: np.ndarray, c
         cv.img[sl, y0:y1, x0:x1] = view
 
 
-def _paint(cv: _Canvas, box, cover: Cover, color, on: np.ndarray | None = None, still: bool = False) -> None:
+def _paint(cv: Canvas, box, cover: Cover, color, on: np.ndarray | None = None, still: bool = False) -> None:
     """Blend ``color`` into the canvas with per-pixel coverage ``cover(sl, xs, ys) -> (n, h, w)``.
 
     ``box`` is (x0, y0, x1, y1), each scalar or per-frame (F,), in pixels. ``color`` is (3,), per-frame
@@ -240,7 +240,7 @@ def _rot(cx, cy, ang, a, b):
     return cx + a * c + b * s, cy - a * s + b * c
 
 
-def _angles(cv: _Canvas, ang) -> tuple[np.ndarray | None, np.ndarray | None]:
+def _angles(cv: Canvas, ang) -> tuple[np.ndarray | None, np.ndarray | None]:
     """Per-frame (cos, sin) of a shape's turn, or (None, None) for an upright shape."""
     if ang is None:
         return None, None
@@ -250,7 +250,7 @@ def _angles(cv: _Canvas, ang) -> tuple[np.ndarray | None, np.ndarray | None]:
 # --------------------------------------------------------------------------- shapes
 
 
-def _circle(cv, cx, cy, r, color, alpha=1.0, on=None) -> None:
+def circle(cv, cx, cy, r, color, alpha=1.0, on=None) -> None:
     """Disc of radius r (pixels) centred at (cx, cy); all per-frame or scalar."""
     cx, cy, r, al = _pf(cv, cx, cy, r, alpha)
 
@@ -261,7 +261,7 @@ def _circle(cv, cx, cy, r, color, alpha=1.0, on=None) -> None:
     _paint(cv, (cx - r, cy - r, cx + r, cy + r), cover, color, on, _still(on, color, cx, cy, r, al))
 
 
-def _ellipse(cv, cx, cy, rx, ry, color, ang=None, alpha=1.0, on=None) -> None:
+def ellipse(cv, cx, cy, rx, ry, color, ang=None, alpha=1.0, on=None) -> None:
     """Ellipse with radii (rx, ry) turned by ``ang`` (radians, see `_rot`)."""
     cx, cy, rx, ry, al = _pf(cv, cx, cy, rx, ry, alpha)
     ca, sa = _angles(cv, ang)
@@ -281,7 +281,7 @@ def _ellipse(cv, cx, cy, rx, ry, color, ang=None, alpha=1.0, on=None) -> None:
     _paint(cv, (cx - ex, cy - ey, cx + ex, cy + ey), cover, color, on, _still(on, color, cx, cy, rx, ry, al, *turn))
 
 
-def _rect(cv, cx, cy, hw, hh, color, ang=None, rad=0.0, alpha=1.0, on=None) -> None:
+def rect(cv, cx, cy, hw, hh, color, ang=None, rad=0.0, alpha=1.0, on=None) -> None:
     """Rectangle of half sizes (hw, hh), corner radius ``rad``, turned by ``ang``."""
     cx, cy, hw, hh, al = _pf(cv, cx, cy, hw, hh, alpha)
     ca, sa = _angles(cv, ang)
@@ -301,7 +301,7 @@ def _rect(cv, cx, cy, hw, hh, color, ang=None, rad=0.0, alpha=1.0, on=None) -> N
     _paint(cv, (cx - ex, cy - ey, cx + ex, cy + ey), cover, color, on, _still(on, color, cx, cy, hw, hh, al, *turn))
 
 
-def _capsule(cv, ax, ay, bx, by, r, color, alpha=1.0, on=None) -> None:
+def capsule(cv, ax, ay, bx, by, r, color, alpha=1.0, on=None) -> None:
     """Thick segment from (ax, ay) to (bx, by) with round caps of radius r."""
     ax, ay, bx, by, r, al = _pf(cv, ax, ay, bx, by, np.maximum(r, MIN_PX), alpha)
     vx, vy = bx - ax, by - ay
@@ -392,7 +392,7 @@ def _dots(cv, f, x, y, r, color, alpha=1.0) -> None:
     _blend_px(cv, (f[k] * cv.H + yi[k, iy]) * cv.W + xi[k, ix], a[k, iy, ix], col[k].T)
 
 
-def _blend_px(cv: _Canvas, pix: np.ndarray, a, col) -> None:
+def _blend_px(cv: Canvas, pix: np.ndarray, a, col) -> None:
     """Blend scattered pixels: flat pixel indices ``pix`` (M,) into the (F * H * W) canvas, coverage ``a``
     (M,) or scalar, colour planes ``col`` (3,) or (3, M). Last write wins where an index repeats."""
     flat = cv.img.reshape(-1, 3)  # (F * H * W, 3) view of the canvas
@@ -406,12 +406,12 @@ def _blend_px(cv: _Canvas, pix: np.ndarray, a, col) -> None:
 # --------------------------------------------------------------------------- timing
 
 
-def _event_frames(cv: _Canvas, events) -> np.ndarray:
+def _event_frames(cv: Canvas, events) -> np.ndarray:
     """Frame index nearest each event time (the frame that shows the event)."""
     return np.floor(np.asarray(events, np.float64) * cv.fps + 0.5).astype(np.int64)
 
 
-def _age(cv: _Canvas, events) -> tuple[np.ndarray, np.ndarray]:
+def event_age(cv: Canvas, events) -> tuple[np.ndarray, np.ndarray]:
     """Seconds since the latest shown event (0 on its frame, inf before the first) and its index (-1 before)."""
     kf = _event_frames(cv, events)
     k = np.arange(cv.F)
@@ -420,7 +420,7 @@ def _age(cv: _Canvas, events) -> tuple[np.ndarray, np.ndarray]:
     return age, which
 
 
-def _snap(cv: _Canvas, events) -> np.ndarray:
+def _snap(cv: Canvas, events) -> np.ndarray:
     """Frame times (F,) with each event's nearest frame moved onto the event itself.
 
     Trajectories evaluated on these times hit their contact pose exactly on the event's frame.
@@ -433,7 +433,7 @@ def _snap(cv: _Canvas, events) -> np.ndarray:
     return t
 
 
-def _nearest_event(cv: _Canvas, events) -> tuple[np.ndarray, np.ndarray]:
+def nearest_event(cv: Canvas, events) -> tuple[np.ndarray, np.ndarray]:
     """Signed seconds from each frame to its nearest event frame (F,) and that event's index (F,)."""
     kf = _event_frames(cv, events)
     if kf.size == 0:
@@ -444,7 +444,7 @@ def _nearest_event(cv: _Canvas, events) -> tuple[np.ndarray, np.ndarray]:
     return (k - kf[j]) / cv.fps, j
 
 
-def _gains(src: Source, which: np.ndarray) -> np.ndarray:
+def event_gains(src: Source, which: np.ndarray) -> np.ndarray:
     """Per-frame gain (F,) of the event indexed by ``which`` (0 where there is none)."""
     g = np.asarray(src.event_gain, np.float32)
     if g.size == 0:
@@ -452,12 +452,12 @@ def _gains(src: Source, which: np.ndarray) -> np.ndarray:
     return np.where(which >= 0, g[np.clip(which, 0, g.size - 1)], 0.0).astype(np.float32)
 
 
-def _place(cv: _Canvas, src: Source) -> tuple[np.ndarray, float, float]:
+def source_place(cv: Canvas, src: Source) -> tuple[np.ndarray, float, float]:
     """Pixel column (F,), pixel row of the vertical centre, and the pixel length unit of a source."""
     return cv.col(src.x_at(cv.t)), src.y * cv.H, cv.S * src.size
 
 
-def _floor_of(cv: _Canvas, cy: float, s: float, below: float) -> float:
+def floor_of(cv: Canvas, cy: float, s: float, below: float) -> float:
     """Row where a standing object meets the ground: ``below * s`` under its centre, never above the ground line."""
     return max(cy + below * s, cv.ground + 0.03 * cv.S)
 
@@ -507,7 +507,7 @@ def _smooth_noise(rng: np.random.Generator, h: int, w: int, cells: int) -> np.nd
     return (top * (1 - fy)[:, None] + bot * fy[:, None]).astype(np.float32)
 
 
-def _background(cv: _Canvas, bg: dict) -> np.ndarray:
+def draw_background(cv: Canvas, bg: dict) -> np.ndarray:
     """Static backdrop (H, W, 3) float32: textured wall/sky above the ground line, darker ground below."""
     rng = np.random.default_rng(int(bg.get("tex_seed", 0)))
     hue, sat, val = bg.get("hue", 0.6), bg.get("sat", 0.2), bg.get("val", 0.6)
@@ -577,51 +577,51 @@ def _block_shader(material: str, top: float, hh: float, hue: float, s: float):
     return _planes(base, lambda sl, xs, ys: 0.65 + 0.6 * _hash(np.floor(xs / cell), np.floor(ys / cell), hue))
 
 
-def _draw_block(cv: _Canvas, material: str, cx, top: float, base: float, hw: float, hue: float, s: float) -> None:
+def _draw_block(cv: Canvas, material: str, cx, top: float, base: float, hw: float, hue: float, s: float) -> None:
     """The struck object: a block of the material from ``top`` down to the ground at ``base``."""
     hh = 0.5 * (base - top)
     cyb = top + hh
     if material == "glass":  # pale, see-through, with a bright top edge and a white glint
-        _rect(cv, cx, cyb, hw, hh, hsv_rgb(0.5 + 0.05 * (hue - 0.5), 0.3, 0.97), rad=0.1 * hw, alpha=0.45)
-        _rect(cv, cx, top + 0.02 * s, hw * 0.95, 0.015 * s, WHITE, alpha=0.6)
-        _capsule(cv, cx - 0.55 * hw, base - 0.25 * hh, cx - 0.1 * hw, top + 0.35 * hh, 0.012 * s, WHITE, alpha=0.85)
+        rect(cv, cx, cyb, hw, hh, hsv_rgb(0.5 + 0.05 * (hue - 0.5), 0.3, 0.97), rad=0.1 * hw, alpha=0.45)
+        rect(cv, cx, top + 0.02 * s, hw * 0.95, 0.015 * s, WHITE, alpha=0.6)
+        capsule(cv, cx - 0.55 * hw, base - 0.25 * hh, cx - 0.1 * hw, top + 0.35 * hh, 0.012 * s, WHITE, alpha=0.85)
         return
     rad = {"stone": 0.3 * min(hw, hh), "metal": 0.05 * hw}.get(material, 0.08 * hw)
-    _rect(cv, cx, cyb, hw, hh, _block_shader(material, top, hh, hue, s), rad=rad)
+    rect(cv, cx, cyb, hw, hh, _block_shader(material, top, hh, hue, s), rad=rad)
     if material == "metal":  # a dark rim reads as a thick steel plate
-        _rect(cv, cx, top + 0.012 * s, hw * 0.98, 0.012 * s, INK, alpha=0.5)
+        rect(cv, cx, top + 0.012 * s, hw * 0.98, 0.012 * s, INK, alpha=0.5)
 
 
-def _draw_impact(cv: _Canvas, src: Source, rng: np.random.Generator) -> None:
+def _draw_impact(cv: Canvas, src: Source, rng: np.random.Generator) -> None:
     """Block of the class's material on the ground with a ball that touches its top at every event."""
-    cx, cy, s = _place(cv, src)
+    cx, cy, s = source_place(cv, src)
     hue = float(src.params.get("hue", 0.5))
     hw, r = 0.15 * s, 0.05 * s
-    top, base = cy, _floor_of(cv, cy, s, 0.16)
+    top, base = cy, floor_of(cv, cy, s, 0.16)
     _draw_block(cv, CLASSES[src.cls].material, cx, top, base, hw, hue, s)
     cap = max(top - 2 * r - 0.03 * cv.H, 0.0)  # the ball's top stays inside the frame
     h = _bounce_height(_snap(cv, src.events), src.events, G_SCREEN * cv.H, cap, top + 2 * r)
-    age, which = _age(cv, src.events)
+    age, which = event_age(cv, src.events)
     touch = age == 0
     rx, ry = np.where(touch, 1.2 * r, r), np.where(touch, 0.8 * r, r)  # squash on contact
     bx = cx + 0.3 * hw * (hue - 0.5)
     by = top - ry - h
-    flash = 0.7 * _gains(src, which) * np.where(age < 1.5 / cv.fps, 1 - 0.5 * np.minimum(age, 1) * cv.fps, 0.0)
-    _ellipse(cv, bx, top, 1.8 * r, 0.35 * r, WHITE, alpha=flash, on=flash > 0)  # under the ball
-    _ellipse(cv, bx, by, rx, ry, ball_rgb(src))
-    _circle(cv, bx - 0.35 * r, by - 0.35 * ry, 0.28 * r, WHITE, alpha=0.6)
+    flash = 0.7 * event_gains(src, which) * np.where(age < 1.5 / cv.fps, 1 - 0.5 * np.minimum(age, 1) * cv.fps, 0.0)
+    ellipse(cv, bx, top, 1.8 * r, 0.35 * r, WHITE, alpha=flash, on=flash > 0)  # under the ball
+    ellipse(cv, bx, by, rx, ry, ball_rgb(src))
+    circle(cv, bx - 0.35 * r, by - 0.35 * ry, 0.28 * r, WHITE, alpha=0.6)
 
 
 # --------------------------------------------------------------------------- textures: rain, wind, water, fire
 
 
-def _draw_rain(cv: _Canvas, src: Source, rng: np.random.Generator) -> None:
+def _draw_rain(cv: Canvas, src: Source, rng: np.random.Generator) -> None:
     """Falling streaks on the source's side of the frame, as dense as the intensity, with splashes on the ground.
 
     Each streak is as long as a drop falls in one frame (motion blur) and is stamped pixel by pixel,
     so the cost follows the number of visible drops, not the frame area.
     """
-    cx, _, _ = _place(cv, src)
+    cx, _, _ = source_place(cv, src)
     inten = src.intensity_at(cv.t).astype(np.float32)
     hb = int(min(cv.H, np.ceil(cv.ground + 0.03 * cv.H)))  # drops end just below the ground line
     speed = 1.6 * cv.H  # pixels per second
@@ -649,7 +649,7 @@ def _draw_rain(cv: _Canvas, src: Source, rng: np.random.Generator) -> None:
     _dots(cv, f, sx[i], sy[i], max(0.6, 0.012 * cv.S), WHITE, 0.75)
 
 
-def _blade(cv: _Canvas, bx: float, base: float, tipx, tipy, w0: float, color) -> None:
+def _blade(cv: Canvas, bx: float, base: float, tipx, tipy, w0: float, color) -> None:
     """One grass blade from (bx, base) to a per-frame tip, bending quadratically and tapering."""
     tipx, tipy = _pf(cv, tipx, tipy)
 
@@ -660,13 +660,13 @@ def _blade(cv: _Canvas, bx: float, base: float, tipx, tipy, w0: float, color) ->
     _xband(cv, tipy, base, np.minimum(bx, tipx) - w0, np.maximum(bx, tipx) + w0, prof, color)
 
 
-def _draw_wind(cv: _Canvas, src: Source, rng: np.random.Generator) -> None:
+def _draw_wind(cv: Canvas, src: Source, rng: np.random.Generator) -> None:
     """A clump of grass bending with the wind's intensity, with leaves drifting faster when it blows harder."""
-    cx, cy, s = _place(cv, src)
+    cx, cy, s = source_place(cv, src)
     inten = src.intensity_at(cv.t)
     hue = float(src.params.get("hue", 0.5))
     side = float(rng.choice([-1.0, 1.0]))
-    base = _floor_of(cv, cy, s, 0.15)
+    base = floor_of(cv, cy, s, 0.15)
     n = 9
     xs = cx[0] + np.linspace(-0.35, 0.35, n) * s + rng.uniform(-0.03, 0.03, n) * s
     lengths = 0.26 * s * rng.uniform(0.7, 1.1, n)
@@ -687,9 +687,9 @@ def _draw_wind(cv: _Canvas, src: Source, rng: np.random.Generator) -> None:
     _dots(cv, f, lx.ravel(), ly.ravel(), max(MIN_PX, 0.018 * s), np.tile(colors, (cv.F, 1)), np.sin(np.pi * u).ravel())
 
 
-def _draw_water(cv: _Canvas, src: Source, rng: np.random.Generator) -> None:
+def _draw_water(cv: Canvas, src: Source, rng: np.random.Generator) -> None:
     """A blue stream across the lower frame: ripples move and sharpen with the intensity; bubbles drift along."""
-    cx, _, s = _place(cv, src)
+    cx, _, s = source_place(cv, src)
     inten = src.intensity_at(cv.t).astype(np.float32)
     hue = float(src.params.get("hue", 0.5))
     top = cv.ground + 0.02 * cv.H
@@ -712,7 +712,7 @@ def _draw_water(cv: _Canvas, src: Source, rng: np.random.Generator) -> None:
         return shade + (255.0 - shade) * crest[None]
 
     cy = 0.5 * (top + bot)
-    _rect(cv, cx[0], cy, half, 0.5 * (bot - top), water, rad=0.45 * (bot - top))
+    rect(cv, cx[0], cy, half, 0.5 * (bot - top), water, rad=0.45 * (bot - top))
     k = 6
     u = np.mod(rng.uniform(0, 1, k)[None, :] + off[:, None] / (2 * half), 1.0)  # (F, k)
     blink = np.mod(0.6 * cv.t[:, None] + rng.uniform(0, 1, k), 1.0) < 0.5  # (F, k) each bubble half the time
@@ -723,7 +723,7 @@ def _draw_water(cv: _Canvas, src: Source, rng: np.random.Generator) -> None:
     _dots(cv, f, bxs, bys, max(MIN_PX, 0.016 * s), WHITE, 0.85)
 
 
-def _flame(cv: _Canvas, cx, fb: float, height, width, sway, color) -> None:
+def _flame(cv: Canvas, cx, fb: float, height, width, sway, color) -> None:
     """Teardrop flame: round bottom at row fb, tip ``height`` above, tip swaying by ``sway`` pixels."""
     cx, height, width, sway = _pf(cv, cx, height, width, sway)
     rb = 0.6 * width  # vertical radius of the round bottom
@@ -739,16 +739,16 @@ def _flame(cv: _Canvas, cx, fb: float, height, width, sway, color) -> None:
     _xband(cv, fb - height, fb + rb, cx - xr, cx + xr, prof, color)
 
 
-def _draw_fire(cv: _Canvas, src: Source, rng: np.random.Generator) -> None:
+def _draw_fire(cv: Canvas, src: Source, rng: np.random.Generator) -> None:
     """Flame on crossed logs; its height flickers with the intensity and flares with a spark at each crackle."""
-    cx, cy, s = _place(cv, src)
+    cx, cy, s = source_place(cv, src)
     inten = src.intensity_at(cv.t)
-    base = _floor_of(cv, cy, s, 0.12)
+    base = floor_of(cv, cy, s, 0.12)
     wood = hsv_rgb(0.06, 0.6, 0.25)
-    _capsule(cv, cx - 0.15 * s, base, cx + 0.15 * s, base - 0.05 * s, 0.028 * s, wood)
-    _capsule(cv, cx + 0.15 * s, base, cx - 0.15 * s, base - 0.05 * s, 0.028 * s, wood * 1.3)
-    age, which = _age(cv, src.events)
-    flare = _gains(src, which) * np.clip(1 - age / 0.1, 0.0, 1.0)  # ~80 ms burst
+    capsule(cv, cx - 0.15 * s, base, cx + 0.15 * s, base - 0.05 * s, 0.028 * s, wood)
+    capsule(cv, cx + 0.15 * s, base, cx - 0.15 * s, base - 0.05 * s, 0.028 * s, wood * 1.3)
+    age, which = event_age(cv, src.events)
+    flare = event_gains(src, which) * np.clip(1 - age / 0.1, 0.0, 1.0)  # ~80 ms burst
     ph = rng.uniform(0, 2 * np.pi, 3)
     flick = 0.6 * np.sin(2 * np.pi * cv.hz(3.3) * cv.t + ph[0]) + 0.4 * np.sin(2 * np.pi * cv.hz(5.1) * cv.t + ph[1])
     height = 0.3 * s * (0.45 + 0.55 * inten) * (1 + 0.12 * flick) * (1 + 0.6 * flare)
@@ -762,7 +762,7 @@ def _draw_fire(cv: _Canvas, src: Source, rng: np.random.Generator) -> None:
     _sparks(cv, src, rng, cx, fb - height, s)
 
 
-def _sparks(cv: _Canvas, src: Source, rng: np.random.Generator, cx, top, s: float) -> None:
+def _sparks(cv: Canvas, src: Source, rng: np.random.Generator, cx, top, s: float) -> None:
     """A spark per crackle, leaving the flame's tip on the event's frame and rising for 0.6 s."""
     life = int(np.ceil(0.6 * cv.fps))
     kf = _event_frames(cv, src.events)
@@ -782,22 +782,22 @@ def _sparks(cv: _Canvas, src: Source, rng: np.random.Generator, cx, top, s: floa
 # --------------------------------------------------------------------------- mechanical
 
 
-def _draw_clock(cv: _Canvas, src: Source, rng: np.random.Generator) -> None:
+def _draw_clock(cv: Canvas, src: Source, rng: np.random.Generator) -> None:
     """Round clock whose long hand jumps one step (30 degrees) on each tick's frame and is still between."""
-    cx, cy, s = _place(cv, src)
+    cx, cy, s = source_place(cv, src)
     big = 0.16 * s
-    _circle(cv, cx, cy, big, hsv_rgb(src.params.get("hue", 0.0), 0.65, 0.45))
-    _circle(cv, cx, cy, 0.84 * big, hsv_rgb(0.12, 0.05, 0.97))
+    circle(cv, cx, cy, big, hsv_rgb(src.params.get("hue", 0.0), 0.65, 0.45))
+    circle(cv, cx, cy, 0.84 * big, hsv_rgb(0.12, 0.05, 0.97))
     for k in range(12):  # hour marks, bigger at 12, 3, 6 and 9
         mark = max(0.5, (0.07 if k % 3 == 0 else 0.04) * big)
-        _circle(cv, cx + 0.68 * big * np.sin(k * np.pi / 6), cy - 0.68 * big * np.cos(k * np.pi / 6), mark, INK, 0.9)
+        circle(cv, cx + 0.68 * big * np.sin(k * np.pi / 6), cy - 0.68 * big * np.cos(k * np.pi / 6), mark, INK, 0.9)
     hour = rng.uniform(0, 2 * np.pi)
-    _capsule(cv, cx, cy, cx + 0.4 * big * np.sin(hour), cy - 0.4 * big * np.cos(hour), 0.06 * big, INK)
+    capsule(cv, cx, cy, cx + 0.4 * big * np.sin(hour), cy - 0.4 * big * np.cos(hour), 0.06 * big, INK)
     ticks = np.searchsorted(_event_frames(cv, src.events), np.arange(cv.F), side="right")  # (F,) ticks shown
     ang = rng.integers(0, 12) * np.pi / 6 + ticks * np.pi / 6
     hand = hsv_rgb(0.0, 0.8, 0.7)
-    _capsule(cv, cx, cy, cx + 0.72 * big * np.sin(ang), cy - 0.72 * big * np.cos(ang), 0.035 * big, hand)
-    _circle(cv, cx, cy, max(0.09 * big, 1.0), INK)
+    capsule(cv, cx, cy, cx + 0.72 * big * np.sin(ang), cy - 0.72 * big * np.cos(ang), 0.035 * big, hand)
+    circle(cv, cx, cy, max(0.09 * big, 1.0), INK)
 
 
 def _metal_shader(color: np.ndarray, top, height: float):
@@ -811,9 +811,9 @@ def _metal_shader(color: np.ndarray, top, height: float):
     return shade
 
 
-def _draw_engine(cv: _Canvas, src: Source, rng: np.random.Generator) -> None:
+def _draw_engine(cv: Canvas, src: Source, rng: np.random.Generator) -> None:
     """Machine box shaking with the rpm, with a pumping piston, a gauge needle and exhaust puffs."""
-    cx, cy, s = _place(cv, src)
+    cx, cy, s = source_place(cv, src)
     inten = src.intensity_at(cv.t)
     rpm = float(src.params.get("rpm", 1000.0))
     phase = cv.phase(0.5 + 3.0 * rpm / 1000.0 * inten)  # visible piston rate, a few Hz
@@ -822,21 +822,21 @@ def _draw_engine(cv: _Canvas, src: Source, rng: np.random.Generator) -> None:
     jy = 0.5 * shake * np.sin(2 * np.pi * cv.hz(7.0) * cv.t + 1.0)
     bx, by, hw, hh = cx + jx, cy + jy, 0.17 * s, 0.1 * s
     metal = hsv_rgb(src.params.get("hue", 0.5), 0.35, 0.6)
-    _rect(cv, cx, cy + hh + 0.015 * s, 1.1 * hw, 0.02 * s, INK)  # feet stay put
+    rect(cv, cx, cy + hh + 0.015 * s, 1.1 * hw, 0.02 * s, INK)  # feet stay put
     cyl_x, cyl_y = bx - 0.07 * s, by - hh - 0.05 * s
     rod_top = cyl_y - 0.06 * s - 0.05 * s * (1 + np.sin(phase))
-    _capsule(cv, cyl_x, cyl_y, cyl_x, rod_top, 0.012 * s, hsv_rgb(0, 0, 0.75))
-    _rect(cv, cyl_x, rod_top, 0.035 * s, 0.012 * s, hsv_rgb(0, 0, 0.85))
-    _rect(cv, cyl_x, cyl_y, 0.045 * s, 0.05 * s, metal * 0.7, rad=0.008 * s)
-    _rect(cv, bx, by, hw, hh, _metal_shader(metal, by - hh, 2 * hh), rad=0.02 * s)
+    capsule(cv, cyl_x, cyl_y, cyl_x, rod_top, 0.012 * s, hsv_rgb(0, 0, 0.75))
+    rect(cv, cyl_x, rod_top, 0.035 * s, 0.012 * s, hsv_rgb(0, 0, 0.85))
+    rect(cv, cyl_x, cyl_y, 0.045 * s, 0.05 * s, metal * 0.7, rad=0.008 * s)
+    rect(cv, bx, by, hw, hh, _metal_shader(metal, by - hh, 2 * hh), rad=0.02 * s)
     gx, gy, gr = bx + 0.08 * s, by + 0.01 * s, 0.05 * s
-    _circle(cv, gx, gy, gr, INK)
-    _circle(cv, gx, gy, 0.82 * gr, WHITE)
+    circle(cv, gx, gy, gr, INK)
+    circle(cv, gx, gy, 0.82 * gr, WHITE)
     needle = -2.0 + 3.4 * inten + 0.06 * np.sin(phase)  # radians from straight up
     tip = (gx + 0.75 * gr * np.sin(needle), gy - 0.75 * gr * np.cos(needle))
-    _capsule(cv, gx, gy, *tip, 0.1 * gr, hsv_rgb(0, 0.9, 0.8))
+    capsule(cv, gx, gy, *tip, 0.1 * gr, hsv_rgb(0, 0.9, 0.8))
     px, py = bx + 0.12 * s, by - hh - 0.05 * s
-    _rect(cv, px, py + 0.025 * s, 0.012 * s, 0.03 * s, INK)
+    rect(cv, px, py + 0.025 * s, 0.012 * s, 0.03 * s, INK)
     k = 3  # one puff per piston cycle, three alive at once
     age = np.mod(phase[:, None] / (2 * np.pi) + np.arange(k) / k, 1.0)  # (F, k)
     f = np.repeat(np.arange(cv.F), k)
@@ -852,7 +852,7 @@ def _draw_engine(cv: _Canvas, src: Source, rng: np.random.Generator) -> None:
     )
 
 
-def _gait(cv: _Canvas, events, d: float, sw: float, lift: float):
+def _gait(cv: Canvas, events, d: float, sw: float, lift: float):
     """Foot offsets of a walker that plants a foot on each event's frame.
 
     Returns x offsets (2, F) of both feet from the hip, their heights (2, F) above the ground, and the
@@ -893,20 +893,20 @@ class _Walker:
     tall: float  # figure height
 
 
-def _walker_limbs(cv: _Canvas, w: _Walker, j: int, pants: np.ndarray, shirt: np.ndarray) -> None:
+def _walker_limbs(cv: Canvas, w: _Walker, j: int, pants: np.ndarray, shirt: np.ndarray) -> None:
     """Leg (hip to foot, with a shoe) and the opposite-phase arm of side j of the walker."""
     s = w.s
     ax, ay = w.hip_x + w.fx[j], w.feet - w.fh[j]
-    _capsule(cv, w.hip_x, w.hip_y, ax, ay - 0.02 * s, 0.027 * s, pants)
-    _ellipse(cv, ax + w.d * 0.022 * s, ay - 0.012 * s, 0.036 * s, 0.016 * s, INK)
+    capsule(cv, w.hip_x, w.hip_y, ax, ay - 0.02 * s, 0.027 * s, pants)
+    ellipse(cv, ax + w.d * 0.022 * s, ay - 0.012 * s, 0.036 * s, 0.016 * s, INK)
     swing = -w.fx[1 - j] / max(np.abs(w.fx).max(), 1e-6)  # arms swing against the opposite leg
     hx, hy = _rot(w.hip_x, w.sh_y, -w.d * swing * 0.5, 0.0, 0.28 * w.tall)
-    _capsule(cv, w.hip_x, w.sh_y, hx, hy, 0.018 * s, shirt * 0.85)
+    capsule(cv, w.hip_x, w.sh_y, hx, hy, 0.018 * s, shirt * 0.85)
 
 
-def _draw_footsteps(cv: _Canvas, src: Source, rng: np.random.Generator) -> None:
+def _draw_footsteps(cv: Canvas, src: Source, rng: np.random.Generator) -> None:
     """Stick figure walking along x(t); a foot plants on the ground on each step's frame."""
-    cx, cy, s = _place(cv, src)
+    cx, cy, s = source_place(cv, src)
     d = 1.0 if src.x1 >= src.x0 else -1.0
     tall = 0.42 * s
     leg, feet = 0.5 * tall, cy + 0.5 * tall
@@ -916,15 +916,15 @@ def _draw_footsteps(cv: _Canvas, src: Source, rng: np.random.Generator) -> None:
     hue = float(src.params.get("hue", 0.5))
     pants, shirt = hsv_rgb(hue + 0.5, 0.45, 0.35), hsv_rgb(hue, 0.7, 0.75)
     _walker_limbs(cv, w, 1, pants * 0.7, shirt * 0.7)  # far side, darker, behind the body
-    _capsule(cv, cx, hip_y, cx, w.sh_y, 0.038 * s, shirt)
+    capsule(cv, cx, hip_y, cx, w.sh_y, 0.038 * s, shirt)
     _walker_limbs(cv, w, 0, pants, shirt)
-    _circle(cv, cx + 0.01 * d * s, w.sh_y - 0.13 * tall, 0.09 * tall, hsv_rgb(0.07, 0.4, 0.85))
+    circle(cv, cx + 0.01 * d * s, w.sh_y - 0.13 * tall, 0.09 * tall, hsv_rgb(0.07, 0.4, 0.85))
     _landing_dust(cv, src, w)
 
 
-def _landing_dust(cv: _Canvas, src: Source, w: _Walker) -> None:
+def _landing_dust(cv: Canvas, src: Source, w: _Walker) -> None:
     """Two puffs of dust beside the foot that lands, on the step's frame and the next."""
-    age, which = _age(cv, src.events)
+    age, which = event_age(cv, src.events)
     dust = np.flatnonzero(age < 1.5 / cv.fps)
     if dust.size == 0:
         return
@@ -940,10 +940,10 @@ def _landing_dust(cv: _Canvas, src: Source, w: _Walker) -> None:
 # --------------------------------------------------------------------------- tonal
 
 
-def _pick_offset(cv: _Canvas, events, rest: float, down: float) -> np.ndarray:
+def _pick_offset(cv: Canvas, events, rest: float, down: float) -> np.ndarray:
     """Vertical offset (F,) of the pick from the string: resting above, touching it on the event's frame,
     flicking through it right after, then lifting back."""
-    dt, _ = _nearest_event(cv, events)
+    dt, _ = nearest_event(cv, events)
     since = np.where(dt >= 0, dt, np.inf)
     until = np.where(dt < 0, -dt, np.inf)
     y = np.full(cv.F, rest)
@@ -952,23 +952,23 @@ def _pick_offset(cv: _Canvas, events, rest: float, down: float) -> np.ndarray:
     return np.where(until < 0.15, rest * until / 0.15, y)
 
 
-def _draw_string(cv: _Canvas, src: Source, rng: np.random.Generator) -> None:
+def _draw_string(cv: Canvas, src: Source, rng: np.random.Generator) -> None:
     """A string over a wooden board, plucked on each event's frame and vibrating for ~0.6 s."""
-    cx, cy, s = _place(cv, src)
+    cx, cy, s = source_place(cv, src)
     hue = float(src.params.get("hue", 0.5))
     length = 0.56 * s
     xl, xr = cx - length / 2, cx + length / 2
     board_y = cy + 0.11 * s  # the board's top lies 0.04 s under the string: room to vibrate
-    _rect(cv, cx, board_y, 0.34 * s, 0.07 * s, _block_shader("wood", board_y, 0.07 * s, hue, s), rad=0.03 * s)
-    _circle(cv, cx - 0.05 * s, board_y, 0.03 * s, INK)
+    rect(cv, cx, board_y, 0.34 * s, 0.07 * s, _block_shader("wood", board_y, 0.07 * s, hue, s), rad=0.03 * s)
+    circle(cv, cx - 0.05 * s, board_y, 0.03 * s, INK)
     for px in (xl, xr):  # pegs standing on the board
-        _rect(cv, px, cy + 0.02 * s, 0.012 * s, 0.03 * s, INK)
-    age, which = _age(cv, src.events)
+        rect(cv, px, cy + 0.02 * s, 0.012 * s, 0.03 * s, INK)
+    age, which = event_age(cv, src.events)
     note = float(src.params.get("note_hz", 196.0))
     f_vis = cv.hz(6.0 + 4.0 * (note - 110.0) / 184.0)  # higher notes visibly faster, never aliasing
     since = np.where(np.isfinite(age), age, 0.0)
     ring = np.isfinite(age) * np.exp(-since / 0.2) * np.cos(2 * np.pi * f_vis * since)  # decays within ~0.6 s
-    amp = (0.055 * s * _gains(src, which) * ring).astype(np.float32)  # (F,) mid-string displacement, pixels
+    amp = (0.055 * s * event_gains(src, which) * ring).astype(np.float32)  # (F,) mid-string displacement, pixels
     thick = max(MIN_PX, 0.008 * s)
     amp_f, xl_f = _pf(cv, amp, xl)
     env = np.abs(amp_f) + thick
@@ -993,7 +993,7 @@ def _draw_string(cv: _Canvas, src: Source, rng: np.random.Generator) -> None:
     _poly(cv, vx, vy, hsv_rgb(hue, 0.8, 0.9))
 
 
-def _swing(cv: _Canvas, events, first_side: float, amp: float) -> tuple[np.ndarray, np.ndarray]:
+def _swing(cv: Canvas, events, first_side: float, amp: float) -> tuple[np.ndarray, np.ndarray]:
     """Bell angle (F,) reaching an alternating extreme at each event, and the side (+-1) of every event.
 
     Between events it swings a half cosine from one extreme to the other; before the first it winds up
@@ -1018,66 +1018,66 @@ def _swing(cv: _Canvas, events, first_side: float, amp: float) -> tuple[np.ndarr
     return th, sides
 
 
-def _draw_bell(cv: _Canvas, src: Source, rng: np.random.Generator) -> None:
+def _draw_bell(cv: Canvas, src: Source, rng: np.random.Generator) -> None:
     """Golden bell under a beam, at a swing extreme (alternating sides) on each strike, with a flash at the rim."""
-    cx, cy, s = _place(cv, src)
+    cx, cy, s = source_place(cv, src)
     hue = float(src.params.get("hue", 0.5))
     pvx, pvy = cx, cy - 0.17 * s
     wood = hsv_rgb(0.07, 0.55, 0.3)
-    base = _floor_of(cv, cy, s, 0.2)
+    base = floor_of(cv, cy, s, 0.2)
     for side in (-1, 1):
-        _rect(cv, cx + side * 0.22 * s, 0.5 * (pvy + base), 0.015 * s, 0.5 * (base - pvy), wood)
-    _rect(cv, cx, pvy - 0.02 * s, 0.25 * s, 0.02 * s, wood * 1.2)
+        rect(cv, cx + side * 0.22 * s, 0.5 * (pvy + base), 0.015 * s, 0.5 * (base - pvy), wood)
+    rect(cv, cx, pvy - 0.02 * s, 0.25 * s, 0.02 * s, wood * 1.2)
     th, sides = _swing(cv, src.events, float(rng.choice([-1.0, 1.0])), 0.45)
     gold = hsv_rgb(0.12 + 0.06 * (hue - 0.5), 0.75, 0.88)
 
     def at(a, b):
         return _rot(pvx, pvy, th, a * s, b * s)
 
-    _rect(cv, *at(0, 0.02), 0.02 * s, 0.02 * s, INK, ang=th)
-    _ellipse(cv, *at(0, 0.085), 0.065 * s, 0.06 * s, gold, ang=th)
+    rect(cv, *at(0, 0.02), 0.02 * s, 0.02 * s, INK, ang=th)
+    ellipse(cv, *at(0, 0.085), 0.065 * s, 0.06 * s, gold, ang=th)
     corners = [at(-0.062, 0.085), at(0.062, 0.085), at(0.135, 0.21), at(-0.135, 0.21)]
     _poly(cv, np.stack([c[0] for c in corners], 1), np.stack([c[1] for c in corners], 1), gold)
-    _capsule(cv, *at(-0.05, 0.1), *at(-0.095, 0.19), 0.012 * s, WHITE, alpha=0.45)  # sheen
-    _ellipse(cv, *at(0, 0.21), 0.14 * s, 0.022 * s, gold * 0.75, ang=th)
-    dt, j = _nearest_event(cv, src.events)
+    capsule(cv, *at(-0.05, 0.1), *at(-0.095, 0.19), 0.012 * s, WHITE, alpha=0.45)  # sheen
+    ellipse(cv, *at(0, 0.21), 0.14 * s, 0.022 * s, gold * 0.75, ang=th)
+    dt, j = nearest_event(cv, src.events)
     hit = np.exp(-np.abs(dt) / 0.05) * (sides[j] if sides.size else 0.0)  # the clapper flies out to the rim
-    _circle(cv, *_rot(pvx, pvy, th + 0.5 * hit, 0.0, 0.235 * s), 0.028 * s, INK)  # hangs just below the lip
-    age, which = _age(cv, src.events)
+    circle(cv, *_rot(pvx, pvy, th + 0.5 * hit, 0.0, 0.235 * s), 0.028 * s, INK)  # hangs just below the lip
+    age, which = event_age(cv, src.events)
     side = np.where(which >= 0, sides[np.maximum(which, 0)] if sides.size else 0.0, 0.0)
     flash = np.where(age < 0.1, 0.95 * (1 - age / 0.1), 0.0)
     fx, fy = _rot(pvx, pvy, th, side * 0.14 * s, 0.2 * s)
-    _circle(cv, fx, fy, 0.05 * s, hsv_rgb(0.14, 0.3, 1.0), alpha=flash, on=flash > 0)
+    circle(cv, fx, fy, 0.05 * s, hsv_rgb(0.14, 0.3, 1.0), alpha=flash, on=flash > 0)
 
 
 # --------------------------------------------------------------------------- creatures
 
 
-def _chirp_frames(cv: _Canvas, events, dur: float) -> tuple[np.ndarray, np.ndarray]:
+def _chirp_frames(cv: Canvas, events, dur: float) -> tuple[np.ndarray, np.ndarray]:
     """Mask (F,) of frames inside a call (event frame to event + dur, at least one frame) and frames since its start."""
-    age, _ = _age(cv, events)
+    age, _ = event_age(cv, events)
     n = np.round(age * cv.fps)
     return n < max(1, round(dur * cv.fps)), np.where(np.isfinite(n), n, -1)
 
 
-def _draw_bird(cv: _Canvas, src: Source, rng: np.random.Generator) -> None:
+def _draw_bird(cv: Canvas, src: Source, rng: np.random.Generator) -> None:
     """Small bird perched on a branch; its beak opens and its wings flap during each chirp."""
-    cx, cy, s = _place(cv, src)
+    cx, cy, s = source_place(cv, src)
     hue = float(src.params.get("hue", 0.5))
     face = float(rng.choice([-1.0, 1.0]))
-    _capsule(cv, cx - 0.3 * s, cy + 0.075 * s, cx + 0.3 * s, cy + 0.09 * s, 0.013 * s, hsv_rgb(0.07, 0.5, 0.3))
+    capsule(cv, cx - 0.3 * s, cy + 0.075 * s, cx + 0.3 * s, cy + 0.09 * s, 0.013 * s, hsv_rgb(0.07, 0.5, 0.3))
     sing, n = _chirp_frames(cv, src.events, 0.15)
     up = np.where(sing, np.where(n % 2 == 0, 1.0, 0.45), 0.0)  # wing up on the chirp's first frame
     opened = sing.astype(np.float32)
     plum = hsv_rgb(hue, 0.65, 0.75)
     for k in (-1, 1):
-        _capsule(cv, cx + k * 0.02 * s, cy + 0.03 * s, cx + k * 0.025 * s, cy + 0.075 * s, 0.006 * s, INK)
+        capsule(cv, cx + k * 0.02 * s, cy + 0.03 * s, cx + k * 0.025 * s, cy + 0.075 * s, 0.006 * s, INK)
     _poly(cv, *_facing(cx, cy, face, s, [(-0.06, -0.01), (-0.06, 0.02), (-0.17, 0.05)]), plum * 0.7)  # tail
-    _ellipse(cv, cx, cy, 0.08 * s, 0.05 * s, plum, ang=face * 0.25)
-    _ellipse(cv, cx + face * 0.02 * s, cy + 0.018 * s, 0.05 * s, 0.028 * s, hsv_rgb(hue + 0.05, 0.25, 0.92))
+    ellipse(cv, cx, cy, 0.08 * s, 0.05 * s, plum, ang=face * 0.25)
+    ellipse(cv, cx + face * 0.02 * s, cy + 0.018 * s, 0.05 * s, 0.028 * s, hsv_rgb(hue + 0.05, 0.25, 0.92))
     hx, hy = cx + face * 0.065 * s, cy - 0.045 * s - 0.01 * s * opened
-    _circle(cv, hx, hy, 0.038 * s, plum)
-    _circle(cv, hx + face * 0.013 * s, hy - 0.008 * s, max(0.5, 0.009 * s), INK)
+    circle(cv, hx, hy, 0.038 * s, plum)
+    circle(cv, hx + face * 0.013 * s, hy - 0.008 * s, max(0.5, 0.009 * s), INK)
     bx = hx + face * 0.03 * s
     beak = hsv_rgb(0.1, 0.85, 0.95)
     upper = ([bx, bx, hx + face * 0.08 * s], [hy - 0.012 * s, hy + 0.002 * s, hy - 0.002 * s - 0.02 * s * opened])
@@ -1086,36 +1086,36 @@ def _draw_bird(cv: _Canvas, src: Source, rng: np.random.Generator) -> None:
         _poly(cv, np.stack(np.broadcast_arrays(*vx), 1), np.stack(np.broadcast_arrays(*vy), 1), beak)
     beta = 0.15 + 1.2 * up  # wing elevation above horizontal
     wx, wy = cx + face * 0.01 * s - face * 0.045 * s * np.cos(beta), cy - 0.01 * s - 0.045 * s * np.sin(beta)
-    _ellipse(cv, wx, wy, 0.06 * s, 0.022 * s, plum * 0.6, ang=-face * beta)
+    ellipse(cv, wx, wy, 0.06 * s, 0.022 * s, plum * 0.6, ang=-face * beta)
 
 
-def _draw_cricket(cv: _Canvas, src: Source, rng: np.random.Generator) -> None:
+def _draw_cricket(cv: Canvas, src: Source, rng: np.random.Generator) -> None:
     """Green cricket on a leaf; its wings lift and vibrate (with a blur) for each 0.25 s chirp."""
-    cx, cy, s = _place(cv, src)
+    cx, cy, s = source_place(cv, src)
     hue = float(src.params.get("hue", 0.5))
     face = float(rng.choice([-1.0, 1.0]))
     leaf = hsv_rgb(0.36 + 0.05 * (hue - 0.5), 0.55, 0.3)  # darker, bluer green than the bug
-    _ellipse(cv, cx, cy + 0.05 * s, 0.25 * s, 0.045 * s, leaf, ang=0.05 * face)
-    _capsule(cv, cx - 0.22 * s, cy + 0.05 * s, cx + 0.22 * s, cy + 0.05 * s, 0.004 * s, leaf * 1.4)
+    ellipse(cv, cx, cy + 0.05 * s, 0.25 * s, 0.045 * s, leaf, ang=0.05 * face)
+    capsule(cv, cx - 0.22 * s, cy + 0.05 * s, cx + 0.22 * s, cy + 0.05 * s, 0.004 * s, leaf * 1.4)
     body = hsv_rgb(0.22 + 0.06 * (hue - 0.5), 0.8, 0.75)
     hx, hy = cx + face * 0.1 * s, cy - 0.005 * s
     for tip in ((0.13, -0.13), (0.04, -0.16)):  # long antennae
-        _capsule(cv, hx, hy - 0.02 * s, hx + face * tip[0] * s, hy + tip[1] * s, 0.004 * s, body * 0.6)
+        capsule(cv, hx, hy - 0.02 * s, hx + face * tip[0] * s, hy + tip[1] * s, 0.004 * s, body * 0.6)
     for k in (-0.04, 0.03):  # front legs
-        _capsule(cv, cx + face * k * s, cy, cx + face * (k + 0.02) * s, cy + 0.04 * s, 0.006 * s, body * 0.7)
-    _ellipse(cv, cx, cy, 0.1 * s, 0.032 * s, body)
-    _circle(cv, hx, hy, 0.03 * s, body * 0.8)
+        capsule(cv, cx + face * k * s, cy, cx + face * (k + 0.02) * s, cy + 0.04 * s, 0.006 * s, body * 0.7)
+    ellipse(cv, cx, cy, 0.1 * s, 0.032 * s, body)
+    circle(cv, hx, hy, 0.03 * s, body * 0.8)
     kx, ky = cx - face * 0.08 * s, cy - 0.065 * s  # hind leg knee, high like a grasshopper's
-    _capsule(cv, cx - face * 0.02 * s, cy, kx, ky, 0.012 * s, body * 0.85)
-    _capsule(cv, kx, ky, cx - face * 0.15 * s, cy + 0.035 * s, 0.007 * s, body * 0.7)
+    capsule(cv, cx - face * 0.02 * s, cy, kx, ky, 0.012 * s, body * 0.85)
+    capsule(cv, kx, ky, cx - face * 0.15 * s, cy + 0.035 * s, 0.007 * s, body * 0.7)
     sing, n = _chirp_frames(cv, src.events, 0.25)
     beta = np.where(sing, 0.4 + 0.2 * np.where(n % 2 == 0, 1.0, -1.0), 0.05)  # alternates every frame
     ax, ay = cx + face * 0.05 * s, cy - 0.02 * s
     wx, wy = ax - face * 0.07 * s * np.cos(beta), ay - 0.07 * s * np.sin(beta)
     wing = hsv_rgb(0.16, 0.6, 0.45)
     bx, by = ax - face * 0.07 * s * np.cos(0.4), ay - 0.07 * s * np.sin(0.4)  # the wings' blur while they buzz
-    _ellipse(cv, bx, by, 0.085 * s, 0.05 * s, hsv_rgb(0.22, 0.2, 0.9), ang=-face * 0.4, alpha=0.35, on=sing)
-    _ellipse(cv, wx, wy, 0.075 * s, 0.022 * s, wing, ang=-face * beta)
+    ellipse(cv, bx, by, 0.085 * s, 0.05 * s, hsv_rgb(0.22, 0.2, 0.9), ang=-face * 0.4, alpha=0.35, on=sing)
+    ellipse(cv, wx, wy, 0.075 * s, 0.022 * s, wing, ang=-face * beta)
 
 
 # --------------------------------------------------------------------------- moving
@@ -1133,7 +1133,7 @@ def _road_shader(color: np.ndarray, mid: float, dash: float, half: float):
     return shade
 
 
-def _draw_car(cv: _Canvas, src: Source, rng: np.random.Generator) -> None:
+def _draw_car(cv: Canvas, src: Source, rng: np.random.Generator) -> None:
     """Car of a random colour driving across a road with rolling wheels; larger when closer.
 
     The car does not stop at t_end: it keeps its speed, so it drives out of the frame instead of parking
@@ -1147,23 +1147,23 @@ def _draw_car(cv: _Canvas, src: Source, rng: np.random.Generator) -> None:
     rw = 0.05 * s
     road_top, road_bot = cy + rw - 0.03 * s, min(cv.H + 1.0, cy + rw + 0.08 * s)
     road = _road_shader(hsv_rgb(0.0, 0.0, 0.3), 0.5 * (road_top + road_bot) + 0.01 * s, 0.06 * s, max(0.6, 0.006 * s))
-    _rect(cv, cv.W / 2, 0.5 * (road_top + road_bot), cv.W / 2 + 2, 0.5 * (road_bot - road_top), road)
+    rect(cv, cv.W / 2, 0.5 * (road_top + road_bot), cv.W / 2 + 2, 0.5 * (road_bot - road_top), road)
     paint = hsv_rgb(src.params.get("hue", 0.0), 0.75, 0.8)
-    _ellipse(cv, cx, cy + rw, 0.24 * s, 0.02 * s, INK, alpha=0.35)  # shadow
+    ellipse(cv, cx, cy + rw, 0.24 * s, 0.02 * s, INK, alpha=0.35)  # shadow
     cabin = [(-0.14, -0.085), (0.09, -0.085), (0.03, -0.15), (-0.11, -0.15)]  # (forward, down) in units of s
     _poly(cv, *_facing(cx, cy, d, s, cabin), paint * 0.85)
     window = [(-0.12, -0.088), (0.07, -0.088), (0.022, -0.138), (-0.1, -0.138)]
     _poly(cv, *_facing(cx, cy, d, s, window), hsv_rgb(0.55, 0.3, 0.85))
-    _rect(cv, cx, cy - 0.045 * s, 0.21 * s, 0.045 * s, paint, rad=0.02 * s)
-    _ellipse(cv, cx + d * 0.2 * s, cy - 0.055 * s, 0.015 * s, 0.012 * s, hsv_rgb(0.15, 0.6, 1.0))
-    _ellipse(cv, cx - d * 0.205 * s, cy - 0.055 * s, 0.01 * s, 0.012 * s, hsv_rgb(0.0, 0.9, 0.8))
+    rect(cv, cx, cy - 0.045 * s, 0.21 * s, 0.045 * s, paint, rad=0.02 * s)
+    ellipse(cv, cx + d * 0.2 * s, cy - 0.055 * s, 0.015 * s, 0.012 * s, hsv_rgb(0.15, 0.6, 1.0))
+    ellipse(cv, cx - d * 0.205 * s, cy - 0.055 * s, 0.01 * s, 0.012 * s, hsv_rgb(0.0, 0.9, 0.8))
     roll = (cx - cx[0]) / rw  # wheel angle, radians (rolling without slipping)
     for wx in (cx - 0.13 * s, cx + 0.13 * s):
-        _circle(cv, wx, cy, rw, INK)
-        _circle(cv, wx, cy, 0.5 * rw, hsv_rgb(0, 0, 0.6))
+        circle(cv, wx, cy, rw, INK)
+        circle(cv, wx, cy, 0.5 * rw, hsv_rgb(0, 0, 0.6))
         for k in (0.0, np.pi / 2):
             c, sn = 0.45 * rw * np.cos(roll + k), 0.45 * rw * np.sin(roll + k)
-            _capsule(cv, wx - c, cy - sn, wx + c, cy + sn, 0.07 * rw, INK)
+            capsule(cv, wx - c, cy - sn, wx + c, cy + sn, 0.07 * rw, INK)
 
 
 # --------------------------------------------------------------------------- entry point
@@ -1199,8 +1199,8 @@ def render_frames(scene: Scene) -> np.ndarray:
         raise ValueError(f"cannot draw classes {unknown}; known: {sorted(_DRAW)}")
     cfg = scene.config
     bg = scene.background or {}
-    cv = _Canvas(cfg, float(bg.get("ground", 0.8)))
-    cv.img[:] = np.ascontiguousarray(_background(cv, bg) + 0.5, np.uint8)  # static (H, W, 3), broadcast over F
+    cv = Canvas(cfg, float(bg.get("ground", 0.8)))
+    cv.img[:] = np.ascontiguousarray(draw_background(cv, bg) + 0.5, np.uint8)  # static (H, W, 3), broadcast over F
     seed = int(bg.get("tex_seed", 0))
     order = sorted(range(len(scene.sources)), key=lambda i: scene.sources[i].size)
     for i in order:

@@ -1,0 +1,54 @@
+"""Writing a file so that nobody ever sees half of it: the project's one write-then-rename helper.
+
+Every file the project writes (takes, exports, renders, weights, checkpoints, manifests, indexes, figures)
+is written under a hidden temporary name beside its target (``.name.XXXX.tmp``) and renamed onto it with
+`os.replace`, which is atomic on one file system: a reader sees the old file or the new one, a crash or an
+error leaves the old file as it was and no temporary behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str = ".tmp", mode: int | None = 0o644) -> Iterator[Path]:
+    """Yield a fresh temporary path beside ``path`` for the caller to write; on success it gets ``mode``
+    (None: private to the user, as created) and is renamed onto ``path``, on any error it is deleted.
+    ``suffix`` keeps the extension a writer reads the format from (".tmp.wav" for soundfile, ".tmp.mp4")."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"cannot write {path}: folder {path.parent} does not exist")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        if mode is not None:
+            os.chmod(tmp, mode)  # mkstemp makes it private; most outputs are ordinary files
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically; returns the path."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write UTF-8 ``text`` to ``path`` atomically; returns the path."""
+    return write_bytes(path, text.encode("utf-8"))
+
+
+def write_json(path: str | os.PathLike, obj, indent: int | None = 2) -> Path:
+    """Write ``obj`` as JSON (UTF-8, non-ASCII kept, a final newline) to ``path`` atomically."""
+    return write_text(path, json.dumps(obj, indent=indent, ensure_ascii=False) + "\n")
