@@ -52,3 +52,27 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
 def write_json(path: str | os.PathLike, obj, indent: int | None = 2) -> Path:
     """Write ``obj`` as JSON (UTF-8, non-ASCII kept, a final newline) to ``path`` atomically."""
     return write_text(path, json.dumps(obj, indent=indent, ensure_ascii=False) + "\n")
+
+
+@contextlib.contextmanager
+def staged_paths(targets: list[Path], mode: int | None = 0o644) -> Iterator[list[Path]]:
+    """Several files that appear together or not at all: yield one fresh temporary path beside each target
+    (its extension kept) for the caller to write; when every one is written they get ``mode`` and are renamed
+    onto their targets, on any error all are deleted and no target is touched."""
+    temps = []
+    try:
+        for target in targets:
+            if not target.parent.is_dir():
+                raise FileNotFoundError(f"cannot write {target}: folder {target.parent} does not exist")
+            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=f".tmp{target.suffix}", dir=target.parent)
+            os.close(fd)
+            temps.append(Path(tmp))
+        yield temps
+        for tmp, target in zip(temps, targets):
+            if mode is not None:
+                os.chmod(tmp, mode)
+            os.replace(tmp, target)
+    except BaseException:
+        for tmp in temps:
+            tmp.unlink(missing_ok=True)
+        raise

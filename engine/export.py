@@ -1,21 +1,18 @@
-"""Exporting a take: 48 kHz 24-bit WAV, FLAC, the video with the take muxed in (video stream copied),
-the CoT as JSON, with optional loudness normalisation.
+"""Writing a take: 48 kHz 24-bit WAV, FLAC, the video with the take muxed in (video stream copied) and the
+CoT as JSON, level-safe (optional loudness normalisation, a true-peak limiter); the one write path of takes.
 
 Takes are rendered at the codec's rate (44.1 kHz); delivery formats for picture are 48 kHz, so the
 take is resampled by a polyphase filter (`scipy.signal.resample_poly`, 160/147 for 44.1 -> 48 kHz)
 with our own Kaiser low-pass: flat to 20 kHz, 100 dB down from 22.05 kHz, so no image of the 44.1 kHz
 spectrum is left in the 48 kHz file (resample_poly's default filter leaves images only ~20 dB down near
 the top of the band). The result is cut or padded to exactly ``round(duration * 48000)`` samples, the
-picture's length. Loudness is ITU-R BS.1770 integrated loudness
-(`engine.bench.signal.loudness_lufs`); normalisation is one gain for the whole take, and samples the
-gain would push past full scale go through the render's safety limiter (`engine.pipeline.safety_limit`)
-instead of clipping, so the measured result is reported, not assumed.
+picture's length. Before it is written the take is made level-safe (`engine.level`: loudness
+normalisation when asked, then a true-peak limiter), measured by libebur128, and the report is returned.
 """
 
 from __future__ import annotations
 
 import functools
-import math
 import os
 from fractions import Fraction
 from pathlib import Path
@@ -23,16 +20,15 @@ from pathlib import Path
 import numpy as np
 from scipy.signal import firwin, kaiserord, resample_poly
 
-from .atomic import write_json
-from .bench.signal import loudness_lufs
+from .atomic import staged_paths, write_json
 from .cot import Cot, validate_cot
 from .errors import UserInputError
+from .level import CEILING_DBTP, LevelSettings, make_safe
 from .media import mux_audio, write_pcm
 
 EXPORT_RATE = 48000  # Hz of every exported file
 EXPORT_BITS = 24  # integer bits per sample in WAV and FLAC
 FORMATS = ("wav", "flac", "mp4", "cot")  # what `export_take` can write
-LUFS_RANGE = (-70.0, -1.0)  # accepted normalisation targets (broadcast -23/-24, streaming -14/-16)
 PASSBAND = 20000 / 22050  # resampling: flat up to this fraction of the lower Nyquist frequency
 STOPBAND_DB = 100.0  # resampling: attenuation from the lower Nyquist frequency up
 
@@ -68,27 +64,7 @@ def resample(audio: np.ndarray, rate_in: int, rate_out: int, n_out: int | None =
     return np.ascontiguousarray(out[:n_out], dtype=np.float32)
 
 
-def normalise_loudness(audio: np.ndarray, sample_rate: int, target_lufs: float) -> tuple[np.ndarray, dict]:
-    """One gain that brings (N, 2) audio to ``target_lufs`` integrated loudness.
-
-    Returns (audio, report) with report ``{"target", "before", "after", "gain_db", "limited"}``
-    (``limited``: some samples went through the safety limiter). Silence is returned unchanged
-    (``gain_db`` 0) since it has no loudness to correct.
-    """
-    lo, hi = LUFS_RANGE
-    if not (isinstance(target_lufs, int | float) and math.isfinite(target_lufs) and lo <= target_lufs <= hi):
-        raise UserInputError(f"the loudness target must be between {lo:g} and {hi:g} LUFS, got {target_lufs}")
-    from .pipeline import safety_limit  # the take's own limiter; imported here to keep this module light
-
-    before = loudness_lufs(audio, sample_rate)
-    report = {"target": float(target_lufs), "before": before, "gain_db": 0.0, "limited": False}
-    if not math.isfinite(before):
-        return audio, report | {"after": before}
-    gain_db = float(target_lufs) - before
-    out = (np.asarray(audio, dtype=np.float64) * 10 ** (gain_db / 20)).astype(np.float32)
-    limited = bool(np.abs(out).max() > 1.0)
-    out = safety_limit(out)
-    return out, report | {"gain_db": gain_db, "limited": limited, "after": loudness_lufs(out, sample_rate)}
+SUFFIXES = {"wav": ".wav", "flac": ".flac", "mp4": ".mp4", "cot": ".cot.json"}  # format -> file name ending
 
 
 def export_take(
@@ -102,13 +78,19 @@ def export_take(
     video: str | os.PathLike | None = None,
     cot: Cot | dict | None = None,
     lufs_target: float | None = None,
+    ceiling_dbtp: float = CEILING_DBTP,
+    rate: int | None = EXPORT_RATE,
+    mode: int | None = None,
 ) -> dict:
-    """Write a take (N, 2) float at ``sample_rate`` into ``folder`` as ``<stem>.wav`` (48 kHz, 24-bit),
-    ``<stem>.flac`` (48 kHz, 24-bit), ``<stem>.mp4`` (``video``'s picture stream copied + the take as
-    AAC) and ``<stem>.cot.json``, as chosen by ``formats``; every file atomically.
+    """Write a take (N, 2) float at ``sample_rate`` into ``folder`` as ``<stem>.wav`` (24-bit), ``<stem>.flac``
+    (24-bit), ``<stem>.mp4`` (``video``'s picture stream copied + the take as AAC) and ``<stem>.cot.json``, as
+    chosen by ``formats``: every take the project writes (studio exports, command-line renders) comes here.
 
-    The audio is exactly ``round(duration * 48000)`` samples. Returns ``{"files": {format: path},
-    "sample_rate", "n_samples", "loudness": report or None}``.
+    The audio is resampled to ``rate`` (48 kHz; None: kept at ``sample_rate``), cut or padded to exactly
+    ``round(duration * rate)`` samples, and made level-safe (`engine.level.make_safe`: optional loudness
+    normalisation to ``lufs_target``, then the true-peak limiter at ``ceiling_dbtp``). The files appear
+    together or not at all (`engine.atomic.staged_paths`), with permissions ``mode`` (None: private).
+    Returns ``{"files": {format: path}, "sample_rate", "n_samples", "level": engine.level report}``.
     """
     unknown = sorted(set(formats) - set(FORMATS))
     if unknown or not formats:
@@ -119,22 +101,19 @@ def export_take(
         raise UserInputError("the CoT export needs the take's CoT")
     if not duration > 0:
         raise UserInputError(f"the take's video has no length ({duration} s)")
-    out = resample(audio, sample_rate, EXPORT_RATE, round(duration * EXPORT_RATE))
-    loudness = None
-    if lufs_target is not None:
-        out, loudness = normalise_loudness(out, EXPORT_RATE, lufs_target)
-    folder = Path(folder)
-    files: dict[str, str] = {}
-    if "wav" in formats:
-        files["wav"] = str(folder / f"{stem}.wav")
-        write_pcm(files["wav"], out, EXPORT_RATE, "WAV", EXPORT_BITS)
-    if "flac" in formats:
-        files["flac"] = str(folder / f"{stem}.flac")
-        write_pcm(files["flac"], out, EXPORT_RATE, "FLAC", EXPORT_BITS)
-    if "mp4" in formats:
-        files["mp4"] = str(folder / f"{stem}.mp4")
-        mux_audio(video, out, EXPORT_RATE, files["mp4"])
-    if "cot" in formats:
-        files["cot"] = str(folder / f"{stem}.cot.json")
-        write_json(files["cot"], validate_cot(cot).to_dict())
-    return {"files": files, "sample_rate": EXPORT_RATE, "n_samples": len(out), "loudness": loudness}
+    level = LevelSettings(lufs_target=lufs_target, ceiling_dbtp=ceiling_dbtp)  # checked before any work
+    rate = int(sample_rate) if rate is None else rate
+    out = resample(audio, sample_rate, rate, round(duration * rate))
+    out, level_report = make_safe(out, rate, level)
+    chosen = [f for f in FORMATS if f in formats]
+    targets = [Path(folder) / f"{stem}{SUFFIXES[f]}" for f in chosen]
+    with staged_paths(targets, mode) as temps:
+        for f, tmp in zip(chosen, temps):
+            if f in ("wav", "flac"):
+                write_pcm(tmp, out, rate, f.upper(), EXPORT_BITS)
+            elif f == "mp4":
+                mux_audio(video, out, rate, tmp)
+            else:
+                write_json(tmp, validate_cot(cot).to_dict())
+    files = {f: str(t) for f, t in zip(chosen, targets)}
+    return {"files": files, "sample_rate": rate, "n_samples": len(out), "level": level_report}

@@ -12,7 +12,7 @@ import soundfile as sf
 
 from engine.bench.signal import loudness_lufs
 from engine.errors import UserInputError
-from engine.export import export_take, normalise_loudness, resample
+from engine.export import export_take, resample
 from tests.media_files import write_video
 
 SR = 44100
@@ -49,17 +49,38 @@ def test_resample_to_an_exact_length():
     assert resample(x, SR, 48000, 95999).shape == (95999, 2)
 
 
-def test_loudness_normalisation_reaches_the_target():
-    x = tone(1000.0, 3.0, amp=0.05)
-    y, report = normalise_loudness(x, SR, -16.0)
-    assert loudness_lufs(y, SR) == pytest.approx(-16.0, abs=0.05)
-    assert report["after"] == pytest.approx(-16.0, abs=0.05) and report["gain_db"] > 0 and not report["limited"]
-    loud, report = normalise_loudness(tone(1000.0, 3.0, amp=0.9), SR, -2.0)  # needs peaks above full scale
-    assert report["limited"] and np.abs(loud).max() <= 1.0
-    silence, report = normalise_loudness(np.zeros((SR, 2), np.float32), SR, -23.0)
-    assert report["gain_db"] == 0.0 and not silence.any()
+def test_a_loud_take_is_exported_under_the_true_peak_ceiling_and_its_level_reported(tmp_path):
+    loud = tone(1000.0, 2.0, amp=1.4)  # rendered too hot: past full scale
+    report = export_take(loud, SR, tmp_path, "hot", duration=2.0, formats=("wav", "flac"))
+    level = report["level"]
+    assert level["true_peak_dbtp"] <= -1.0 and level["limited_db"] > 3.0
+    for f in ("wav", "flac"):
+        audio, sr = sf.read(report["files"][f], dtype="float64")
+        assert sr == 48000 and np.abs(audio).max() < 10 ** (-1 / 20)
     with pytest.raises(UserInputError, match="LUFS"):
-        normalise_loudness(x, SR, 3.0)
+        export_take(loud, SR, tmp_path, "bad", duration=2.0, lufs_target=3.0)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hot.flac", "hot.wav"]
+
+
+def test_a_failed_write_leaves_no_file_of_the_take(tmp_path, monkeypatch):
+    """The files of a take appear together or not at all: a mux that fails removes the WAV written before it."""
+    import engine.export
+
+    def broken(*_a, **_k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(engine.export, "mux_audio", broken)
+    with pytest.raises(OSError, match="disk full"):
+        export_take(tone(500.0, 1.0), SR, tmp_path, "t", duration=1.0, formats=("wav", "mp4"), video=tmp_path / "v")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_take_can_be_written_at_its_own_rate(tmp_path):
+    x = tone(440.0, 1.0, amp=0.5)
+    report = export_take(x, SR, tmp_path, "t", duration=1.0, rate=None)
+    audio, sr = sf.read(report["files"]["wav"], dtype="float32")
+    assert sr == SR and report["sample_rate"] == SR and audio.shape == x.shape
+    np.testing.assert_allclose(audio, x, atol=2.0**-23)  # 24-bit: nothing but the rounding
 
 
 def stream_packets(path, kind: str) -> list[bytes]:
@@ -100,7 +121,7 @@ def test_export_with_loudness_target(tmp_path):
     report = export_take(audio, SR, tmp_path, "t", duration=2.0, lufs_target=-23.0)
     wav, sr = sf.read(report["files"]["wav"], dtype="float32")
     assert sr == 48000 and loudness_lufs(wav, sr) == pytest.approx(-23.0, abs=0.1)
-    assert report["loudness"]["target"] == -23.0
+    assert report["level"]["lufs_target"] == -23.0 and report["level"]["lufs"] == pytest.approx(-23.0, abs=0.05)
 
 
 @pytest.mark.parametrize(
