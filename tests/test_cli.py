@@ -90,8 +90,9 @@ def test_world_speed_reports_clips_per_second():
 
 def test_sampling_options_become_render_settings():
     sys.path.insert(0, str(ROOT))
+    from engine.commands.common import sampling_kw as _sampling_kw
     from engine.pipeline import RenderSettings
-    from launch import _sampling_kw, build_parser
+    from launch import build_parser
 
     def settings(*extra: str) -> RenderSettings:
         return RenderSettings(**_sampling_kw(build_parser().parse_args(["render", "clip.mp4", "--out", "o", *extra])))

@@ -106,7 +106,7 @@ class FeatureConfig:
 # ---------------------------------------------------------------------------------------------- text
 
 
-def _encode_sorted(texts: list[str], max_tokens: int, chunk: int = 16) -> list[np.ndarray]:
+def encode_sorted(texts: list[str], max_tokens: int, chunk: int = 16) -> list[np.ndarray]:
     """Token states (Li, 384) float16 of each text (padding removed; empty text -> (0, 384)). Texts are
     encoded in chunks of similar length, so little is spent on padding (3x faster than one padded batch)."""
     from engine.text_encoder import encode_tokens
@@ -124,8 +124,8 @@ def _encode_sorted(texts: list[str], max_tokens: int, chunk: int = 16) -> list[n
 def _text_arrays(cots: Sequence[Cot], cfg: FeatureConfig) -> list[dict[str, np.ndarray]]:
     """Per clip {"text.<mode>.<k>": (Lk, 384) float16} for the stored modes: the token states
     `cot_text_blocks` gives for the clip's CoT (without its padding)."""
-    blocks = _encode_sorted([b for c in cots for b in c.blocks()], cfg.block_tokens)  # 4 per clip, CoT order
-    mono = _encode_sorted([c.monolithic() for c in cots], cfg.mono_tokens)
+    blocks = encode_sorted([b for c in cots for b in c.blocks()], cfg.block_tokens)  # 4 per clip, CoT order
+    mono = encode_sorted([c.monolithic() for c in cots], cfg.mono_tokens)
     empty = np.zeros((0, EMBED_DIM), np.float16)
     out = []
     for j in range(len(cots)):
@@ -428,7 +428,7 @@ class CropCollate:
                 "motion": stack("motion", np.s_[:t]).float(),  # (B, T, Ds)
                 "frames": frames,
                 "frame_mask": torch.ones(frames.shape[:2], dtype=torch.bool),  # (B, F): every frame is real
-                "text": [_pad_block([it["text"][k] for it in items]) for k in range(4)],
+                "text": [pad_text_block([it["text"][k] for it in items]) for k in range(4)],
             }
             | stack_timelines(items, t)
         )
@@ -441,7 +441,7 @@ def stack_timelines(items: list[dict], t: int) -> dict:
     return {"timeline": torch.from_numpy(np.stack([it["timeline"][:t] for it in items])).float()}
 
 
-def _pad_block(rows: list[np.ndarray]) -> TextBlock:
+def pad_text_block(rows: list[np.ndarray]) -> TextBlock:
     """B arrays (Lb, 384) -> states (B, L, 384) float32 zero-padded to the longest, mask (B, L)."""
     n = max(len(r) for r in rows)
     states = torch.zeros(len(rows), n, EMBED_DIM)

@@ -39,16 +39,9 @@ import torch
 from torch import nn
 
 from engine.errors import UserInputError
-from engine.generator import Conditions, Generator
-from engine.models import ModelBundle, load_bundle, save_bundle
-from engine.pipeline import (
-    GUIDANCE_INTERVAL,
-    VIDEO_CFG,
-    check_guidance_interval,
-    check_video_cfg,
-    finish_latent,
-    generator_guidance,
-)
+from engine.generator import Conditions, Generator, generator_guidance
+from engine.models import ModelBundle, finish_latent, load_bundle, save_bundle
+from engine.pipeline import GUIDANCE_INTERVAL, VIDEO_CFG, check_guidance_interval, check_video_cfg
 from engine.rewards import DEFAULT_WEIGHTS, RewardHeads, check_weights, load_reward_heads
 from engine.sampling import Velocity, gaussian_log_prob, sample_hybrid, sample_ode, sde_step
 from trainer.grpo_objective import clipped_surrogate, draw_window, gaussian_kl, group_advantages
@@ -148,7 +141,7 @@ def guided_velocity(
     """The guided velocity ``v_u + s (v_c - v_u)`` of ``gen`` for ``batch`` takes of ``prompt`` (the branches
     in one network pass) inside the guidance ``interval`` and ``v_c`` outside it, conditions built as
     `engine.pipeline.render` builds them; with ``video_cfg`` (not equal to ``cfg_scale``) split guidance
-    (`engine.pipeline.generator_guidance`)."""
+    (`engine.generator.generator_guidance`)."""
     return guided_velocities(gen, prompt, (batch,), cfg_scale, interval, video_cfg)[0]
 
 

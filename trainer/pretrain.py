@@ -42,7 +42,7 @@ from torch import nn
 
 from engine.errors import UserInputError
 from engine.generator import COT_MODES, GENERATOR_PRESETS, Conditions, Generator, load_generator, save_generator
-from engine.planner import PLANNER_FILE
+from engine.models import PLANNER_FILE
 from engine.timeline import TIMELINE_DIM
 from engine.video_encoder import (
     VIDEO_ENCODER_PRESETS,

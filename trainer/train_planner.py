@@ -24,7 +24,7 @@ import torch
 from torch.nn import functional as fn
 
 from engine.media import write_mp4
-from engine.planner import activate
+from engine.planner_net import activate
 from engine.planner_net import ClassInfo, PlannerConfig, PlannerNet, load_planner_net, save_planner
 from engine.video_encoder import frames_for_encoder
 from engine.video_io import load_video

@@ -1,0 +1,81 @@
+"""``train grpo``: Fast-GRPO (or with --flow Flow-GRPO) of a model with the four reward heads
+(`trainer.grpo.GrpoConfig`); resumable."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from engine.commands.common import ROOT, add_weights, nonneg_int, positive_int
+from engine.commands.fields import add_fields, field_default, fields_of
+from trainer.commands.common import add_resume, print_result
+from trainer.grpo import GrpoConfig
+
+
+def build(parser) -> None:
+    whole = {"type": positive_int}
+    add_fields(
+        parser,
+        GrpoConfig,
+        "model",
+        "out",
+        "prompts",
+        "clips",
+        "eval_prompts",
+        "eval_clips",
+        "dataset",
+        "held_out",
+        "duration",
+        "iterations",
+        "group",
+        "steps",
+        "window",
+        out={"default": str(ROOT / field_default(GrpoConfig, "out"))},
+        clips={"flags": ("--prompt-clips",), "type": positive_int},
+        eval_clips=whole,
+        iterations=whole,
+        group=whole,
+        steps={"flags": ("--sample-steps",), "type": positive_int},
+        window=whole,
+    )
+    parser.add_argument("--flow", action="store_true", help="Flow-GRPO: the SDE on every step (window = all steps)")
+    add_weights(parser, "reward weights")
+    add_fields(
+        parser,
+        GrpoConfig,
+        "per_reward_norm",
+        "shared_prefix",
+        "kl",
+        "lr",
+        "minibatch",
+        "lora_rank",
+        "eval_every",
+        "seed",
+        "threads",
+        "max_minutes",
+        minibatch={"flags": ("--batch",), "type": positive_int},
+        lora_rank={"type": nonneg_int},
+        eval_every={"type": nonneg_int},
+        threads=whole,
+    )
+    add_resume(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from trainer.grpo import train_grpo
+
+    cfg = GrpoConfig(**fields_of(args, GrpoConfig) | ({"window": args.steps} if args.flow else {}))
+
+    def show(e: dict) -> None:
+        parts = [f"{k[7:]}={e[k]:.3f}" for k in e if k.startswith("reward_")]
+        if "kl" in e:
+            parts += [f"kl={e['kl']:.2e}", f"clip={e['clip_frac']:.3f}", f"nfe={e['policy_nfe_per_sample']:g}"]
+        parts += [f"eval={e['eval_weighted']:.3f}"] if "eval_weighted" in e else []
+        parts += [f"{e['seconds']:.1f}s"] if "seconds" in e else []
+        print(f"grpo {e['iteration']}/{cfg.iterations} " + " ".join(parts), file=sys.stderr, flush=True)
+
+    result = train_grpo(cfg, progress=show, resume=args.resume)
+    last = result["history"][-1] if result["history"] else {}
+    summary = {k: v for k, v in result.items() if k not in ("history", "policy", "window_starts")}
+    return print_result(summary | {"method": cfg.method, "last": last})
