@@ -1,4 +1,5 @@
 """The Gradio studio: the page layout (``studio``), the actions behind its controls (``callbacks``), the
-project store (``projects``: SQLAlchemy models, file layout, staged writes), plots (``plots``) and server
-settings (``settings``). Calls ``engine`` and ``trainer`` through their public API only; holds no model
-logic of its own."""
+project store (``projects``: SQLAlchemy models, file layout, staged writes), plots (``plots``), server
+settings (``settings``), who may call the server (``guard``: own page only, file route, login backoff) and
+the copies of media the web server makes (``served``). Calls ``engine`` and ``trainer`` through their
+public API only; holds no model logic of its own."""

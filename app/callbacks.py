@@ -7,7 +7,13 @@ and since every method checks its inputs before it writes, the project is left a
 
 Shared across sessions, read-only: the store (which serialises its own writes), the model bundle, the
 planner and the reward heads, each loaded once. Per session: the open project and clip (passed in and
-out as Gradio state) and the session's cancel flag.
+out as Gradio state), the session's cancel flag, and which project each browser's pages have open
+(`note_open`: the file route serves a browser only the media of those, `app.guard`).
+
+Destructive actions are confirmed on the server: *Delete…* (`ask_delete`) issues a one-use token bound to
+the project and the browser session that expires after `CONFIRM_SECONDS`, kept in the session's Gradio
+state (never sent to the page); `confirm_delete` refuses without it, so calling the delete endpoint
+directly changes nothing.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from engine.cot import BLOCKS, MAX_BLOCK_CHARS, MAX_NEGATIVE_CHARS, validate_cot
 from engine.errors import UserInputError
 from engine.rewards import DEFAULT_WEIGHTS, DIMENSIONS, check_weights
 
+from . import served
 from .projects import Clip, ClipMedia, Project, ProjectStore, Take
 from .settings import StudioSettings
 
@@ -43,6 +50,7 @@ LIMITS = {"candidates": (1, 8), "steps": (1, 100), "guidance": (0.0, 10.0)}  # t
 MAX_SEED = 2**31 - 1
 TAKE_HEADERS = ["take", "rating", "total", *DIMENSIONS, "seed", "steps", "guidance", "candidates", "rendered"]
 BROWSER_CONTAINERS = (".mp4", ".webm")  # played as they are; others get an MP4 preview (stream copy)
+CONFIRM_SECONDS = 60.0  # how long the answer to "Delete …?" stays valid
 
 
 class RenderCancelled(Exception):
@@ -85,6 +93,10 @@ class StudioActions:
         self.store = store or ProjectStore(settings.projects_dir, settings.db_url)
         self._runs: dict[str, _Run] = {}  # session -> its running render
         self._cancel_lock = threading.Lock()
+        self._sessions_lock = threading.Lock()  # guards the two dicts below
+        self._confirmations: dict[str, tuple[int, str, float]] = {}  # token -> (project, session, expires at)
+        self._open: dict[str, dict[str, int | None]] = {}  # browser (client cookie) -> session -> open project
+        self.confirm_seconds = CONFIRM_SECONDS
         self._load_lock = threading.Lock()
         self._objects: dict | None = None
         from .train_actions import TrainActions
@@ -117,6 +129,26 @@ class StudioActions:
     def warm_up(self) -> None:
         """Load the shared engine objects now (the server calls this in the background at start)."""
         self._engine  # noqa: B018 - the property loads them
+
+    # ------------------------------------------------------------------------- who sees what
+
+    def note_open(self, client: str, session: str, project_id: int | None) -> None:
+        """Remember which project a page (``session``) of a browser (``client``) has open after an action."""
+        if client:
+            with self._sessions_lock:
+                self._open.setdefault(client, {})[session] = project_id
+
+    def media_for(self, client: str) -> list[Path]:
+        """The project files a browser may fetch (`app.guard`): those of the projects its pages have open."""
+        with self._sessions_lock:
+            projects = {p for p in self._open.get(client, {}).values() if p is not None}
+        out: list[Path] = []
+        for project_id in sorted(projects):
+            try:
+                out += self.store.served_media(project_id)
+            except UserInputError:  # deleted meanwhile
+                pass
+        return out
 
     # ------------------------------------------------------------------------------- views
 
@@ -205,7 +237,8 @@ class StudioActions:
             "message": _msg_ok(f"Renamed to “{project.name}”."),
         }
 
-    def ask_delete(self, project_id: int | None) -> dict:
+    def ask_delete(self, project_id: int | None, session: str = "") -> dict:
+        """The confirmation step of *Delete…*: what would go, and the token `confirm_delete` needs."""
         project = self.store.get_project(_need_project(project_id))
         clips = self.store.list_clips(project.id)
         n_takes = sum(len(self.store.list_takes(c.id)) for c in clips)
@@ -213,18 +246,46 @@ class StudioActions:
             f"**Delete “{project.name}”** with its {len(clips)} clip(s), {n_takes} take(s) and exports? "
             "This cannot be undone."
         )
-        return {"confirm_text": text, "confirm_row": _shown()}
+        token = secrets.token_urlsafe(24)
+        with self._sessions_lock:
+            now = time.monotonic()
+            self._confirmations = {t: v for t, v in self._confirmations.items() if v[2] > now}
+            self._confirmations[token] = (project.id, session, now + self.confirm_seconds)
+        return {"confirm_text": text, "confirm_row": _shown(), "delete_token": token}
 
-    def confirm_delete(self, project_id: int | None) -> dict:
+    def _confirmed(self, token: str | None, project_id: int, session: str) -> bool:
+        """Whether ``token`` confirms deleting ``project_id`` in ``session`` now (a token is used once)."""
+        with self._sessions_lock:
+            entry = self._confirmations.pop(token, None) if isinstance(token, str) else None
+        return entry is not None and entry[:2] == (project_id, session) and time.monotonic() < entry[2]
+
+    def confirm_delete(self, project_id: int | None, token: str | None = None, session: str = "") -> dict:
+        """Delete the project after `ask_delete` confirmed it in this session: its rows, its folder and every
+        copy the web server made of its media (`app.served`), so its URLs stop working."""
         project = self.store.get_project(_need_project(project_id))
+        if not self._confirmed(token, project.id, session):
+            raise UserInputError(
+                f"“{project.name}” was not deleted: the deletion was not confirmed (or the confirmation is "
+                f"older than {self.confirm_seconds:g} s); press Delete… and answer again"
+            )
         self.train.check_idle(project.id)
+        copies = served.copies_of(self.store.served_media(project.id))  # found by content: before it goes
+        others = [f for p in self.store.list_projects() if p.id != project.id for f in self.store.served_media(p.id)]
         self.store.delete_project(project.id)
+        served.remove_copies(copies, keep=others)
         view = self.project_view(None)
         view["project_pick"] = _choices_update(self.project_choices(), None)
-        return view | {"confirm_row": _hidden(), "message": _msg_ok(f"Deleted “{project.name}”.")}
+        return view | {
+            "confirm_row": _hidden(),
+            "delete_token": None,
+            "message": _msg_ok(f"Deleted “{project.name}”."),
+        }
 
-    def cancel_delete(self) -> dict:
-        return {"confirm_row": _hidden(), "message": "Nothing was deleted."}
+    def cancel_delete(self, token: str | None = None) -> dict:
+        if isinstance(token, str):
+            with self._sessions_lock:
+                self._confirmations.pop(token, None)
+        return {"confirm_row": _hidden(), "delete_token": None, "message": "Nothing was deleted."}
 
     # --------------------------------------------------------------------------------- clips
 
@@ -242,6 +303,8 @@ class StudioActions:
             )
         except UserInputError as exc:  # the upload box is emptied, ready for the next file
             return {"upload": None, "message": f"⚠ {exc}"}
+        finally:  # the store keeps its own copy: none is left in the web server's upload folder
+            served.discard_upload(upload)
         view = self.project_view(project_id, clip.id)
         return view | {"upload": None, "message": _msg_ok(f"Imported {clip.name}: {media_summary(clip)}")}
 
@@ -503,12 +566,10 @@ class StudioActions:
 
         folder, report = self.store.write_export(take, f"take{take.number}", write)
         files = [str(folder / Path(p).name) for p in report["files"].values()]
-        note = ""
-        if report["loudness"]:
-            loud = report["loudness"]
-            note = f" Loudness {loud['before']:.1f} → {loud['after']:.1f} LUFS" + (
-                " (peaks limited)." if loud["limited"] else "."
-            )
+        level, note = report["level"], ""
+        if level["lufs"] is not None:  # silence has no loudness to report
+            note = f" {level['lufs']:.1f} LUFS, true peak {level['true_peak_dbtp']:.1f} dBTP"
+            note += f" (peaks limited by {level['limited_db']:.1f} dB)." if level["limited_db"] > 0 else "."
         return {"export_files": files, "message": _msg_ok(f"Exported take {take.number} to {folder.name}.{note}")}
 
 

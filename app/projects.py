@@ -1,6 +1,7 @@
 """The project store: projects, their clips (imported videos) and takes (renders), kept through SQLAlchemy
-(SQLite under ``projects/`` by default, any database URL by setting) with the media in each project's
-own folder.
+(the SQLite file ``projects.db`` beside the media folder ``projects/`` by default, any database URL by
+setting) with the media in each project's own folder. The database never lies inside the media folder
+(an older version kept ``studio.db`` there: it is moved out on the first start).
 
 File layout under the store's root (names are generated; no user text ever becomes a path)::
 
@@ -15,7 +16,8 @@ File layout under the store's root (names are generated; no user text ever becom
 Every write is write-then-rename: a clip or an export is assembled in a hidden ``.staging-*`` folder and
 renamed into place; single files go through a hidden temporary name; database rows are written in one
 transaction after their files exist, so a row never points at a missing file. A project is deleted by
-renaming its folder to ``.trash-*`` first. Leftovers of an interrupted write are removed on start.
+renaming its folder to ``.trash-*`` first. Leftovers of an interrupted write are removed on start, and
+the server's start removes (and logs) files without a row and rows without a file (`remove_orphans`).
 Writes are serialised by one lock per store (SQLite allows one writer; other databases get the same
 guarantee inside one server process), so sessions working at the same time never get the same take
 number or a half-applied change.
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import logging
 import os
 import re
 import shutil
@@ -38,11 +41,15 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, String, UniqueConstraint, create_engine, event, func
 from sqlalchemy import select as sql_select
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
 
 from engine.errors import UserInputError
 from engine.media import write_wav
 
+from .settings import database_beside
+
+log = logging.getLogger("foley.projects")
 MAX_NAME_CHARS = 80  # project names
 MAX_CLIP_NAME_CHARS = 120  # clip names (from the uploaded file's name)
 RATINGS = {-1: "rejected", 0: "", 1: "starred"}  # a take's rating, kept for preference learning
@@ -50,6 +57,8 @@ MAX_TAGS_CHARS = 600  # a sound's tags become its Semantic block (engine.cot.MAX
 SOUND_TYPES = (".wav", ".flac", ".ogg", ".mp3", ".aif", ".aiff", ".m4a")  # the sound library's file types
 RUN_STATUSES = ("running", "stopped", "finished", "failed")  # a training run's life; stopped runs resume
 STAGING, TRASH = ".staging-", ".trash-"  # prefixes of hidden folders of unfinished writes and deletions
+LEGACY_DATABASE = "studio.db"  # where older versions kept the database: inside the media folder
+SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")  # SQLite's companions of a database file, named <file><suffix>
 
 
 class ProjectNotFound(UserInputError):
@@ -299,7 +308,16 @@ class ProjectStore:
     def __init__(self, root: str | os.PathLike, url: str | None = None) -> None:
         self.root = Path(root).resolve()
         self.root.mkdir(parents=True, exist_ok=True)
-        self.url = url or f"sqlite:///{self.root / 'studio.db'}"
+        self.url = url or f"sqlite:///{database_beside(self.root)}"
+        self.database = _sqlite_file(self.url)  # the database's file; None for a server database
+        if self.database is not None and self.database.is_relative_to(self.root):
+            raise UserInputError(
+                f"the database {self.database} lies inside the media folder {self.root}, which the studio serves; "
+                f"point FOLEY_DB_URL beside it (the default is {database_beside(self.root)})"
+            )
+        if self.database is not None:
+            self.database.parent.mkdir(parents=True, exist_ok=True)
+        self._move_legacy_database()
         self.engine = _make_engine(self.url)
         Base.metadata.create_all(self.engine)
         self._session = sessionmaker(self.engine, expire_on_commit=False)
@@ -308,6 +326,27 @@ class ProjectStore:
 
     def close(self) -> None:
         self.engine.dispose()
+
+    def _move_legacy_database(self) -> None:
+        """Move an older version's ``studio.db`` (and its -wal / -shm) out of the media folder to the configured
+        database file, the side files first so that no committed change is left behind if this is interrupted."""
+        old = self.root / LEGACY_DATABASE
+        if not old.exists():
+            return
+        if self.database is None:
+            log.warning("%s is an old studio database inside the media folder; not used (the database is %s)",
+                        old, make_url(self.url).render_as_string(hide_password=True))  # fmt: skip
+            return
+        if self.database.exists():
+            raise UserInputError(
+                f"two studio databases: {old} (inside the media folder, from an older version) and {self.database}; "
+                "keep one, move or delete the other, and start again"
+            )
+        for suffix in (*SQLITE_SIDE_FILES, ""):
+            src = old.with_name(old.name + suffix)
+            if src.exists():
+                shutil.move(src, self.database.with_name(self.database.name + suffix))
+        log.warning("moved the database %s out of the media folder to %s", old, self.database)
 
     # ------------------------------------------------------------------------------- helpers
 
@@ -337,6 +376,83 @@ class ProjectStore:
             p.unlink(missing_ok=True)
         for p in self.root.glob("*/sounds/.*"):  # temporary names of library sounds
             p.unlink(missing_ok=True)
+
+    def remove_orphans(self) -> list[str]:
+        """Remove files without a row and rows without a file; returns (and logs) one line per removal.
+
+        Called by the server at start only (a file whose row is about to be written would look orphaned
+        while a server runs). Only generated names are touched: a folder or file the store did not name
+        (a README in the media folder) is left alone."""
+        report: list[str] = []
+        with self._write() as s:
+            projects = s.scalars(sql_select(ProjectRow)).all()
+            known = {p.uid for p in projects}
+            for folder in sorted(self.root.iterdir()):
+                if folder.is_dir() and _is_uid(folder.name) and folder.name not in known:
+                    shutil.rmtree(folder)
+                    report.append(f"removed the folder {folder.name}: no project has it")
+            for project in projects:
+                folder = self._folder(project.uid)
+                if not folder.is_dir():
+                    folder.mkdir(parents=True)
+                    report.append(f"project “{project.name}” had no folder: made an empty one")
+                report += self._clip_orphans(s, project, folder) + self._library_orphans(s, project, folder)
+        for line in report:
+            log.warning("start-up clean-up: %s", line)
+        return report
+
+    def _clip_orphans(self, s: Session, project: ProjectRow, folder: Path) -> list[str]:
+        report, rows = [], {c.uid: c for c in project.clips}
+        for clip in list(project.clips):
+            if not (folder / "clips" / clip.uid / clip.source).is_file():
+                shutil.rmtree(folder / "clips" / clip.uid, ignore_errors=True)
+                s.delete(clip)
+                report.append(f"removed clip “{clip.name}” of “{project.name}”: its video file is missing")
+                rows.pop(clip.uid)
+        for path in sorted((folder / "clips").glob("*")):
+            if path.is_dir() and _is_uid(path.name) and path.name not in rows:
+                shutil.rmtree(path)
+                report.append(f"removed the clip folder {path.name} of “{project.name}”: no clip has it")
+        for clip in rows.values():
+            takes = folder / "clips" / clip.uid / "takes"
+            names = {t.audio for t in clip.takes}
+            for take in list(clip.takes):
+                if not (takes / take.audio).is_file():
+                    s.delete(take)
+                    report.append(f"removed take {take.number} of “{clip.name}”: its audio file is missing")
+            for path in sorted(takes.glob("*.wav")):
+                if path.name not in names and _is_uid(path.stem):
+                    path.unlink()
+                    report.append(f"removed the take file {path.name} of “{clip.name}”: no take has it")
+        return report
+
+    def _library_orphans(self, s: Session, project: ProjectRow, folder: Path) -> list[str]:
+        report = []
+        for sound in list(project.sounds):
+            if not (folder / "sounds" / sound.file).is_file():
+                s.delete(sound)
+                report.append(f"removed the sound “{sound.name}” of “{project.name}”: its file is missing")
+        files = {r.file for r in project.sounds}
+        for path in sorted((folder / "sounds").glob("*")):
+            if path.is_file() and _is_uid(path.stem) and path.name not in files:
+                path.unlink()
+                report.append(f"removed the sound file {path.name} of “{project.name}”: no sound has it")
+        runs = {r.uid for r in project.runs}
+        for run in list(project.runs):
+            if not (folder / "training" / run.uid).is_dir():
+                s.delete(run)
+                report.append(f"removed training run {run.number} of “{project.name}”: its folder is missing")
+        for path in sorted((folder / "training").glob("*")):
+            if path.is_dir() and _is_uid(path.name) and path.name not in runs:
+                shutil.rmtree(path)
+                report.append(f"removed the training folder {path.name} of “{project.name}”: no run has it")
+        return report
+
+    def served_media(self, project_id: int) -> list[Path]:
+        """Every file of the project the page may have shown (clips, takes, exports, sounds): what a delete
+        must also remove from the copies the web server made (`app.served`). Training runs are never shown."""
+        folder = self.get_project(project_id).folder
+        return sorted(p for sub in ("clips", "sounds") for p in (folder / sub).rglob("*") if p.is_file())
 
     # ------------------------------------------------------------------------------- projects
 
@@ -804,6 +920,19 @@ def _media_dict(m: ClipMedia) -> dict:
         "audio_rate": int(m.audio_rate),
         **m.extra,
     }
+
+
+def _is_uid(name: str) -> bool:
+    """Whether ``name`` is one the store generates (uuid4().hex)."""
+    return len(name) == 32 and all(c in "0123456789abcdef" for c in name)
+
+
+def _sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite URL (None for an in-memory or a server database)."""
+    u = make_url(url)
+    if u.get_backend_name() != "sqlite" or not u.database or u.database == ":memory:":
+        return None
+    return Path(u.database).expanduser().resolve()
 
 
 def _make_engine(url: str):

@@ -4,8 +4,11 @@ larger than 500 MB, only the four video containers).
     FOLEY_HOST             address to bind (default 127.0.0.1: this machine only)
     FOLEY_PORT             port (default 7860)
     FOLEY_PROJECTS         folder of the project media (default <repo>/projects)
-    FOLEY_DB_URL           any SQLAlchemy database URL (default sqlite:///<FOLEY_PROJECTS>/studio.db)
-    FOLEY_PASSWORD         when set, the studio asks for it (user name FOLEY_USER, default "studio")
+    FOLEY_DB_URL           any SQLAlchemy database URL (default: the SQLite file <FOLEY_PROJECTS>.db beside the
+                           media folder, never inside it: the media folder is what the studio serves)
+    FOLEY_PASSWORD         when set, the studio asks for it (user name FOLEY_USER, default "studio"); wrong
+                           passwords make the same client wait longer and longer (app.guard)
+    FOLEY_ALLOW_OPEN       1 = start on a FOLEY_HOST other than this machine without a password (refused otherwise)
     FOLEY_MAX_UPLOAD_MB    largest accepted upload in MB (default 500)
     FOLEY_UPLOAD_TYPES     accepted video extensions, comma-separated (default .mp4,.mov,.webm,.mkv)
     FOLEY_MODEL            model bundle used for planning and rendering (default "default")
@@ -22,6 +25,7 @@ from pathlib import Path
 from engine.errors import UserInputError
 
 ROOT = Path(__file__).resolve().parents[1]
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")  # bind addresses that only this machine can reach
 VIDEO_TYPES = (".mp4", ".mov", ".webm", ".mkv")  # the containers the issue asks for
 
 
@@ -39,6 +43,7 @@ class StudioSettings:
     upload_types: tuple[str, ...] = VIDEO_TYPES  # lower-case extensions with the dot
     model: str = "default"  # bundle name under assets/models or a folder
     render_concurrency: int = 2  # renders that may run at the same time (each in its own session)
+    allow_open: bool = False  # serve a non-loopback host without a password (FOLEY_ALLOW_OPEN=1)
 
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:
@@ -54,7 +59,22 @@ class StudioSettings:
     @property
     def db_url(self) -> str:
         """The database URL in use."""
-        return self.database_url or f"sqlite:///{self.projects_dir / 'studio.db'}"
+        return self.database_url or f"sqlite:///{database_beside(self.projects_dir)}"
+
+    @property
+    def loopback(self) -> bool:
+        """Whether the server binds an address only this machine can reach."""
+        return self.host.strip("[]").lower() in LOOPBACK_HOSTS
+
+    def open_host_problem(self) -> str:
+        """Why the server must not start as configured ("" when it may): a host other machines reach, no
+        password, and no FOLEY_ALLOW_OPEN=1 (anyone on the network could then use and delete every project)."""
+        if self.loopback or self.password or self.allow_open:
+            return ""
+        return (
+            f"FOLEY_HOST={self.host} lets other machines reach the studio, and no FOLEY_PASSWORD is set: set "
+            "FOLEY_PASSWORD, or FOLEY_ALLOW_OPEN=1 to serve it open anyway"
+        )
 
     @property
     def max_upload_bytes(self) -> int:
@@ -86,7 +106,15 @@ class StudioSettings:
             upload_types=tuple(_extension(t) for t in types.split(",") if t.strip()) if types else VIDEO_TYPES,
             model=env.get("FOLEY_MODEL", "").strip() or cls.model,
             render_concurrency=number("FOLEY_RENDERS", cls.render_concurrency, int),
+            allow_open=env.get("FOLEY_ALLOW_OPEN", "").strip() == "1",
         )
+
+
+def database_beside(projects_dir: Path) -> Path:
+    """The default SQLite file of a media folder: ``<folder>.db`` next to it (``projects/`` -> ``projects.db``),
+    outside every folder the studio serves."""
+    folder = Path(projects_dir).expanduser().resolve()
+    return folder.parent / f"{folder.name}.db"
 
 
 def _extension(text: str) -> str:

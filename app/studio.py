@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
+import signal
 import sys
 import tempfile
 import threading
 from pathlib import Path
 
 import gradio as gr
+from starlette.middleware import Middleware
 
 from .callbacks import EXPORT_FORMATS, FIELDS, LIMITS, MAX_SEED, TAKE_HEADERS, StudioActions
 from .projects import SOUND_TYPES
@@ -102,16 +105,20 @@ class Page:
             values = [result.get(n, gr.skip()) for n in outputs]
             return values[0] if len(values) == 1 else tuple(values)
 
-        def guarded(call):
+        def guarded(call, data: dict, request: gr.Request):
             from engine.errors import UserInputError
 
             try:
-                return apply(call())
+                result = call()
             except UserInputError as exc:
                 return apply({"message": f"⚠ {exc}"})
             except Exception as exc:  # noqa: BLE001 - the page's boundary: a message, and the trace in the log
                 log.exception("%s failed", getattr(action, "__name__", "action"))
                 return apply({"message": f"⚠ {action_name(action)} failed: {exc.__class__.__name__}: {exc}"})
+            # the project this page has open now: the file route serves this browser its media (app.guard)
+            project = result.get("project", data[self.c["project"]])
+            self.actions.note_open(client_of(request), request.session_hash or "", project)
+            return apply(result)
 
         def values(data: dict) -> list:
             return [data[c] for c in comps]
@@ -120,21 +127,29 @@ class Page:
 
             def run(data: dict, request: gr.Request, bar=gr.Progress()):  # noqa: B008 - how Gradio injects it
                 extra = {"session": request.session_hash or "", "progress": lambda f, d="": bar(f, desc=d)}
-                return guarded(lambda: action(*values(data), **extra))
+                return guarded(lambda: action(*values(data), **extra), data, request)
 
         elif session:
 
             def run(data: dict, request: gr.Request):
-                return guarded(lambda: action(*values(data), session=request.session_hash or ""))
+                return guarded(lambda: action(*values(data), session=request.session_hash or ""), data, request)
 
         else:
 
-            def run(data: dict):
-                return guarded(lambda: action(*values(data)))
+            def run(data: dict, request: gr.Request):
+                return guarded(lambda: action(*values(data)), data, request)
 
         # inputs as a set: Gradio passes one dict {component: value}; the project state is always in it so
         # that the dict (and the positional request / progress arguments after it) always exist
         return trigger(run, inputs={*comps, self.c["project"]}, outputs=outs, **kw)
+
+
+def client_of(request: gr.Request) -> str:
+    """The browser a request came from (`app.guard.CLIENT_COOKIE`; "" for a client without cookies)."""
+    from .guard import CLIENT_COOKIE
+
+    raw = getattr(request, "request", None)  # the Starlette request Gradio wraps
+    return raw.cookies.get(CLIENT_COOKIE, "") if raw is not None else ""
 
 
 def _project_bar(page: Page) -> None:
@@ -300,9 +315,12 @@ def _wire_projects(page: Page) -> None:
     bind(c["create_btn"].click, act.create_project, ["project_name"], [*PROJECT_VIEW, "confirm_row"])
     bind(c["project_pick"].input, act.open_project, ["project_pick"], [*PROJECT_VIEW, "confirm_row"])
     bind(c["rename_btn"].click, act.rename_project, ["project", "project_name"], PROJECT_VIEW)
-    bind(c["delete_btn"].click, act.ask_delete, ["project"], ["confirm_text", "confirm_row", "message"])
-    bind(c["confirm_yes"].click, act.confirm_delete, ["project"], [*PROJECT_VIEW, "confirm_row"])
-    bind(c["confirm_no"].click, act.cancel_delete, [], ["confirm_row", "message"])
+    # the delete token lives in the session's state (server side) between the two steps: see callbacks
+    asked = ["confirm_text", "confirm_row", "message", "delete_token"]
+    bind(c["delete_btn"].click, act.ask_delete, ["project"], asked, session=True)
+    deleted = [*PROJECT_VIEW, "confirm_row", "delete_token"]
+    bind(c["confirm_yes"].click, act.confirm_delete, ["project", "delete_token"], deleted, session=True)
+    bind(c["confirm_no"].click, act.cancel_delete, ["delete_token"], ["confirm_row", "message", "delete_token"])
     bind(c["upload"].upload, act.import_video, ["project", "upload"], [*PROJECT_VIEW, "upload"])
     bind(c["clip_pick"].input, act.open_clip, ["project", "clip_pick"], CLIP_VIEW)
 
@@ -456,6 +474,7 @@ def _studio_page(actions: StudioActions) -> Page:
     page = Page(actions)
     page.add("project", gr.State(None))
     page.add("clip", gr.State(None))
+    page.add("delete_token", gr.State(None))  # issued by Delete…, required by "Yes, delete it"
     _project_bar(page)
     page.add("message", gr.Markdown("Create a project or open one to begin.", elem_id="studio-message"))
     with gr.Row():
@@ -539,29 +558,77 @@ def _warm_up(actions: StudioActions) -> None:
 
 
 def launch_studio(settings: StudioSettings | None = None) -> int:
-    """Serve the studio (127.0.0.1:7860 unless FOLEY_HOST / FOLEY_PORT say otherwise)."""
+    """Serve the studio (127.0.0.1:7860 unless FOLEY_HOST / FOLEY_PORT say otherwise), answering only its own
+    page (`app.guard`); refuses a host other machines reach without a password unless FOLEY_ALLOW_OPEN=1."""
     from engine.errors import UserInputError
 
+    from .guard import GuardPolicy
+    from .served import private_cache, remove_cache
+
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # offline first: no calls home
+    _log_to_stderr()
     try:
         settings = settings or StudioSettings.from_env()
-    except UserInputError as exc:  # a bad FOLEY_* value: one line, as every command of launch.py
+        problem = settings.open_host_problem()
+        if problem:
+            raise UserInputError(problem)
+        if not settings.loopback and not settings.password:
+            log.warning("serving %s without a password (FOLEY_ALLOW_OPEN=1): anyone who reaches it can use and "
+                        "delete every project", settings.host)  # fmt: skip
+        actions = StudioActions(settings)
+    except UserInputError as exc:  # a bad FOLEY_* value or database: one line, as every command of launch.py
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    actions.store.remove_orphans()
+    cache = private_cache()  # before the Blocks: each component reads Gradio's cache folder when made
     world_dir = tempfile.mkdtemp(prefix="foley-world-")
-    actions = StudioActions(settings)
     demo = build_app(world_dir, actions=actions)
     threading.Thread(target=_warm_up, args=(actions,), daemon=True, name="warm-up").start()
     auth = (settings.user, settings.password) if settings.password else None
+
+    def originals(client: str) -> list[Path]:  # what a browser may fetch copies of: its open projects, FoleyWorld
+        return [*actions.media_for(client), *Path(world_dir).rglob("*")]
+
+    policy = GuardPolicy.for_settings(settings, [world_dir], cache, originals)
+    note = f"Foley Studio: enter the studio's password. {policy.backoff.policy_note()}" if policy.backoff else None
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupt)  # a terminated server stops like Ctrl-C: its clean-up runs
+    try:
+        _serve(demo, settings, auth, note, policy, world_dir)
+    finally:
+        remove_cache(cache)
+        shutil.rmtree(world_dir, ignore_errors=True)
+    return 0
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def _serve(demo: gr.Blocks, settings: StudioSettings, auth, note: str | None, policy, world_dir: str) -> None:
+    from .guard import StudioGuard
+
     demo.queue(default_concurrency_limit=4).launch(
         server_name=settings.host,
         server_port=settings.port,
         auth=auth,
-        auth_message="Foley Studio: enter the studio's password" if auth else None,
+        auth_message=note,
         max_file_size=settings.max_upload_bytes,
-        allowed_paths=[str(settings.projects_dir.resolve()), world_dir],  # serve only our own media
+        # Gradio copies what it serves from here into its cache; the file route serves only the cache
+        # and the FoleyWorld clips (StudioGuard)
+        allowed_paths=[str(settings.projects_dir.resolve()), world_dir],
+        app_kwargs={"middleware": [Middleware(StudioGuard, policy=policy)]},
         css=CSS,
         footer_links=[],
         quiet=False,
     )
-    return 0
+
+
+def _log_to_stderr() -> None:
+    """The studio's own log lines (``foley.*``: clean-ups, warnings) on stderr with a time stamp."""
+    root = logging.getLogger("foley")
+    if not root.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        root.addHandler(handler)
+        root.setLevel(logging.INFO)

@@ -11,6 +11,7 @@ from pathlib import Path
 from engine.errors import UserInputError
 
 from .projects import Run
+from .served import discard_upload
 from .training import DEFAULTS, METHODS, TrainingManager, checked_config
 
 METHOD_CHOICES = [("LoRA fine-tune", "finetune"), ("Fast-GRPO", "grpo"), ("Flow-DPO", "dpo")]
@@ -134,6 +135,9 @@ class TrainActions:
                 added += 1
             except UserInputError as exc:
                 skipped.append(f"{name}: {exc}")
+            finally:  # the library keeps its own copy: none is left in the web server's upload folder
+                discard_upload(f)
+        discard_upload(tags_csv)
         message = _ok(f"Added {added} sound(s) to the library.") + "".join(f"  \n⚠ skipped {s}" for s in skipped)
         return self.view(project_id) | {"train_sounds": None, "train_tags": None, "message": message}
 

@@ -36,7 +36,8 @@ def test_app_builds(tmp_path):
     from app.settings import StudioSettings
 
     demo = build_app(str(tmp_path / "world"), settings=StudioSettings(projects_dir=tmp_path / "projects"))
-    assert demo is not None and (tmp_path / "projects" / "studio.db").is_file()
+    assert demo is not None and (tmp_path / "projects.db").is_file()  # beside the media folder, not inside
+    assert not list((tmp_path / "projects").glob("*.db*"))
 
 
 def test_settings_come_from_the_environment_with_safe_defaults(tmp_path):
@@ -44,7 +45,7 @@ def test_settings_come_from_the_environment_with_safe_defaults(tmp_path):
 
     default = StudioSettings.from_env({})
     assert (default.host, default.port, default.password, default.max_upload_mb) == ("127.0.0.1", 7860, "", 500.0)
-    assert default.upload_types == (".mp4", ".mov", ".webm", ".mkv") and default.db_url.endswith("projects/studio.db")
+    assert default.upload_types == (".mp4", ".mov", ".webm", ".mkv") and default.db_url.endswith("/projects.db")
     env = {
         "FOLEY_PORT": "8000",
         "FOLEY_PROJECTS": str(tmp_path),

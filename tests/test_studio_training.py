@@ -195,5 +195,5 @@ def test_an_interrupted_run_is_resumable_after_a_restart_and_bad_settings_are_re
     with pytest.raises(UserInputError, match="add video clips"):
         actions.train.start(project, "finetune", *values())
     shutil.rmtree(run.folder)
-    actions.confirm_delete(project)
+    actions.confirm_delete(project, actions.ask_delete(project)["delete_token"])
     assert actions.store.runs_with_status("stopped") == []  # the project's runs went with it

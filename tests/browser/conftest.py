@@ -52,30 +52,36 @@ def free_port() -> int:
 
 
 class Server:
-    """``python launch.py`` in a subprocess on a free port, with its projects under ``home``."""
+    """``python launch.py`` in a subprocess on a free port, with its projects under ``home`` (``env``: more
+    variables for the server, e.g. FOLEY_PASSWORD)."""
 
-    def __init__(self, home: Path) -> None:
+    def __init__(self, home: Path, env: dict[str, str] | None = None) -> None:
         self.home = home
+        self.extra_env = dict(env or {})
         self.projects = home / "projects"
         self.proc: subprocess.Popen | None = None
         self.url = ""
 
     def start(self, timeout: float = 120.0) -> Server:
         port = free_port()
-        env = os.environ | {
-            "FOLEY_PORT": str(port),
-            "FOLEY_PROJECTS": str(self.projects),
-            "FOLEY_MAX_UPLOAD_MB": str(UPLOAD_LIMIT_MB),
-            "FOLEY_RENDERS": "2",
-            "HF_HUB_OFFLINE": "1",
-            "GRADIO_ANALYTICS_ENABLED": "False",
-            "GRADIO_TEMP_DIR": str(self.home / "gradio"),
-        }
+        env = (
+            os.environ
+            | {
+                "FOLEY_PORT": str(port),
+                "FOLEY_PROJECTS": str(self.projects),
+                "FOLEY_MAX_UPLOAD_MB": str(UPLOAD_LIMIT_MB),
+                "FOLEY_RENDERS": "2",
+                "HF_HUB_OFFLINE": "1",
+                "GRADIO_ANALYTICS_ENABLED": "False",
+                "GRADIO_TEMP_DIR": str(self.home / "gradio"),
+            }
+            | self.extra_env
+        )
         self.log = open(self.home / f"server-{port}.log", "w")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             [sys.executable, str(ROOT / "launch.py")], cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT
         )
-        self.url = f"http://127.0.0.1:{port}/"
+        self.port, self.url = port, f"http://127.0.0.1:{port}/"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
