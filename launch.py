@@ -37,7 +37,7 @@ def project_pairs(project: str, path: Path) -> Path:
     """``train dpo --project NAME``: the studio project's starred and rejected takes as a pairs file at ``path``
     (the trainer never imports the studio, so the entry point hands it this)."""
     from app.settings import StudioSettings
-    from app.training import write_project_pairs
+    from app.train_runs import write_project_pairs
 
     return write_project_pairs(StudioSettings.from_env(), project, path)
 

@@ -33,7 +33,7 @@ from http.cookies import CookieError, SimpleCookie
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from .settings import LOOPBACK_HOSTS, StudioSettings
+from app.settings import LOOPBACK_HOSTS, StudioSettings
 
 log = logging.getLogger("foley.guard")
 
@@ -177,7 +177,7 @@ class GuardPolicy:
 
     def _copy_of_any(self, copy: Path, originals: Iterable[Path]) -> bool:
         """Whether ``copy`` (``<cache>/<hash>/<name>``, see app.served) is Gradio's copy of one of ``originals``."""
-        from .served import served_name
+        from app.served import served_name
 
         size = copy.stat().st_size
         for f in originals:

@@ -44,10 +44,9 @@ from sqlalchemy import select as sql_select
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
 
+from app.settings import database_beside
 from engine.errors import UserInputError
-from engine.media import write_wav
-
-from .settings import database_beside
+from engine.export import export_take
 
 log = logging.getLogger("foley.projects")
 MAX_NAME_CHARS = 80  # project names
@@ -686,14 +685,17 @@ class ProjectStore:
         total: float,
         info: dict | None = None,
     ) -> Take:
-        """Record a new take: its audio (N, 2) float is written first (atomically, under a new name), then
-        its row with the next take number of the clip. Never overwrites anything."""
+        """Record a new take: its audio (N, 2) float is written first (under a new name, level-safe and
+        24-bit exactly as a command-line render writes it: `engine.export.export_take`), then its row with the
+        next take number of the clip; the measured loudness and true peak go into its info. Never overwrites
+        anything."""
         clip = self.get_clip(clip_id)
         folder = clip.folder / "takes"
         folder.mkdir(exist_ok=True)
         uid = uuid.uuid4().hex
         path = folder / f"{uid}.wav"
-        write_wav(path, audio, sample_rate, subtype="FLOAT")
+        written = export_take(audio, sample_rate, folder, uid, duration=len(audio) / sample_rate, rate=None)
+        info = dict(info or {}) | {"level": written["level"]}
         try:
             with self._write() as s:
                 row = self._clip_row(s, clip_id)

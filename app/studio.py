@@ -1,7 +1,7 @@
 """The studio app (Gradio), started by ``python launch.py``.
 
 Pages (tabs): **Studio**, the authoring page (projects, import, plan and edit, weights and settings,
-takes, compare, export; every control calls one method of `app.callbacks.StudioActions`), **Train**
+takes, compare, export; every control calls one method of `app.studio_actions.StudioActions`), **Train**
 (the project's dataset, LoRA fine-tune / Fast-GRPO / Flow-DPO runs with live progress and curves, the
 resulting models; `app.train_actions.TrainActions`) and **FoleyWorld** (draw a procedural clip with its
 ground truth and score it with FoleyBench).
@@ -24,10 +24,10 @@ from pathlib import Path
 import gradio as gr
 from starlette.middleware import Middleware
 
-from .callbacks import EXPORT_FORMATS, FIELDS, LIMITS, MAX_SEED, TAKE_HEADERS, StudioActions
-from .projects import SOUND_TYPES
-from .settings import StudioSettings
-from .train_actions import METHOD_CHOICES, RUN_HEADERS, SOUND_HEADERS, TRAIN_FIELDS
+from app.projects import SOUND_TYPES
+from app.settings import StudioSettings
+from app.studio_actions import EXPORT_FORMATS, FIELDS, LIMITS, MAX_SEED, TAKE_HEADERS, StudioActions
+from app.train_actions import METHOD_CHOICES, RUN_HEADERS, SOUND_HEADERS, TRAIN_FIELDS
 
 log = logging.getLogger("foley.studio")
 SPLITS = ["test-single", "test-multi", "val", "train"]
@@ -39,13 +39,12 @@ CSS = """
 
 def world_clip(split: str, index: float, duration: float, out_dir: str) -> dict:
     """Generate one FoleyWorld clip into ``out_dir``: paths, CoT blocks, figure and scores."""
+    from app.plots import stereo_spectrogram
     from engine.bench.run import clip_scores, load_metric_models
     from engine.errors import UserInputError
     from engine.text_encoder import encode_sentences
     from trainer.foleyworld.scene import WorldConfig
     from trainer.foleyworld.splits import make_clip, write_clip
-
-    from .plots import stereo_spectrogram
 
     if split not in SPLITS:
         raise UserInputError(f"unknown split {split!r}")
@@ -146,7 +145,7 @@ class Page:
 
 def client_of(request: gr.Request) -> str:
     """The browser a request came from (`app.guard.CLIENT_COOKIE`; "" for a client without cookies)."""
-    from .guard import CLIENT_COOKIE
+    from app.guard import CLIENT_COOKIE
 
     raw = getattr(request, "request", None)  # the Starlette request Gradio wraps
     return raw.cookies.get(CLIENT_COOKIE, "") if raw is not None else ""
@@ -315,7 +314,7 @@ def _wire_projects(page: Page) -> None:
     bind(c["create_btn"].click, act.create_project, ["project_name"], [*PROJECT_VIEW, "confirm_row"])
     bind(c["project_pick"].input, act.open_project, ["project_pick"], [*PROJECT_VIEW, "confirm_row"])
     bind(c["rename_btn"].click, act.rename_project, ["project", "project_name"], PROJECT_VIEW)
-    # the delete token lives in the session's state (server side) between the two steps: see callbacks
+    # the delete token lives in the session's state (server side) between the two steps: see studio_actions
     asked = ["confirm_text", "confirm_row", "message", "delete_token"]
     bind(c["delete_btn"].click, act.ask_delete, ["project"], asked, session=True)
     deleted = [*PROJECT_VIEW, "confirm_row", "delete_token"]
@@ -432,7 +431,7 @@ def _train_page(page: Page) -> None:
 
 
 def _train_fields(page: Page) -> None:
-    from .training import DEFAULTS
+    from app.train_runs import DEFAULTS
 
     a, d = page.add, DEFAULTS["finetune"] | {"group": 4, "beta": 2000.0}
     labels = {
@@ -539,7 +538,7 @@ def build_app(
 
 def _model_line(settings: StudioSettings) -> str:
     from engine.errors import UserInputError
-    from engine.planner import has_planner
+    from engine.planner.default import has_planner
 
     try:
         planner = "with its planner" if has_planner(settings.model) else "without a planner (write the blocks)"
@@ -560,10 +559,9 @@ def _warm_up(actions: StudioActions) -> None:
 def launch_studio(settings: StudioSettings | None = None) -> int:
     """Serve the studio (127.0.0.1:7860 unless FOLEY_HOST / FOLEY_PORT say otherwise), answering only its own
     page (`app.guard`); refuses a host other machines reach without a password unless FOLEY_ALLOW_OPEN=1."""
+    from app.guard import GuardPolicy
+    from app.served import private_cache, remove_cache
     from engine.errors import UserInputError
-
-    from .guard import GuardPolicy
-    from .served import private_cache, remove_cache
 
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # offline first: no calls home
     _log_to_stderr()
@@ -606,7 +604,7 @@ def _interrupt(signum, frame) -> None:
 
 
 def _serve(demo: gr.Blocks, settings: StudioSettings, auth, note: str | None, policy, world_dir: str) -> None:
-    from .guard import StudioGuard
+    from app.guard import StudioGuard
 
     demo.queue(default_concurrency_limit=4).launch(
         server_name=settings.host,

@@ -1,6 +1,6 @@
 """What every control of the Train page does: one method of `TrainActions` per action (the conventions of
-`app.callbacks`: page values in, a dict from output names to new values out, `UserInputError` for a
-message). The runs themselves belong to `app.training.TrainingManager`; a poll every second redraws
+`app.studio_actions`: page values in, a dict from output names to new values out, `UserInputError` for a
+message). The runs themselves belong to `app.train_runs.TrainingManager`; a poll every second redraws
 the progress, the curves and the runs table only when the run has moved on."""
 
 from __future__ import annotations
@@ -8,11 +8,10 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
+from app.projects import Run
+from app.served import discard_upload
+from app.train_runs import DEFAULTS, METHODS, TrainingManager, checked_config
 from engine.errors import UserInputError
-
-from .projects import Run
-from .served import discard_upload
-from .training import DEFAULTS, METHODS, TrainingManager, checked_config
 
 METHOD_CHOICES = [("LoRA fine-tune", "finetune"), ("Fast-GRPO", "grpo"), ("Flow-DPO", "dpo")]
 RUN_HEADERS = ["run", "status", "steps", "best held-out loss", "FoleyBench check", "offered", "started"]
@@ -66,7 +65,7 @@ class TrainActions:
 
     def run_view(self, run_id: int | None) -> dict:
         """Progress line and curves of one run, and the key the poll compares."""
-        from .plots import training_curves
+        from app.plots import training_curves
 
         if run_id is None:
             return {"train_progress": "No training run yet.", "train_plot": None, "train_seen": "none"}

@@ -16,12 +16,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .cot import Cot, validate_cot
-from .errors import UserInputError
-from .family import ModelFamily
-from .pipeline import RenderSettings, render_takes
-from .prepared import PreparedVideo
-from .rewards import RewardHeads, check_weights, view_of_prepared, weighted_total
+from engine.cot import Cot, validate_cot
+from engine.errors import UserInputError
+from engine.family import ModelFamily
+from engine.pipeline import RenderSettings, render_takes
+from engine.prepared import PreparedVideo
+from engine.rewards import RewardHeads, check_weights, view_of_prepared, weighted_total
 
 Progress = Callable[[int, int], None]  # (sampler steps done, steps in all) over the N renders
 MAX_CANDIDATES = 64  # a guard against a typo costing hours

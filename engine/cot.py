@@ -12,7 +12,7 @@ import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .errors import UserInputError
+from engine.errors import UserInputError
 
 BLOCKS: tuple[str, ...] = ("semantic", "temporal", "aesthetic", "spatial")
 MAX_BLOCK_CHARS = 600  # longer blocks are truncated with a warning (encoders see ~128 tokens per block)

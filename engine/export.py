@@ -20,11 +20,11 @@ from pathlib import Path
 import numpy as np
 from scipy.signal import firwin, kaiserord, resample_poly
 
-from .atomic import staged_paths, write_json
-from .cot import Cot, validate_cot
-from .errors import UserInputError
-from .level import CEILING_DBTP, LevelSettings, make_safe
-from .media import mux_audio, write_pcm
+from engine.atomic import staged_paths, write_json
+from engine.cot import Cot, validate_cot
+from engine.errors import UserInputError
+from engine.level import CEILING_DBTP, LevelSettings, make_safe
+from engine.media import mux_audio, write_pcm
 
 EXPORT_RATE = 48000  # Hz of every exported file
 EXPORT_BITS = 24  # integer bits per sample in WAV and FLAC

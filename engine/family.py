@@ -16,7 +16,7 @@ The order of the calls for one take (`engine.pipeline.render`):
     z = engine.sampling.sample_ode(velocity, family.noise(seed, length), steps, shift)
     audio = family.decode_window(z, prepared, start, length, finish)   # (n, 2) float32
 
-The shipped bundle (`engine.models.ModelBundle`) is the first family.
+The shipped bundle (`engine.bundle.ModelBundle`) is the first family.
 """
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import torch
 
-from .cot import Cot
-from .prepared import PreparedVideo
-from .sampling import Velocity
+from engine.cot import Cot
+from engine.prepared import PreparedVideo
+from engine.sampling import Velocity
 
 TRAINING_METHODS = ("pretrain", "finetune", "dpo", "grpo")  # what `ModelFamily.trainable` may name
 

@@ -40,10 +40,10 @@ import torch
 from torch import nn
 from torch.nn import functional as fn
 
-from .cot import Cot
-from .errors import UserInputError
-from .sampling import Velocity, guided
-from .weights import read_weights, write_weights
+from engine.cot import Cot
+from engine.errors import UserInputError
+from engine.sampling import Velocity, guided
+from engine.weight_files import read_weights, write_weights
 
 TextBlock = tuple[torch.Tensor, torch.Tensor]  # (states (B, Li, text_dim) float, mask (B, Li) bool, True = token)
 TextEncoder = Callable[[list[str]], TextBlock]  # texts -> token states and mask (engine.text_encoder.encode_tokens)
@@ -684,7 +684,7 @@ def encode_negative(cots: Sequence[Cot], encode: TextEncoder | None = None) -> T
 def _encode_rows(texts: list[list[str]], encode: TextEncoder | None) -> list[TextBlock]:
     """Encode K lists of B texts in one encoder call; empty texts get an all-False mask."""
     if encode is None:
-        from .text_encoder import encode_tokens as encode
+        from engine.text_encoder import encode_tokens as encode
     flat = [s for row in texts for s in row]
     states, mask = encode(flat)  # (K B, L, 384), (K B, L)
     mask = mask.bool() & torch.tensor([bool(s.strip()) for s in flat], device=mask.device)[:, None]
@@ -745,7 +745,7 @@ def cot_text_blocks(
         empty = (torch.zeros(len(cots), 0, 384), torch.zeros(len(cots), 0, dtype=torch.bool))  # MiniLM width
         return [empty] * 4
     if encode is None:
-        from .text_encoder import encode_tokens as encode
+        from engine.text_encoder import encode_tokens as encode
     if mode == "decomposed":
         return encode_cot_blocks(cots, partial(encode, max_tokens=block_tokens))
     mono = [Cot(semantic=c.monolithic(), temporal="", aesthetic="", spatial="") for c in cots]

@@ -22,7 +22,7 @@ import pyebur128
 from scipy.ndimage import minimum_filter1d, uniform_filter1d
 from scipy.signal import resample_poly
 
-from .errors import UserInputError
+from engine.errors import UserInputError
 
 CEILING_DBTP = -1.0  # the delivery specifications' usual true-peak ceiling
 LUFS_RANGE = (-70.0, -1.0)  # accepted normalisation targets (broadcast -23/-24, streaming -14/-16)

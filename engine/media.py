@@ -17,8 +17,8 @@ import av
 import numpy as np
 import soundfile as sf
 
-from .atomic import atomic_path
-from .errors import UserInputError
+from engine.atomic import atomic_path
+from engine.errors import UserInputError
 
 AUDIO_CHUNK = 1 << 14  # samples per AudioFrame handed to the AAC encoder (it re-chunks to 1024)
 # visually lossless for flat synthetic frames, fast; without the macroblock tree (whose lookahead gives

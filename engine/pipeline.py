@@ -1,7 +1,7 @@
 """The render pipeline: a video and a four-block CoT in, stereo audio exactly as long as the video out.
 
 Every caller renders through these functions, and they reach the model only through the model family
-interface (`engine.family.ModelFamily`; the shipped bundle is `engine.models.ModelBundle`):
+interface (`engine.family.ModelFamily`; the shipped bundle is `engine.bundle.ModelBundle`):
 
 - `prepare_video` decodes a video once (`ModelFamily.prepare`, cached per file version, never mutated);
 - `render` turns a prepared video, a CoT and `RenderSettings` into ``(N, 2)`` float32 audio with
@@ -15,7 +15,7 @@ interface (`engine.family.ModelFamily`; the shipped bundle is `engine.models.Mod
 Guidance is classifier-free with its branches in one batch (`engine.generator.generator_guidance`); by
 default it is split: the text is weighed by ``cfg`` and the picture and motion on top of it by
 ``video_cfg``, and the sampled latent is finished (de-clicked, weak rises gated where the picture shows
-no event: `engine.models.finish_latent`) before decoding. No loudness or peak normalisation across takes
+no event: `engine.bundle.finish_latent`) before decoding. No loudness or peak normalisation across takes
 (a defect of the reference): each take is only passed through `safety_limit`, which touches nothing
 unless a sample exceeds full scale.
 """
@@ -32,11 +32,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .cot import Cot, validate_cot
-from .errors import FoleyError, UserInputError
-from .family import Finish, Guidance, ModelFamily
-from .prepared import PreparedVideo
-from .sampling import sample_ode
+from engine.cot import Cot, validate_cot
+from engine.errors import FoleyError, UserInputError
+from engine.family import Finish, Guidance, ModelFamily
+from engine.prepared import PreparedVideo
+from engine.sampling import sample_ode
 
 Progress = Callable[[int, int], None]  # (steps done, steps in all) over every window of a render
 SAFETY_KNEE = 0.9  # `safety_limit`: samples below this magnitude are never changed

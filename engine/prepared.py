@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import UserInputError
-from .planner_net import PlannerNet
-from .sync import sync_features
-from .video_io import VideoInfo, decoded_frames, resample_indices
+from engine.errors import UserInputError
+from engine.planner.network import PlannerNet
+from engine.sync import sync_features
+from engine.video_io import VideoInfo, decoded_frames, resample_indices
 
 
 @dataclass(frozen=True, eq=False)

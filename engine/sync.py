@@ -6,7 +6,7 @@ sequence through a gate (DESIGN "Facts about the reference system"). Ours are tw
 - ``motion`` (`engine.motion`, SYNC_DIM = 50): analytic frame differences per cell. They mark when
   something starts or stops moving, but not a bounce, a tick or a footfall, where the motion goes on at
   the same speed after the sound;
-- ``cues`` (5 C): the default planner network's frame-wise outputs (`engine.planner_net`), trained to
+- ``cues`` (5 C): the default planner network's frame-wise outputs (`engine.planner.network`), trained to
   say for every known class whether its source is visible, where it is, how large and intense, and
   whether a sound event happens at that frame (24 fps, ~42 ms). Per class: p = P(visible), P(event),
   and p-weighted position, size - 1 and level, so an unseen class reads as zeros.
@@ -21,9 +21,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .motion import SYNC_DIM, motion_features
-from .planner_net import PlannerNet, activate  # the one activation of its outputs (training and reading)
-from .video_io import resample_indices
+from engine.motion import SYNC_DIM, motion_features
+from engine.planner.network import PlannerNet, activate  # the one activation of its outputs (training and reading)
+from engine.video_io import resample_indices
 
 CUES_PER_CLASS = 5  # visible, event, x, size, level
 

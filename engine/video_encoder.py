@@ -27,9 +27,9 @@ import torch
 from torch import nn
 from torch.nn import functional as fn
 
-from .errors import UserInputError
-from .video_io import resample_indices, square_resize
-from .weights import read_weights, write_weights
+from engine.errors import UserInputError
+from engine.video_io import resample_indices, square_resize
+from engine.weight_files import read_weights, write_weights
 
 FORMAT = "foley-video-encoder/1"  # safetensors metadata tag of a saved video encoder
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from .errors import UserInputError
+from engine.errors import UserInputError
 
 
 @dataclass(frozen=True)

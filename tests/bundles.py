@@ -6,10 +6,10 @@ from dataclasses import replace
 
 import torch
 
+from engine.bundle import ModelBundle
 from engine.codec import CODEC_PRESETS, Codec
 from engine.generator import GENERATOR_PRESETS, build_generator
-from engine.models import ModelBundle
-from engine.planner_net import PlannerNet
+from engine.planner.network import PlannerNet
 from engine.sync import sync_dim
 from engine.video_encoder import build_video_encoder
 
@@ -40,8 +40,8 @@ def tiny_planner(seed: int = 0) -> PlannerNet:
     """A small planner network on random weights (seeded): its cues exercise the sync-feature plumbing."""
     import torch
 
-    from engine.planner_net import PlannerConfig
-    from trainer.train_planner import planner_classes
+    from engine.planner.network import PlannerConfig
+    from trainer.planner.train import planner_classes
 
     torch.manual_seed(seed)
     return PlannerNet(config=PlannerConfig(classes=planner_classes(), channels=(8, 8, 16), width=16)).eval()

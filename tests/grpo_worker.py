@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402 - after the path
 
-from trainer.grpo import GrpoConfig, train_grpo  # noqa: E402
+from trainer.grpo.learn import GrpoConfig, train_grpo  # noqa: E402
 
 
 def main(model: str, prompts: str, out: str) -> None:

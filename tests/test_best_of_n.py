@@ -13,8 +13,9 @@ import pytest
 import soundfile as sf
 
 from engine.best_of_n import best_of_n
+from engine.bundle import load_bundle, save_bundle
 from engine.errors import UserInputError
-from engine.models import load_bundle, save_bundle
+from engine.level import make_safe
 from engine.pipeline import RenderSettings, prepare_video, render, render_plan, render_takes
 from engine.rewards import DEFAULT_WEIGHTS, DIMENSIONS, load_reward_heads, weighted_total
 from tests.bundles import tiny_bundle
@@ -97,7 +98,9 @@ def test_render_candidates_keeps_the_best(tmp_path, model_dir, clang, capsys):
     bundle = load_bundle(model_dir)
     best = render(prepare_video(video, bundle), cot, bundle, replace(FAST, seed=line["seed"]))
     written, _ = sf.read(line["wav"], dtype="float32")
-    np.testing.assert_allclose(written, best, atol=2.0**-22)  # 24-bit PCM
+    safe, level = make_safe(best, bundle.sample_rate)  # written as every take is: level-safe, then 24-bit
+    np.testing.assert_allclose(written, safe, atol=2.0**-23)
+    assert line["true_peak_dbtp"] == level["true_peak_dbtp"] <= -1.0 and line["lufs"] == level["lufs"]
 
 
 def test_score_command_reports_scores_and_total(tmp_path, clang, capsys):

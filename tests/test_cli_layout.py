@@ -99,8 +99,8 @@ def test_old_bench_flags_choose_their_mode():
 def test_defaults_come_from_the_configs():
     from engine.pipeline import RenderSettings
     from trainer.finetune import FinetuneConfig
-    from trainer.grpo import GrpoConfig
-    from trainer.train_planner import PlannerTrainConfig
+    from trainer.grpo.learn import GrpoConfig
+    from trainer.planner.train import PlannerTrainConfig
 
     grpo = parse("train grpo")
     assert GrpoConfig(**fields_of(grpo, GrpoConfig) | {"out": GrpoConfig.out}) == GrpoConfig()
@@ -145,7 +145,7 @@ def test_codec_writes_the_reconstruction_at_the_codecs_rate(tmp_path, capsys):
     import numpy as np
     import soundfile as sf
 
-    from engine.models import save_bundle
+    from engine.bundle import save_bundle
     from tests.bundles import tiny_bundle
 
     model = save_bundle(tiny_bundle(), tmp_path / "tiny")

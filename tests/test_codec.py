@@ -11,8 +11,15 @@ import torch
 from engine.bench.spatial import gcc_phat
 from engine.codec import CODEC_PRESETS, Codec, CodecConfig, load_codec, read_codec_metadata, save_codec
 from engine.errors import UserInputError
+from trainer.codec_training import (
+    CodecTrainConfig,
+    latent_stats_clips,
+    lr_at,
+    new_training_state,
+    train_codec,
+    train_step,
+)
 from trainer.losses import codec_feature_loss
-from trainer.train_codec import CodecTrainConfig, latent_stats_clips, lr_at, new_training_state, train_codec, train_step
 
 TINY = CODEC_PRESETS["tiny"]
 SR = 44100

@@ -9,14 +9,14 @@ import math
 import pytest
 import torch
 
+from engine.bundle import load_bundle
 from engine.errors import UserInputError
 from engine.media import write_wav
-from engine.models import load_bundle
 from engine.pipeline import RenderSettings, prepare_video, render
 from tests import train_data
 from trainer.bench_guard import BenchCheck
 from trainer.dpo import DpoConfig, DpoObjective, PreferencePair, read_pairs, train_dpo, write_pairs
-from trainer.lora import lora_generator
+from trainer.lora.adapters import lora_generator
 from trainer.losses import flow_dpo_loss
 
 pytestmark = pytest.mark.usefixtures("one_thread")

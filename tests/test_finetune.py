@@ -13,13 +13,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from engine.models import load_bundle
+from engine.bundle import load_bundle
 from engine.pipeline import RenderSettings, prepare_video, render
 from tests import train_data
 from trainer.bench_guard import BenchCheck, check_against_base, compare
 from trainer.finetune import FinetuneConfig, FlowObjective, finetune
 from trainer.ingest import IngestConfig, ingest, sound_folder, video_folder
-from trainer.lora import lora_generator
+from trainer.lora.adapters import lora_generator
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 NO_BENCH = BenchCheck(clips=0)
@@ -178,7 +178,7 @@ def test_train_finetune_command(data, tmp_path, capsys):
 
 def test_blend_sets_a_tunes_strength_between_the_start_model_and_the_tune(data, tmp_path):
     from engine.errors import UserInputError
-    from trainer.lora import blend
+    from trainer.lora.adapters import blend
 
     finetune(_cfg(data, tmp_path / "tune", steps=4, lr=3e-2, patience=0), resume=False)
     start, tune = (load_bundle(m).generator.state_dict() for m in (data["model"], tmp_path / "tune"))
@@ -243,9 +243,9 @@ def test_distillation_targets_the_start_models_velocity_on_replayed_clips_only(d
 
 def test_measure_house_renders_the_start_model_once_and_a_tune_at_each_strength(data, tmp_path):
     from engine.bench.run import load_clips
-    from engine.models import save_bundle
+    from engine.bundle import save_bundle
     from trainer.house import write_library
-    from trainer.lora import tuned_bundle
+    from trainer.lora.adapters import tuned_bundle
     from trainer.measure import house_markdown, mean_level, measure_house
 
     write_library(tmp_path / "house", per_class=1, duration=2.0, test_per_class=2, sounds_per_class=0)
@@ -309,7 +309,7 @@ def test_measure_house_renders_the_tune_with_its_own_guidance(data, tmp_path):
     model = str(data["model"])  # the start model as its own "tune" at strength 0: only the guidance differs
     house = tmp_path / "house" / "test"
     hows = (settings, plain)
-    from engine.bench.models import ASSETS
+    from engine.bench.metric_nets import ASSETS
 
     result = measure_house(
         house, model, model, settings, check, tmp_path / "w", strengths=(0.0,), tuned_settings=hows, judge=ASSETS

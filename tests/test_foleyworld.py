@@ -10,7 +10,7 @@ import pytest
 
 from engine.bench.onsets import detect_onsets, onset_f1
 from trainer.foleyworld.classes import CLASS_NAMES, CLASSES, FAMILIES, HELD_OUT_PAIRS
-from trainer.foleyworld.cot import write_cot
+from trainer.foleyworld.ground_truth import write_cot
 from trainer.foleyworld.scene import GLOBAL_MIN_GAP, Source, WorldConfig, sample_scene
 from trainer.foleyworld.splits import SPLIT_SEED_BASE, clip_seed, make_clip
 from trainer.foleyworld.synth import render_audio

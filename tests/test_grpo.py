@@ -17,15 +17,15 @@ import numpy as np
 import pytest
 import torch
 
+from engine.bundle import load_bundle, save_bundle
 from engine.generator import Generator
-from engine.models import load_bundle, save_bundle
 from engine.sampling import sde_sigma
 from tests.bundles import tiny_bundle
 from trainer.foleyworld.scene import WorldConfig
 from trainer.foleyworld.splits import write_split
-from trainer.grpo import GrpoConfig, build_policy, collect_rollouts, guided_velocity, noise_generator, train_grpo
-from trainer.grpo_objective import clipped_surrogate, draw_window, gaussian_kl, group_advantages
-from trainer.grpo_prompts import load_prompts
+from trainer.grpo.learn import GrpoConfig, build_policy, collect_rollouts, guided_velocity, noise_generator, train_grpo
+from trainer.grpo.objective import clipped_surrogate, draw_window, gaussian_kl, group_advantages
+from trainer.grpo.prompts import load_prompts
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -296,7 +296,7 @@ def test_config_rejects_bad_values(model_dir, prompt_dir):
 def test_train_grpo_command_and_a_plain_video_folder(model_dir, prompt_dir, tmp_path, capsys):
     from engine.cot import Cot
     from tests.test_pipeline import _cli
-    from trainer.grpo_prompts import load_prompts
+    from trainer.grpo.prompts import load_prompts
 
     videos = tmp_path / "videos"
     videos.mkdir()
@@ -336,7 +336,7 @@ def _log(folder: Path, evals: list[tuple[float, float]], window: int, nfe: float
 
 def test_fast_against_flow_reads_the_time_to_flows_final_reward(tmp_path):
     from engine.errors import UserInputError
-    from trainer.grpo_compare import compare, figure
+    from trainer.grpo.compare import compare, figure
 
     fast = _log(tmp_path / "fast", [(0, 0.50), (10, 0.55), (20, 0.61), (30, 0.63)], 2, 2.0)
     flow = _log(tmp_path / "flow", [(0, 0.50), (40, 0.56), (80, 0.60)], 24, 24.0)

@@ -58,7 +58,7 @@ def test_the_library_on_disk(tmp_path):
 
 
 def test_house_metrics_fd_is_zero_for_the_house_audio_itself_and_large_for_noise():
-    from engine.bench.models import load_metric_models
+    from engine.bench.metric_nets import load_metric_models
     from trainer.measure import house_metrics
 
     clips = [house_clip("test", cls, k, WorldConfig(duration=2.0)) for cls in HOUSE_CLASSES for k in range(2)]
@@ -73,7 +73,7 @@ def test_house_metrics_fd_is_zero_for_the_house_audio_itself_and_large_for_noise
 
 
 def test_a_judge_learns_the_house_classes_from_its_own_clips(tmp_path):
-    from engine.bench.models import load_metric_models
+    from engine.bench.metric_nets import load_metric_models
     from trainer.foleyworld.classes import CLASS_NAMES
     from trainer.metric_models import build_dataset, train_metric_models
 

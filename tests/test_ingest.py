@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
+from engine.bundle import load_bundle
 from engine.cot import Cot
 from engine.errors import UserInputError
-from engine.models import load_bundle
 from engine.pipeline import prepare_video
 from engine.video_io import load_audio_track
 from tests import train_data
@@ -210,7 +210,7 @@ def test_replayed_foleyworld_clips_join_a_dataset_with_their_own_cots(setup, tmp
 
 def test_fast_grpo_runs_on_the_datasets_video_windows(setup, tmp_path):
     from trainer.dataset import dataset_prompts
-    from trainer.grpo import GrpoConfig, train_grpo
+    from trainer.grpo.learn import GrpoConfig, train_grpo
 
     bundle = load_bundle(setup["model"])
     train, held = dataset_prompts(setup["report"].folder, bundle, 0.5, seed=0)

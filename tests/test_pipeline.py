@@ -18,11 +18,11 @@ import soundfile as sf
 import torch
 
 import launch
+from engine.bundle import ModelBundle, load_bundle, resolve_model, save_bundle
 from engine.cot import Cot
 from engine.errors import UserInputError
 from engine.generator import build_generator
 from engine.media import write_mp4
-from engine.models import ModelBundle, load_bundle, resolve_model, save_bundle
 from engine.pipeline import (
     RenderSettings,
     join_windows,
@@ -260,6 +260,11 @@ def test_render_command_writes_wav_cot_and_mux_with_the_video_copied(tmp_path, c
     assert result["wav"] == str(out / "clip.wav") and result["mp4"] == str(out / "clip.mp4") and result["seconds"] > 0
     audio, sr = sf.read(out / "clip.wav", always_2d=True)
     assert sr == SR and audio.shape == (n, 2) and sf.info(out / "clip.wav").subtype == "PCM_24"
+    # level-safe: under -1 dBTP by an independent 4x oversampled meter, nowhere near full scale, and reported
+    from scipy.signal import resample_poly
+
+    assert 20 * np.log10(np.abs(resample_poly(audio, 4, 1, axis=0)).max()) <= -0.99
+    assert np.abs(audio).max() < 10 ** (-1 / 20) and result["true_peak_dbtp"] <= -1.0 and "lufs" in result
     assert json.loads((out / "clip.cot.json").read_text()) == COT.to_dict()
     assert _packets(out / "clip.mp4") == _packets(clip)  # the video stream is copied, packet for packet
     with av.open(str(out / "clip.mp4")) as c:
@@ -321,7 +326,7 @@ def test_failed_write_leaves_no_partial_outputs(tmp_path, clip, model_dir, capsy
         Path(out).write_bytes(b"half a file")
         raise OSError("disk full")
 
-    monkeypatch.setattr("engine.media.mux_audio", broken_mux)
+    monkeypatch.setattr("engine.export.mux_audio", broken_mux)
     rc, _, err = _cli(
         "render", clip, "--out", tmp_path / "o", "--steps", "1", "--mux", "--model", model_dir, capsys=capsys
     )

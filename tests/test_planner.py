@@ -14,12 +14,11 @@ import torch
 
 import launch
 from engine.bench.planning import compare, match_events, mean_visible_x, side_of
-from engine.cot_writer import SceneSketch, SourceSketch, write_blocks
+from engine.bundle import PLANNER_FILE, save_bundle
 from engine.errors import UserInputError
 from engine.media import write_mp4
-from engine.models import PLANNER_FILE, save_bundle
-from engine.planner import DefaultPlanner, ReadSettings, pick_events, read_scene
-from engine.planner_net import (
+from engine.planner.default import DefaultPlanner, ReadSettings, pick_events, read_scene
+from engine.planner.network import (
     HEADS,
     ClassInfo,
     PlannerConfig,
@@ -29,10 +28,11 @@ from engine.planner_net import (
     pool_columns,
     save_planner,
 )
+from engine.planner.writer import SceneSketch, SourceSketch, write_blocks
 from tests.bundles import tiny_bundle
 from trainer.foleyworld.scene import WorldConfig, sample_scene
 from trainer.foleyworld.video import render_frames
-from trainer.train_planner import PlannerTrainConfig, clip_targets, mirrored, planner_classes, train_planner
+from trainer.planner.train import PlannerTrainConfig, clip_targets, mirrored, planner_classes, train_planner
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -369,7 +369,7 @@ def test_plan_with_a_missing_llm_is_one_line(tmp_path, world_clip, capsys):
 
 
 def test_pool_workers_render_the_same_clips_and_init_starts_from_a_file(tmp_path):
-    from trainer.train_planner import ScenePool, new_training_state
+    from trainer.planner.train import ScenePool, new_training_state
 
     cfg = dict(steps=2, batch=1, crop_frames=16, pool_size=2, via_mp4=False)
     one = ScenePool(config=PlannerTrainConfig(**cfg), classes=planner_classes())
@@ -395,14 +395,14 @@ def test_pool_workers_render_the_same_clips_and_init_starts_from_a_file(tmp_path
 
 
 def _clip(score, truth, prob=None, events=None, duration=2.0):
-    from trainer.calibrate_planner import ClipOutputs
+    from trainer.planner.calibrate import ClipOutputs
 
     prob = np.zeros((48, len(CLASSES))) if prob is None else prob
     return ClipOutputs(np.array(score, float), prob, frozenset(truth), events or {}, duration)
 
 
 def test_presence_calibration_finds_a_threshold_per_class():
-    from trainer.calibrate_planner import exact_rate, fit_presence, jaccard
+    from trainer.planner.calibrate import exact_rate, fit_presence, jaccard
 
     # wood knock reads weakly (0.3 when there, 0.1 when not); footsteps strongly, also when absent (0.6)
     clips = [_clip([0.3, 0.0, 0.0, 0.6], {0}), _clip([0.1, 0.9, 0.0, 0.8], {1, 3}), _clip([0.3, 0.9, 0.0, 0.6], {0, 1})]
@@ -418,7 +418,7 @@ def test_presence_calibration_finds_a_threshold_per_class():
 
 
 def test_the_f2_objective_costs_a_missed_source_more_than_a_spurious_one():
-    from trainer.calibrate_planner import fit_presence, recall_f2
+    from trainer.planner.calibrate import fit_presence, recall_f2
 
     start = np.full(4, 0.5)
     missed = recall_f2([_clip([0.9, 0.3, 0.0, 0.0], {0, 1})], start, 3)  # knocks named, rain missed
@@ -431,7 +431,7 @@ def test_the_f2_objective_costs_a_missed_source_more_than_a_spurious_one():
 
 
 def test_event_calibration_lowers_the_threshold_of_a_class_with_weak_peaks():
-    from trainer.calibrate_planner import event_f_beta, fit_events
+    from trainer.planner.calibrate import event_f_beta, fit_events
 
     net = PlannerNet(config=TINY)
     prob = np.full((48, len(CLASSES)), 0.02)
@@ -469,7 +469,7 @@ def test_calibrated_thresholds_travel_in_the_planner_file_and_drive_the_reading(
 
 
 def test_calibrate_on_val_clips_writes_a_planner_with_thresholds(tmp_path):
-    from trainer.calibrate_planner import calibrate
+    from trainer.planner.calibrate import calibrate
 
     net = PlannerNet(config=PlannerConfig(classes=planner_classes(), channels=(8, 8, 16), width=16, dilations=(1,)))
     save_planner(net, tmp_path / "p.safetensors")

@@ -15,9 +15,8 @@ import pytest
 import torch
 
 from engine.cot import MAX_BLOCK_CHARS, Cot
-from engine.cot_parse import clean_answer, fallback_cot, parse_answer
 from engine.errors import UserInputError
-from engine.planner_mllm import (
+from engine.planner.mllm import (
     CLIP_MEAN,
     CLIP_STD,
     MllmPlanner,
@@ -29,6 +28,7 @@ from engine.planner_mllm import (
     sample_frames,
     split_prompt,
 )
+from engine.planner.parse import clean_answer, fallback_cot, parse_answer
 from engine.video_io import load_video
 from tests.media_files import write_video
 
@@ -148,7 +148,7 @@ def test_config_rejects_nonsense_in_one_line(kw, needle):
 
 
 def test_import_loads_neither_torch_nor_transformers():
-    code = "import sys, engine.planner_mllm; print(sorted({'torch', 'transformers'} & set(sys.modules)))"
+    code = "import sys, engine.planner.mllm; print(sorted({'torch', 'transformers'} & set(sys.modules)))"
     root = Path(__file__).resolve().parents[1]
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root)
     assert out.stdout.strip() == "[]"

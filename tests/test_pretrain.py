@@ -25,7 +25,8 @@ from engine.video_encoder import (
     save_video_encoder,
 )
 from engine.video_io import load_video
-from trainer.features import (
+from trainer.codec_training import CodecTrainConfig, latent_stats_clips, measure_latent_stats
+from trainer.feature_cache import (
     CropCollate,
     FeatureConfig,
     FeatureDataset,
@@ -45,7 +46,6 @@ from trainer.pretrain import (
     load_pretrained,
     pretrain,
 )
-from trainer.train_codec import CodecTrainConfig, latent_stats_clips, measure_latent_stats
 
 DURATION = 2.0  # seconds per test clip
 

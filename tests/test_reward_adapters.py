@@ -13,7 +13,7 @@ import torch
 from engine.cot import Cot
 from engine.rewards import load_reward_heads
 from engine.rewards.resample import mono_at
-from engine.rewards.video import VideoView
+from engine.rewards.view import VideoView
 
 COT = Cot("a dog barks twice", "two barks", "dry", "left")
 SR = 44100

@@ -17,11 +17,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.callbacks import StudioActions
 from app.guard import GuardPolicy, LoginBackoff, served_hosts
 from app.projects import ProjectStore
 from app.settings import StudioSettings
 from app.studio import launch_studio
+from app.studio_actions import StudioActions
 from engine.errors import UserInputError
 from tests.browser.conftest import Server
 from tests.media_files import write_video

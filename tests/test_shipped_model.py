@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.models import MODELS_DIR, load_bundle
+from engine.bundle import MODELS_DIR, load_bundle
 from engine.pipeline import RenderSettings, prepare_video, render
 
 ROOT = Path(__file__).resolve().parents[1]

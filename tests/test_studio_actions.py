@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from app.callbacks import CANCELLED, FIELDS, StudioActions, checked_cot
 from app.plots import DB_RANGE
 from app.settings import StudioSettings
+from app.studio_actions import CANCELLED, FIELDS, StudioActions, checked_cot
+from engine.bundle import MODELS_DIR, load_bundle, save_bundle
 from engine.errors import UserInputError
-from engine.models import MODELS_DIR, load_bundle, save_bundle
 from engine.pipeline import RenderSettings, prepare_video, render
 from engine.rewards import weighted_total
 from tests.bundles import tiny_bundle

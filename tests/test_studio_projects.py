@@ -237,3 +237,25 @@ def test_any_database_url(tmp_path):
     assert (tmp_path / "elsewhere" / "studio.sqlite").is_file()
     assert not (tmp_path / "media" / "studio.db").exists()
     assert [p.name for p in ProjectStore(tmp_path / "media", url).list_projects()] == ["Remote"]
+
+
+def test_the_studio_and_the_command_line_write_a_take_identically(tmp_path):
+    """One write path: the same rendered audio stored as a studio take and written by ``render`` gives the same
+    samples, both level-safe (a take rendered too hot comes out under -1 dBTP, its level in the take's info)."""
+    from engine.commands.render import _write_take
+    from engine.cot import Cot
+    from engine.level import LevelSettings
+
+    t = np.arange(44100) / 44100
+    hot = np.stack([1.3 * np.sin(2 * np.pi * 440 * t), 0.5 * np.sin(2 * np.pi * 660 * t)], axis=1).astype(np.float32)
+    store = ProjectStore(tmp_path / "p")
+    clip = new_clip(store, tmp_path)
+    take = store.add_take(clip.id, hot, 44100, cot={"semantic": "x"}, settings={}, seed=1, scores={}, total=0.0)
+    cot = Cot(semantic="x", temporal="", aesthetic="", spatial="")
+    paths, level = _write_take(tmp_path, tmp_path / "shot.mp4", hot, 44100, cot, False, LevelSettings())
+    studio, sr = sf.read(take.path, dtype="float64")
+    cli, sr_cli = sf.read(paths["wav"], dtype="float64")
+    assert sr == sr_cli == 44100 and sf.info(take.path).subtype == sf.info(paths["wav"]).subtype == "PCM_24"
+    np.testing.assert_array_equal(studio, cli)
+    assert np.abs(cli).max() < 10 ** (-1 / 20) and level["true_peak_dbtp"] <= -1.0
+    assert take.info["level"] == level

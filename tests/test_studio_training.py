@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from app.callbacks import StudioActions
 from app.settings import StudioSettings
+from app.studio_actions import StudioActions
 from app.train_actions import STUDIO_MODEL, TRAIN_FIELDS
-from app.training import TrainingManager, checked_config, project_pairs
+from app.train_runs import TrainingManager, checked_config, project_pairs
+from engine.bundle import load_bundle
 from engine.errors import UserInputError
-from engine.models import load_bundle
 from tests import train_data
 from tests.test_studio_actions import settings_values, upload
 

@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 import torch
 
+from engine.bundle import CUES_FILE, PLANNER_FILE, ModelBundle, finish_latent, load_bundle, save_bundle
 from engine.codec import CODEC_PRESETS, Codec, save_codec
 from engine.errors import UserInputError
 from engine.media import write_mp4
-from engine.models import CUES_FILE, PLANNER_FILE, ModelBundle, finish_latent, load_bundle, save_bundle
 from engine.motion import SYNC_DIM, motion_features
 from engine.pipeline import RenderSettings, prepare_video, render
-from engine.planner_net import load_planner_net, save_planner
+from engine.planner.network import load_planner_net, save_planner
 from engine.sync import (
     CUES_PER_CLASS,
     cue_dim,
@@ -27,7 +27,7 @@ from engine.sync import (
     sync_features,
 )
 from tests.bundles import tiny_bundle, tiny_planner
-from trainer.features import FeatureConfig, FeatureDataset, build_features, file_sha256
+from trainer.feature_cache import FeatureConfig, FeatureDataset, build_features, file_sha256
 from trainer.foleyworld.scene import WorldConfig, sample_scene
 from trainer.foleyworld.video import render_frames
 from trainer.ingest import state_digest

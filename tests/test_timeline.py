@@ -13,7 +13,7 @@ import torch
 from engine.cot import Cot
 from engine.generator import GENERATOR_PRESETS, Generator
 from engine.timeline import ONSET_CHANNELS, TIMELINE_DIM, read_temporal, shift_temporal, timeline_track
-from trainer.foleyworld.cot import write_cot
+from trainer.foleyworld.ground_truth import write_cot
 from trainer.foleyworld.splits import clip_scene
 
 RATE = 44100 / 2048  # the default codec's latent frames per second
@@ -146,7 +146,7 @@ def test_the_timeline_moves_the_velocity_and_goes_with_the_text():
 
 
 def test_a_render_follows_the_written_times(tmp_path):
-    from engine.models import ModelBundle
+    from engine.bundle import ModelBundle
     from engine.pipeline import RenderSettings, prepare_video, render
     from tests.bundles import tiny_bundle
     from tests.media_files import write_video

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from engine.models import save_bundle
+from engine.bundle import save_bundle
 from tests.bundles import tiny_bundle
 
 DURATION = 2.0  # seconds per video
@@ -23,10 +23,10 @@ def model_folder(root: Path, with_planner: bool = False) -> Path:
 
     import torch
 
-    from engine.models import MODELS_DIR, PLANNER_FILE
+    from engine.bundle import MODELS_DIR, PLANNER_FILE
+    from trainer.codec_training import measure_latent_stats
     from trainer.foleyworld.scene import WorldConfig
     from trainer.foleyworld.splits import make_clip
-    from trainer.train_codec import measure_latent_stats
 
     bundle = tiny_bundle()
     clips = [torch.from_numpy(make_clip("train", i, WorldConfig(duration=2.0)).audio.audio.T.copy()) for i in (0, 1)]

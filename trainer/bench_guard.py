@@ -16,8 +16,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from engine.bundle import ModelBundle
 from engine.errors import UserInputError
-from engine.models import ModelBundle
 
 GUARDED = ("class_acc", "clap", "onset_f1_100")  # semantic (class, text agreement) and temporal metrics
 

@@ -7,7 +7,7 @@
   clip is ever trained on (windows of one clip overlap in content);
 - `WindowCollate`: batches windows of one length group (cropped to the shortest), with zero frames and
   motion for text-audio rows, which the trainer replaces by the generator's null video and sync;
-- `dataset_prompts`: the video windows as RL prompts for `trainer.grpo` (no file is decoded again).
+- `dataset_prompts`: the video windows as RL prompts for `trainer.grpo.learn` (no file is decoded again).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from engine.errors import UserInputError
 from engine.generator import BLOCK_TOKENS, COT_MODES, MONO_TOKENS
 from engine.text_encoder import EMBED_DIM
 from engine.timeline import timeline_track
-from trainer.features import encode_sorted, pad_text_block, stack_timelines
+from trainer.feature_cache import encode_sorted, pad_text_block, stack_timelines
 from trainer.ingest import FORMAT, MANIFEST, REPLAY_SOURCE, binding
 
 
@@ -195,7 +195,7 @@ def collate_for(dataset: TrainDataset) -> WindowCollate:
 
 
 def dataset_prompts(folder: str | os.PathLike, bundle, held_out: float, seed: int, limit: int | None = None):
-    """(training prompts, held-out prompts) of `trainer.grpo` from the dataset's video windows (text-audio
+    """(training prompts, held-out prompts) of `trainer.grpo.learn` from the dataset's video windows (text-audio
     pairs have no picture for the temporal and spatial rewards, so RL leaves them out). The held-out part
     is `held_out_split` of the sources; when it is empty, the training prompts are evaluated."""
     data = TrainDataset(folder, bundle.cot_mode)
@@ -211,12 +211,12 @@ def dataset_prompts(folder: str | os.PathLike, bundle, held_out: float, seed: in
 
 @torch.no_grad()
 def _prompt(data: TrainDataset, i: int, bundle):
-    """One video window as a `trainer.grpo_prompts.Prompt`, built from its cached arrays."""
+    """One video window as a `trainer.grpo.prompts.Prompt`, built from its cached arrays."""
     from engine.motion import SYNC_DIM
     from engine.prepared import PreparedVideo
     from engine.rewards import VideoView
     from engine.video_io import VideoInfo
-    from trainer.grpo_prompts import Prompt
+    from trainer.grpo.prompts import Prompt
 
     item, (j, w) = data[i], data.entries[i]
     cfg, enc = bundle.codec.config, bundle.video_encoder.config

@@ -30,10 +30,10 @@ import numpy as np
 import torch
 
 from engine.atomic import atomic_path, write_text
+from engine.bundle import ModelBundle
 from engine.cot import Cot, validate_cot
 from engine.errors import UserInputError
 from engine.generator import concat_conditions
-from engine.models import ModelBundle
 from engine.pipeline import prepare_video
 from engine.timeline import timeline_track
 from trainer.dataset import WindowCollate, cot_token_states, held_out_split, timeline_rate
@@ -48,8 +48,8 @@ from trainer.ingest import (
     window_frames,
     window_starts,
 )
-from trainer.lora import network
-from trainer.lora_train import LoraTrainConfig, train_lora
+from trainer.lora.adapters import network
+from trainer.lora.loop import LoraTrainConfig, train_lora
 from trainer.losses import flow_dpo_loss, flow_matching_loss, logit_normal_times
 
 PAIRS_FORMAT = "foley-pairs/1"
@@ -232,5 +232,5 @@ class DpoObjective:
 
 
 def train_dpo(cfg: DpoConfig, progress=None, resume: bool = True, stop=None) -> dict:
-    """Run (or resume) Flow-DPO as ``cfg`` says (see `trainer.lora_train.train_lora`)."""
+    """Run (or resume) Flow-DPO as ``cfg`` says (see `trainer.lora.loop.train_lora`)."""
     return train_lora(cfg, DpoObjective, "flow-dpo", progress, resume, stop)

@@ -32,7 +32,7 @@ from scipy.signal import fftconvolve
 
 from engine.atomic import write_text
 from engine.cot import Cot
-from engine.cot_writer import SceneSketch, SourceSketch, write_blocks
+from engine.planner.writer import SceneSketch, SourceSketch, write_blocks
 from trainer.foleyworld import synth, video
 from trainer.foleyworld.scene import Scene, Source, WorldConfig
 from trainer.foleyworld.video import INK, WHITE, hsv_rgb

@@ -47,9 +47,9 @@ import numpy as np
 import torch
 
 from engine.atomic import atomic_path, write_text
+from engine.bundle import ModelBundle
 from engine.cot import Cot, load_cot, validate_cot
 from engine.errors import UserInputError
-from engine.models import ModelBundle
 from engine.pipeline import prepare_video
 from engine.prepared import PreparedVideo
 
@@ -60,7 +60,7 @@ VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v")
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aif", ".aiff", ".m4a", ".aac", ".opus")
 LOSSLESS_SUFFIXES = (".wav", ".flac", ".aif", ".aiff")  # a video's sound beside it, preferred to its track
 SILENCE_RMS = 1e-5  # a window quieter than this (about -100 dBFS) carries nothing to learn
-Planner = Callable[[Path], Cot]  # video -> CoT (engine.planner.load_planner(model).plan)
+Planner = Callable[[Path], Cot]  # video -> CoT (engine.planner.default.load_planner(model).plan)
 Progress = Callable[[int, int, str], None]  # (files done, files in all, current file name)
 
 

@@ -28,8 +28,8 @@ from pathlib import Path
 import numpy as np
 
 from engine.atomic import write_text
+from engine.bundle import ModelBundle, load_bundle
 from engine.errors import UserInputError
-from engine.models import ModelBundle, load_bundle
 from engine.pipeline import RenderSettings
 from trainer.bench_guard import BenchCheck
 
@@ -54,7 +54,7 @@ def house_metrics(audios: list[np.ndarray], truth: list[np.ndarray], metas: list
     import torch
 
     from engine.bench.distribution import frechet_distance
-    from engine.bench.features import log_mel
+    from engine.bench.mel import log_mel
     from engine.text_encoder import encode_sentences
 
     text = encode_sentences([m["cot"]["semantic"] for m in metas])
@@ -119,17 +119,17 @@ def measure_house(
     judge: str | Path | None = None,
 ) -> dict:
     """Both models on the held-out house clips and on FoleyBench's original classes (see the module doc), the
-    tune at each of ``strengths`` (`trainer.lora.blended_generator`; 1: the tune as trained) rendered with
+    tune at each of ``strengths`` (`trainer.lora.adapters.blended_generator`; 1: the tune as trained) rendered with
     each of ``tuned_settings`` (default ``settings`` alone). The start model's renders are made once for
     all of them. -> {"house_clips", "reference": {"house audio", "codec": metrics}, "house": {row: metrics},
     "settings": {"base": guidance}, "tunes": [{"strength", "guidance", "name", "fd_drop", "clap_gain",
     "foleybench"}]} and, with ``judge`` (a folder of metric models, e.g. from `train metrics
     --house-per-class`), "judge": {"folder", "reference", "house", "tunes": {name: {"fd_drop", "clap_gain"}}},
     the same renders scored by those models."""
-    from engine.bench.models import load_metric_models
+    from engine.bench.metric_nets import load_metric_models
     from engine.bench.run import load_clips
     from trainer.bench_guard import check_many
-    from trainer.lora import blended_generator, tuned_bundle
+    from trainer.lora.adapters import blended_generator, tuned_bundle
 
     if not strengths or any(not 0.0 <= s <= 1.0 for s in strengths) or len(set(strengths)) != len(strengths):
         raise UserInputError(f"--strengths must be distinct values in 0 .. 1, got {list(strengths)}")

@@ -5,7 +5,7 @@ Data: FoleyWorld ``train`` clips (audio only) for training, ``val`` clips for th
 apart from every clip a tune trains or is measured on) to both, the classifier then naming 20 classes: a
 judge for `train measure --judge` that knows the house sounds, as a contrastive model trained on a wide
 library would, where the shipped models heard FoleyWorld alone.
-Three models, one architecture (`engine.bench.models.AudioNet`):
+Three models, one architecture (`engine.bench.metric_nets.AudioNet`):
 - classifier: multi-label sound-event classifier (binary cross-entropy over the 16 classes, or 20);
 - contrastive: audio tower + projection of frozen MiniLM embeddings of the Semantic block (InfoNCE);
 - quality: clean render (1) against the same render degraded (0) by `trainer.degrade`.
@@ -23,15 +23,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from engine.bench.features import log_mel
-from engine.bench.models import AudioNet, AudioNetConfig, ContrastiveModel, save_model
+from engine.bench.mel import log_mel
+from engine.bench.metric_nets import AudioNet, AudioNetConfig, ContrastiveModel, save_model
 from engine.text_encoder import encode_sentences
-
-from .degrade import degrade
-from .foleyworld.classes import CLASS_NAMES
-from .foleyworld.scene import WorldConfig
-from .foleyworld.splits import make_clip
-from .house import HOUSE_CLASSES, house_clip
+from trainer.degrade import degrade
+from trainer.foleyworld.classes import CLASS_NAMES
+from trainer.foleyworld.scene import WorldConfig
+from trainer.foleyworld.splits import make_clip
+from trainer.house import HOUSE_CLASSES, house_clip
 
 HOUSE_PREFIX = "house:"  # a build_dataset job of a house class
 

@@ -4,7 +4,7 @@ The objective (REFERENCE "Flow matching"): ``|| v_theta(x_t, t, c) - (x1 - x0) |
 ``x0``, Gaussian noise ``x1``, ``t`` from a logit-normal, and per-modality classifier-free-guidance dropout
 of (video + sync) and text (`engine.generator.Generator.drop_conditions`). The video encoder is trained
 jointly: its tokens are part of the condition ``c``. Everything else (latents, motion, text states) comes
-from the cache of `trainer.features`.
+from the cache of `trainer.feature_cache`.
 
 The loop is a few named steps (draw a batch, `train_step`, EMA, log, checkpoint) run by
 `accelerate.Accelerator`, so the same command trains on the CPU, on one GPU or with several processes.
@@ -17,7 +17,7 @@ Reproducibility and resumption:
   the run state (step, data-order fingerprint); it is written to a temporary folder and renamed, and a run
   resumes from the newest complete one.
 
-At the end ``out/`` becomes a model folder in the layout `engine.models.load_bundle` reads: a copy of the
+At the end ``out/`` becomes a model folder in the layout `engine.bundle.load_bundle` reads: a copy of the
 codec (``codec.safetensors``), the EMA generator and video encoder as float16 safetensors (loaded back as
 float32) and ``model.json`` (CoT mode, rates, text settings, where the codec came from, the training config);
 `load_pretrained` reads the trained parts back.
@@ -40,9 +40,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from engine.bundle import PLANNER_FILE
 from engine.errors import UserInputError
 from engine.generator import COT_MODES, GENERATOR_PRESETS, Conditions, Generator, load_generator, save_generator
-from engine.models import PLANNER_FILE
 from engine.timeline import TIMELINE_DIM
 from engine.video_encoder import (
     VIDEO_ENCODER_PRESETS,
@@ -50,13 +50,13 @@ from engine.video_encoder import (
     load_video_encoder,
     save_video_encoder,
 )
-from trainer.features import CropCollate, FeatureDataset, load_index
+from trainer.feature_cache import CropCollate, FeatureDataset, load_index
 from trainer.losses import flow_matching_loss, logit_normal_times
 
 Progress = Callable[[int, int, dict], None]  # (step, total steps, logged values)
-MANIFEST = "model.json"  # the manifest of a trained model folder (an `engine.models` bundle)
+MANIFEST = "model.json"  # the manifest of a trained model folder (an `engine.bundle` bundle)
 FORMAT = "foley-model/1"  # its "format"
-FILES = {  # part -> file name inside the folder (the layout `engine.models.load_bundle` reads)
+FILES = {  # part -> file name inside the folder (the layout `engine.bundle.load_bundle` reads)
     "codec": "codec.safetensors",
     "generator": "generator.safetensors",
     "video_encoder": "video_encoder.safetensors",
@@ -86,7 +86,7 @@ class PretrainConfig:
     keep_checkpoints: int = 2  # newest checkpoints kept on disk
     log_every: int = 50  # steps between progress reports (values averaged over them)
     seed: int = 0  # seeds the initial weights, the data order and every step's noise
-    cache: str = "data/features/train"  # feature cache folder (trainer.features)
+    cache: str = "data/features/train"  # feature cache folder (trainer.feature_cache)
     out: str = "runs/pretrain"  # output folder: final weights, model.json, checkpoints/, train_log.jsonl
     codec: str | None = None  # codec file named in model.json (default: the one the cache was built with)
     clips: int | None = None  # train on the first N clips of the cache (None: all)
@@ -136,7 +136,7 @@ class FlowMatchingModel(nn.Module):
         self.video_encoder = video_encoder  # frames -> tokens, trained jointly
 
     def conditions(self, batch: dict) -> Conditions:
-        """Conditions of a collated batch (`trainer.features.CropCollate`): frames (B, F, S, S, 3) ->
+        """Conditions of a collated batch (`trainer.feature_cache.CropCollate`): frames (B, F, S, S, 3) ->
         tokens (B, F, Dv); motion (B, T, Ds); four text blocks; T = latent frames of ``batch["z"]``."""
         tokens = self.video_encoder(batch["frames"], batch["frame_mask"])  # (B, F, Dv)
         return self.generator.prepare_conditions(
@@ -178,7 +178,7 @@ def continue_from(model: FlowMatchingModel, folder: str | Path, data: dict, recu
     continues it on new clips with a schedule of its own. The folder must hold the same networks and have
     been trained on latents of the cache's codec and cues of the cache's planner (``recue``: cues of another
     planner are accepted, the sync width being part of the networks' config); `UserInputError` if not."""
-    from trainer.features import file_sha256
+    from trainer.feature_cache import file_sha256
 
     start = load_pretrained(folder)
     gen_cfg = model.generator.config
@@ -411,7 +411,7 @@ def save_checkpoint(s: dict, cfg: PretrainConfig, step: int) -> Path:
 
 def _codec_source(cfg: PretrainConfig, data: dict) -> Path:
     """The codec file of the run: ``cfg.codec`` (must be the file the cache was built with) or that file."""
-    from trainer.features import file_sha256
+    from trainer.feature_cache import file_sha256
 
     built = data["codec"]
     path = Path(cfg.codec or built["path"])
@@ -422,7 +422,7 @@ def _codec_source(cfg: PretrainConfig, data: dict) -> Path:
 
 def _planner_source(data: dict) -> dict | None:
     """The planner file whose cues the cache holds (checked by content), or None."""
-    from trainer.features import file_sha256
+    from trainer.feature_cache import file_sha256
 
     built = data.get("planner")
     if built is None:
@@ -434,7 +434,7 @@ def _planner_source(data: dict) -> dict | None:
 
 
 def manifest_for(cfg: PretrainConfig, data: dict, step: int, final_loss: float | None) -> dict:
-    """The model.json of a finished run, in the layout of `engine.models` bundles (codec, generator and video
+    """The model.json of a finished run, in the layout of `engine.bundle` bundles (codec, generator and video
     encoder files side by side), plus where the codec came from and the text settings of the cache."""
     feats = data["features"]
     return {

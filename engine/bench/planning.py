@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..cot_writer import SceneSketch
+from engine.planner.writer import SceneSketch
 
 TOLERANCE_S = 0.1  # event match window, seconds (FoleyBench's onset F1 uses the same)
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .run import AudioFn, load_clips, noise_audio, shuffled_audio
+from engine.bench.run import AudioFn, load_clips, noise_audio, shuffled_audio
 
 LATE_S = 0.3  # the ``late`` row's delay
 

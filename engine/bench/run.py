@@ -20,12 +20,12 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from .distribution import frechet_distance, kl_divergence
-from .features import log_mel
-from .models import MetricModels, load_metric_models
-from .onsets import desync_offset, detect_onsets, onset_f1
-from .signal import clipping_rate, loudness_lufs
-from .spatial import spatial_scores
+from engine.bench.distribution import frechet_distance, kl_divergence
+from engine.bench.mel import log_mel
+from engine.bench.metric_nets import MetricModels, load_metric_models
+from engine.bench.onsets import desync_offset, detect_onsets, onset_f1
+from engine.bench.signal import clipping_rate, loudness_lufs
+from engine.bench.spatial import spatial_scores
 
 AudioFn = Callable[[dict, np.ndarray, int], np.ndarray]
 

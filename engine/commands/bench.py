@@ -145,8 +145,8 @@ def run_table(args: argparse.Namespace) -> int:
         extra["codec"] = _codec_row(args.model)
     if "model" in rows:
         from engine.bench.run import render_row
-        from engine.models import load_bundle
-        from engine.planner import load_planner
+        from engine.bundle import load_bundle
+        from engine.planner.default import load_planner
 
         bundle = load_bundle(args.model)
         planner = load_planner(args.model) if args.cot == "planner" else None
@@ -170,8 +170,8 @@ def run_table(args: argparse.Namespace) -> int:
 
 def _codec_row(model: str) -> dict:
     from engine.bench.run import codec_row
+    from engine.bundle import MODELS_DIR
     from engine.codec import load_codec
-    from engine.models import MODELS_DIR
 
     folder = Path(model) if Path(model).is_dir() else MODELS_DIR / model
     if not (folder / "codec.safetensors").is_file():
@@ -182,7 +182,7 @@ def _codec_row(model: str) -> dict:
 def run_follow_times(args: argparse.Namespace) -> int:
     """Renders with the Temporal block's times as written and moved by --time-shift, scored against both."""
     from engine.bench.run import follow_times, follow_times_table
-    from engine.models import load_bundle
+    from engine.bundle import load_bundle
 
     data = split_folder(args)
     bundle = load_bundle(args.model)
@@ -198,7 +198,7 @@ def run_follow_times(args: argparse.Namespace) -> int:
 def run_planner(args: argparse.Namespace) -> int:
     """How well the model's planner reads the split's silent videos."""
     from engine.bench.planning import planner_accuracy
-    from engine.planner import load_planner
+    from engine.planner.default import load_planner
 
     data = split_folder(args)
     planner = load_planner(args.model)

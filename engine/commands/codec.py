@@ -20,9 +20,9 @@ def build(parser) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from engine.bundle import load_bundle
     from engine.export import resample
     from engine.media import write_wav
-    from engine.models import load_bundle
 
     start = time.perf_counter()
     out = Path(args.out)

@@ -112,7 +112,7 @@ def interval(text: str) -> tuple[float, float]:
 
 def weights(text: str) -> dict[str, float]:
     """``semantic=1,temporal=0.6`` -> weights of the four reward dimensions (left out = 0), all >= 0."""
-    from engine.rewards.weights import parse_weights
+    from engine.rewards.weighting import parse_weights
 
     try:
         return parse_weights(text)

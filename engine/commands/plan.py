@@ -21,7 +21,7 @@ def build(parser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.planner import load_planner
+    from engine.planner.default import load_planner
 
     planner = load_planner(args.model, args.planner, args.mllm_model)
     print(json.dumps(planner.plan(Path(args.video), seed=args.seed).to_dict(), indent=2))

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -20,6 +19,7 @@ from engine.commands.common import (
     sampling_kw,
 )
 from engine.commands.fields import add_fields
+from engine.level import LevelSettings
 from engine.pipeline import RenderSettings
 
 
@@ -49,15 +49,23 @@ def build(r) -> None:
     )
     add_weights(r, "reward weights of best-of-N")
     r.add_argument("--mux", action="store_true", help="also write <stem>.mp4: the video stream copied + the audio")
+    add_fields(
+        r,
+        LevelSettings,
+        "lufs_target",
+        "ceiling_dbtp",
+        lufs_target={"flags": ("--lufs",), "metavar": "LUFS"},
+        ceiling_dbtp={"flags": ("--true-peak",), "metavar": "DBTP"},
+    )
     r.add_argument("--model", default="default", help="model name under assets/models or a model folder")
     r.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Render each video with one CoT: WAV + CoT (+ MP4) per video and one JSON line on stdout."""
-    from engine.models import load_bundle
+    from engine.bundle import load_bundle
     from engine.pipeline import prepare_video, render_plan
-    from engine.planner import load_planner
+    from engine.planner.default import load_planner
 
     out, videos, given, source, settings = _inputs(args)
     bundle = load_bundle(args.model)
@@ -73,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
         start = time.perf_counter()
         cot = planner.plan(video) if planner is not None else given  # each video gets its own plan
         audio, take = _take(args, prep, cot, bundle, settings, _after_a_second(f"render {video.name}"))
-        paths = _write_take(out, video, audio, bundle.sample_rate, cot, args.mux)
+        paths, level = _write_take(out, video, audio, bundle.sample_rate, cot, args.mux, args.level)
         line = {"video": str(video), **paths, "model": bundle.name, "seed": take.pop("seed"), "steps": settings.steps}
         line |= {
             "cfg": settings.cfg,
@@ -85,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
             "samples": len(audio),
         }
         line |= {"sample_rate": bundle.sample_rate, "windows": len(render_plan(prep, bundle, settings))}
+        line |= {k: level[k] for k in ("lufs", "true_peak_dbtp", "limited_db", "gain_db")}
         line |= take | {"seconds": round(time.perf_counter() - start, 3)}
         print(json.dumps(line), flush=True)
     return 0
@@ -97,7 +106,7 @@ def _inputs(args: argparse.Namespace):
     from engine.best_of_n import MAX_CANDIDATES
     from engine.cot import load_cot
     from engine.pipeline import FALLBACK_COT
-    from engine.planner import has_planner
+    from engine.planner.default import has_planner
 
     if args.candidates > MAX_CANDIDATES:
         raise CliError(f"--candidates must be at most {MAX_CANDIDATES}, got {args.candidates}")
@@ -113,32 +122,34 @@ def _inputs(args: argparse.Namespace):
     if cot is None and not has_planner(args.model):
         cot, source = FALLBACK_COT, "fallback"
     seed = secrets.randbelow(2**31) if args.seed is None else args.seed
+    args.level = LevelSettings(lufs_target=args.lufs_target, ceiling_dbtp=args.ceiling_dbtp)  # checked up front
     settings = RenderSettings(seed=seed, steps=args.steps, cfg=args.cfg, **sampling_kw(args))
     return out, videos, cot, source, settings
 
 
-def _write_take(out: Path, video: Path, audio, sample_rate: int, cot, mux: bool) -> dict[str, str | None]:
-    """Write <stem>.wav (PCM_24), <stem>.cot.json and with ``mux`` <stem>.mp4 into ``out``: each is staged
-    under a hidden name and renamed only when all are written, so a failure leaves no output behind."""
-    from engine.media import mux_audio, write_wav
+def _write_take(out: Path, video: Path, audio, sample_rate: int, cot, mux: bool, level) -> tuple[dict, dict]:
+    """<stem>.wav (24-bit, the take's own rate), <stem>.cot.json and with ``mux`` <stem>.mp4 into ``out``, made
+    level-safe, through the studio's own writer (`engine.export.export_take`: the files appear together or not
+    at all) -> ({"wav", "cot", "mp4"}: paths or None, the level report)."""
+    from engine.export import export_take
 
-    targets = {"wav": out / f"{video.stem}.wav", "cot": out / f"{video.stem}.cot.json"}
-    if mux:
-        targets["mp4"] = out / f"{video.stem}.mp4"
-    staged = {k: p.with_name(f".{p.name}.{os.getpid()}.part") for k, p in targets.items()}
-    try:
-        write_wav(staged["wav"], audio, sample_rate, subtype="PCM_24")
-        staged["cot"].write_text(json.dumps(cot.to_dict(), indent=2) + "\n", encoding="utf-8")
-        if mux:
-            mux_audio(video, audio, sample_rate, staged["mp4"])
-        for k, path in targets.items():
-            os.chmod(staged[k], 0o644)  # the staging files are private (mkstemp); outputs are ordinary files
-            os.replace(staged[k], path)
-    except BaseException:
-        for path in staged.values():
-            path.unlink(missing_ok=True)
-        raise
-    return {k: str(targets[k]) if k in targets else None for k in ("wav", "cot", "mp4")}
+    formats = ("wav", "cot", "mp4") if mux else ("wav", "cot")
+    n = len(audio)
+    report = export_take(
+        audio,
+        sample_rate,
+        out,
+        video.stem,
+        duration=n / sample_rate,  # the render is already exactly the video's length
+        formats=formats,
+        video=video,
+        cot=cot,
+        lufs_target=level.lufs_target,
+        ceiling_dbtp=level.ceiling_dbtp,
+        rate=None,
+        mode=0o644,
+    )
+    return {k: report["files"].get(k) for k in ("wav", "cot", "mp4")}, report["level"]
 
 
 def _after_a_second(label: str):

@@ -23,7 +23,7 @@ def build(parser) -> None:
 def run(args: argparse.Namespace) -> int:
     from engine.cot import load_cot
     from engine.pipeline import FALLBACK_COT
-    from engine.planner import has_planner, load_planner
+    from engine.planner.default import has_planner, load_planner
     from engine.rewards import as_view, load_reward_heads, weighted_total
 
     video = Path(args.video)

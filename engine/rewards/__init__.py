@@ -2,7 +2,7 @@
 for a take against its video and CoT, and their weighted total (DESIGN "Reward heads").
 
 The same heads score takes in the studio, rerank best-of-N candidates (`engine.best_of_n`) and drive RL
-(`trainer.grpo`). Modules: ``protocol`` (the head protocol, dimensions, default weights), ``video`` (what
+(`trainer.grpo.learn`). Modules: ``protocol`` (the head protocol, dimensions, default weights), ``video`` (what
 the heads see of a video, computed once), ``tracks`` (audio on the video's frame grid), one module per
 default head (``semantic``, ``temporal``, ``aesthetic``, ``spatial``: offline, CPU, our own models),
 ``heads`` (a set of heads and the default set), ``weights`` (user weights and the weighted total).
@@ -19,10 +19,10 @@ there is no adapter for them; the default temporal and spatial heads stand in.
     total = weighted_total(scores, DEFAULT_WEIGHTS)
 """
 
-from .heads import RewardHeads, as_view, default_heads, load_reward_heads
-from .protocol import DEFAULT_WEIGHTS, DIMENSIONS, RewardHead
-from .video import VideoView, view_of_file, view_of_prepared
-from .weights import check_weights, parse_weights, weighted_total
+from engine.rewards.heads import RewardHeads, as_view, default_heads, load_reward_heads
+from engine.rewards.protocol import DEFAULT_WEIGHTS, DIMENSIONS, RewardHead
+from engine.rewards.view import VideoView, view_of_file, view_of_prepared
+from engine.rewards.weighting import check_weights, parse_weights, weighted_total
 
 __all__ = [
     "DEFAULT_WEIGHTS",

@@ -20,13 +20,12 @@ import math
 import numpy as np
 import torch
 
-from engine.bench.features import log_mel
-from engine.bench.models import AudioNet
+from engine.bench.mel import log_mel
+from engine.bench.metric_nets import AudioNet
 from engine.bench.signal import clipping_rate, dc_offset, loudness_lufs, silence_fraction
 from engine.cot import Cot
-
-from .protocol import as_batch
-from .video import VideoView
+from engine.rewards.protocol import as_batch
+from engine.rewards.view import VideoView
 
 CLIP_HALF = 0.002  # fraction of clipped samples at which the clipping factor is 1/2
 SILENCE_FREE = 0.5  # fraction of silent frames allowed before the silence factor falls

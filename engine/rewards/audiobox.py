@@ -19,10 +19,9 @@ import torch
 
 from engine.cot import Cot
 from engine.errors import UserInputError
-
-from .protocol import as_batch
-from .resample import mono_at, windows
-from .video import VideoView
+from engine.rewards.protocol import as_batch
+from engine.rewards.resample import mono_at, windows
+from engine.rewards.view import VideoView
 
 DEFAULT_AUDIOBOX = "facebook/audiobox-aesthetics"  # hub repository of the released weights
 AXES = ("PQ", "PC", "CE", "CU")  # the model's four outputs

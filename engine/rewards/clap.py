@@ -17,11 +17,10 @@ import numpy as np
 import torch
 
 from engine.cot import Cot
-
-from .protocol import as_batch
-from .resample import mono_at, windows
-from .semantic import cosine_to_unit, semantic_text
-from .video import VideoView
+from engine.rewards.protocol import as_batch
+from engine.rewards.resample import mono_at, windows
+from engine.rewards.semantic import cosine_to_unit, semantic_text
+from engine.rewards.view import VideoView
 
 DEFAULT_CLAP = "laion/clap-htsat-unfused"  # the hub model `load` fetches when asked for with no name
 

@@ -15,11 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.bench.models import ASSETS, load_metric_models
+from engine.bench.metric_nets import ASSETS, load_metric_models
 from engine.cot import Cot, validate_cot
-
-from .protocol import DIMENSIONS, RewardHead, as_batch, check_scores
-from .video import VideoView, view_of_file, view_of_prepared
+from engine.rewards.protocol import DIMENSIONS, RewardHead, as_batch, check_scores
+from engine.rewards.view import VideoView, view_of_file, view_of_prepared
 
 Video = VideoView | str | os.PathLike  # or an engine.pipeline.PreparedVideo
 
@@ -93,10 +92,10 @@ _DEFAULT: RewardHeads | None = None
 def default_heads(folder: Path | None = None) -> RewardHeads:
     """A fresh set of the four offline heads from the FoleyBench metric models in ``folder``
     (default ``assets/bench``)."""
-    from .aesthetic import AestheticHead
-    from .semantic import SemanticHead
-    from .spatial import SpatialHead
-    from .temporal import TemporalHead
+    from engine.rewards.aesthetic import AestheticHead
+    from engine.rewards.semantic import SemanticHead
+    from engine.rewards.spatial import SpatialHead
+    from engine.rewards.temporal import TemporalHead
 
     models = load_metric_models(folder or ASSETS)
     return RewardHeads([SemanticHead(models.contrastive), TemporalHead(), AestheticHead(models.quality), SpatialHead()])

@@ -15,8 +15,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from engine.cot import Cot
-
-from .video import VideoView
+from engine.rewards.view import VideoView
 
 DIMENSIONS: tuple[str, ...] = ("semantic", "temporal", "aesthetic", "spatial")  # CoT order
 # PrismAudio's reward weights (REFERENCE "Fast-GRPO"): MS-CLAP 1.0, Synchformer 0.6, Audiobox 0.1, ITD 0.4

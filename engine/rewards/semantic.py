@@ -15,12 +15,11 @@ import threading
 import numpy as np
 import torch
 
-from engine.bench.features import log_mel
-from engine.bench.models import ContrastiveModel
+from engine.bench.mel import log_mel
+from engine.bench.metric_nets import ContrastiveModel
 from engine.cot import Cot
-
-from .protocol import as_batch
-from .video import VideoView
+from engine.rewards.protocol import as_batch
+from engine.rewards.view import VideoView
 
 _TEXT_LOCK = threading.Lock()  # the fast tokenizer of the text encoder must not be used by two threads at once
 

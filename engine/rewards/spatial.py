@@ -21,10 +21,9 @@ import numpy as np
 
 from engine.bench.spatial import azimuth_track
 from engine.cot import Cot
-
-from .protocol import as_batch
-from .tracks import blur
-from .video import VideoView
+from engine.rewards.protocol import as_batch
+from engine.rewards.tracks import blur
+from engine.rewards.view import VideoView
 
 SIGMA_X = 0.5  # screen-x distance (frame width = 2) at which the agreement falls to exp(-1/2)
 SMOOTH_S = 0.1  # smoothing of both position tracks

@@ -23,10 +23,9 @@ import numpy as np
 
 from engine.bench.onsets import adaptive_threshold, onset_strength
 from engine.cot import Cot
-
-from .protocol import as_batch
-from .tracks import blur, cosine, frame_energy, pool_max
-from .video import VideoView
+from engine.rewards.protocol import as_batch
+from engine.rewards.tracks import blur, cosine, frame_energy, pool_max
+from engine.rewards.view import VideoView
 
 BLUR_S = 0.05  # Gaussian smoothing of both onset tracks (tolerance of the alignment)
 AUDIO_RATE0 = 0.25  # audio onset mass per second at which the take counts as half eventful

@@ -18,12 +18,11 @@ import soundfile as sf
 from playwright.sync_api import expect
 
 from app.projects import ProjectStore
-from engine.models import load_bundle
+from engine.bundle import load_bundle
 from engine.pipeline import RenderSettings, prepare_video, render
+from tests.browser.conftest import ROOT, UPLOAD_LIMIT_MB
+from tests.browser.studio_page import SLOW, StudioPage
 from tests.media_files import write_video
-
-from .conftest import ROOT, UPLOAD_LIMIT_MB
-from .studio_page import SLOW, StudioPage
 
 STEPS = 4
 MODEL = os.environ.get("FOLEY_MODEL", "default")  # what the server renders with (it inherits the environment)
@@ -303,7 +302,7 @@ def test_the_server_serves_only_its_own_media(server):
 
 def test_password(tmp_path, new_context, pages):
     """With FOLEY_PASSWORD set the studio asks for it before showing anything."""
-    from .conftest import Server
+    from tests.browser.conftest import Server
 
     srv = Server(tmp_path)
     os.environ["FOLEY_PASSWORD"] = "open sesame"

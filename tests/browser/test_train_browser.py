@@ -12,9 +12,8 @@ import pytest
 from playwright.sync_api import expect
 
 from tests import train_data
-
-from .conftest import Server
-from .studio_page import SLOW, StudioPage
+from tests.browser.conftest import Server
+from tests.browser.studio_page import SLOW, StudioPage
 
 STEPS = 100  # tiny steps: long enough to be seen running, a few seconds in all
 

@@ -7,7 +7,7 @@ import argparse
 import json
 from pathlib import Path
 
-from engine.bench.speed import render_speed
+from engine.bench.timing import render_speed
 from engine.commands.bench import add_model
 from engine.commands.common import CliError, positive_int, print_json, progress, sampling_kw
 from engine.commands.fields import field_default
@@ -23,6 +23,14 @@ def build_speed(parser) -> None:
         metavar="N",
         help="time N end-to-end renders of a 9 s clip (decode, encode, sample, decode, write) and report the median "
         "wall time and the peak memory (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--candidates",
+        type=positive_int,
+        default=field_default(render_speed, "candidates"),
+        metavar="N",
+        help="also time each run as a best-of-N render (N takes scored by the reward heads, the best written), "
+        "alternating with the single take, and report the ratio of their medians (default: %(default)s)",
     )
     add_model(parser, "", names=("steps", "cfg"))
     parser.set_defaults(func=run_speed)
@@ -47,9 +55,9 @@ def run_speed(args: argparse.Namespace) -> int:
     """The render-speed benchmark on a 9 s FoleyWorld test clip written to a temporary folder."""
     import tempfile
 
-    from engine.bench.speed import plan_speed
+    from engine.bench.timing import plan_speed
     from engine.media import write_mp4
-    from engine.planner import has_planner
+    from engine.planner.default import has_planner
     from trainer.foleyworld.scene import WorldConfig
     from trainer.foleyworld.splits import make_clip
     from trainer.foleyworld.video import render_frames
@@ -67,6 +75,7 @@ def run_speed(args: argparse.Namespace) -> int:
             cfg=args.cfg,
             progress=progress("speed"),
             options=sampling_kw(args),
+            candidates=args.candidates,
         )
         if has_planner(args.model):
             report["plan"] = plan_speed(args.model, video, runs=args.runs)
@@ -75,7 +84,7 @@ def run_speed(args: argparse.Namespace) -> int:
 
 
 def run_grpo_runs(args: argparse.Namespace) -> int:
-    from trainer.grpo_compare import compare, figure
+    from trainer.grpo.compare import compare, figure
 
     runs = [r for r in args.runs.split(",") if r]
     if len(runs) != 2:

@@ -22,7 +22,7 @@ def build(parser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from trainer.lora import blend
+    from trainer.lora.adapters import blend
 
     if not args.tuned or not args.out:
         raise UserInputError("train blend needs --tuned MODEL (a tune of --model) and --out DIR")

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from engine.commands.common import ROOT, CliError, positive_int, progress
 from engine.commands.fields import add_fields
-from trainer.calibrate_planner import OBJECTIVES, calibrate
 from trainer.commands.common import add_threads, print_result, set_threads
+from trainer.planner.calibrate import OBJECTIVES, calibrate
 
 
 def build(parser) -> None:
@@ -30,7 +30,7 @@ def build(parser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.models import MODELS_DIR, PLANNER_FILE
+    from engine.bundle import MODELS_DIR, PLANNER_FILE
 
     set_threads(args)
     src = Path(args.planner_file or MODELS_DIR / "default" / PLANNER_FILE)

@@ -1,4 +1,4 @@
-"""``train codec``: the stereo codec on FoleyWorld crops (`trainer.train_codec.CodecTrainConfig`); checkpoints
+"""``train codec``: the stereo codec on FoleyWorld crops (`trainer.codec_training.CodecTrainConfig`); checkpoints
 beside the output file, resumable."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ from pathlib import Path
 
 from engine.commands.common import DEFAULT_CODEC, positive_int
 from engine.commands.fields import add_fields, fields_of
+from trainer.codec_training import CodecTrainConfig, train_codec
 from trainer.commands.common import add_resume, print_result, show_parts
-from trainer.train_codec import CodecTrainConfig, train_codec
 
 
 def build(parser) -> None:

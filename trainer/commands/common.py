@@ -1,5 +1,5 @@
 """What several ``train`` methods share: progress printers on stderr, the JSON result, the options of a LoRA
-run (`trainer.lora_train.LoraTrainConfig`) and of the FoleyBench check (`trainer.bench_guard.BenchCheck`)."""
+run (`trainer.lora.loop.LoraTrainConfig`) and of the FoleyBench check (`trainer.bench_guard.BenchCheck`)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import sys
 from engine.commands.common import json_safe, positive_int
 from engine.commands.fields import add_fields, fields_of
 from trainer.bench_guard import BenchCheck
-from trainer.lora import LORA_LAYERS
-from trainer.lora_train import LoraTrainConfig
+from trainer.lora.adapters import LORA_LAYERS
+from trainer.lora.loop import LoraTrainConfig
 
 
 def print_result(result: dict) -> int:

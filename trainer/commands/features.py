@@ -1,5 +1,5 @@
 """``train features``: build (or grow, or just check) the generator's feature cache
-(`trainer.features.FeatureConfig`): --clips train clips from --first-scene."""
+(`trainer.feature_cache.FeatureConfig`): --clips train clips from --first-scene."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 from engine.commands.common import DEFAULT_CODEC, ROOT, CliError, nonneg_int, positive_int, progress
 from engine.commands.fields import add_fields, field_default
 from trainer.commands.common import print_result
-from trainer.features import FeatureConfig
+from trainer.feature_cache import FeatureConfig
 from trainer.pretrain import PretrainConfig
 
 
@@ -37,11 +37,11 @@ def add_options(parser) -> None:
 
 def build_cache(args: argparse.Namespace) -> dict:
     """Build the cache the options describe; -> what the command prints."""
-    from trainer.features import build_features
+    from trainer.feature_cache import build_features
 
     codec = Path(args.codec or DEFAULT_CODEC)
     if not codec.is_file():
-        raise CliError(f"codec file {codec} not found; pass --codec FILE (a codec trained by trainer.train_codec)")
+        raise CliError(f"codec file {codec} not found; pass --codec FILE (a codec trained by trainer.codec_training)")
     cues = Path(args.cues) if args.cues else None
     if cues is not None and not cues.is_file():
         raise CliError(f"planner file {cues} not found; pass --cues FILE (a planner trained by `train planner`)")

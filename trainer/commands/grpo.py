@@ -1,5 +1,5 @@
 """``train grpo``: Fast-GRPO (or with --flow Flow-GRPO) of a model with the four reward heads
-(`trainer.grpo.GrpoConfig`); resumable."""
+(`trainer.grpo.learn.GrpoConfig`); resumable."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sys
 from engine.commands.common import ROOT, add_weights, nonneg_int, positive_int
 from engine.commands.fields import add_fields, field_default, fields_of
 from trainer.commands.common import add_resume, print_result
-from trainer.grpo import GrpoConfig
+from trainer.grpo.learn import GrpoConfig
 
 
 def build(parser) -> None:
@@ -63,7 +63,7 @@ def build(parser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from trainer.grpo import train_grpo
+    from trainer.grpo.learn import train_grpo
 
     cfg = GrpoConfig(**fields_of(args, GrpoConfig) | ({"window": args.steps} if args.flow else {}))
 

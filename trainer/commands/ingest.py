@@ -30,8 +30,8 @@ def build(parser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.models import load_bundle
-    from engine.planner import has_planner, load_planner
+    from engine.bundle import load_bundle
+    from engine.planner.default import has_planner, load_planner
     from trainer.ingest import ingest, replay_folder, sound_folder, video_folder
 
     if not (args.videos or args.sounds) or not args.out:

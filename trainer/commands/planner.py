@@ -1,4 +1,4 @@
-"""``train planner``: the default planner on rendered FoleyWorld scenes (`trainer.train_planner.PlannerTrainConfig`);
+"""``train planner``: the default planner on rendered FoleyWorld scenes (`trainer.planner.train.PlannerTrainConfig`);
 checkpoints beside the output file, resumable."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ from pathlib import Path
 
 from engine.commands.common import ROOT, CliError, nonneg_int, positive_int
 from engine.commands.fields import add_fields, fields_of
-from engine.planner_net import LAYOUTS
+from engine.planner.network import LAYOUTS
 from trainer.commands.common import add_resume, add_threads, print_result, set_threads, show_parts
-from trainer.train_planner import PlannerTrainConfig
+from trainer.planner.train import PlannerTrainConfig
 
 
 def build(parser) -> None:
@@ -51,7 +51,7 @@ def build(parser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from trainer.train_planner import train_planner
+    from trainer.planner.train import train_planner
 
     set_threads(args)
     out = Path(args.out or ROOT / "runs" / "planner" / "planner.safetensors")

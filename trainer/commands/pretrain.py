@@ -54,7 +54,7 @@ def build(parser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from engine.video_encoder import VIDEO_ENCODER_PRESETS
-    from trainer.features import load_index
+    from trainer.feature_cache import load_index
     from trainer.pretrain import export_checkpoint, pretrain
 
     cache = Path(args.cache)

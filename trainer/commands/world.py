@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise CliError(str(exc)) from None
     if args.speed:
-        from trainer.foleyworld.speed import measure_speed
+        from trainer.foleyworld.throughput import measure_speed
 
         return print_json(measure_speed(cfg, count=args.count, video=not args.no_video))
     if not args.out:

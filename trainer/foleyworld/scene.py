@@ -13,9 +13,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from engine.cot_writer import CURVE_RATE  # control points per second of every intensity curve
-
-from .classes import CLASSES, HELD_OUT_PAIRS, has_events
+from engine.planner.writer import CURVE_RATE  # control points per second of every intensity curve
+from trainer.foleyworld.classes import CLASSES, HELD_OUT_PAIRS, has_events
 
 GLOBAL_MIN_GAP = 0.18  # seconds between discrete events of different sources (onset salience)
 EDGE_IN, EDGE_OUT = 0.25, 0.35  # no event before EDGE_IN s or after duration - EDGE_OUT s

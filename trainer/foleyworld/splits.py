@@ -22,10 +22,9 @@ import numpy as np
 
 from engine.atomic import write_text
 from engine.cot import Cot
-
-from .cot import write_cot
-from .scene import Scene, WorldConfig, sample_scene
-from .synth import TRACK_RATE, Rendered, render_audio
+from trainer.foleyworld.ground_truth import write_cot
+from trainer.foleyworld.scene import Scene, WorldConfig, sample_scene
+from trainer.foleyworld.synth import TRACK_RATE, Rendered, render_audio
 
 SPLIT_SEED_BASE = {"train": 0, "val": 10_000_000, "test-single": 20_000_000, "test-multi": 30_000_000}
 SPLIT_SIZE = 10_000_000  # seeds available per split
@@ -122,8 +121,7 @@ def _write_json(path: Path, obj: dict) -> None:
 def write_clip(clip: Clip, out_dir: Path, video: bool = True) -> dict:
     """Write one clip's mp4 (optional), WAV and JSON; returns its metadata."""
     from engine.media import write_mp4, write_wav
-
-    from .video import render_frames
+    from trainer.foleyworld.video import render_frames
 
     meta = clip_metadata(clip)
     stem = out_dir / meta["name"]

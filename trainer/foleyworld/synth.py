@@ -16,8 +16,7 @@ import numpy as np
 from scipy.signal import fftconvolve, lfilter
 
 from engine.stereo import itd_seconds, pan_gains
-
-from .scene import Scene, Source
+from trainer.foleyworld.scene import Scene, Source
 
 TRACK_RATE = 10.0  # frames per second of the per-source energy and position tracks
 

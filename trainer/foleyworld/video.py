@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .classes import CLASSES
-from .scene import Scene, Source, WorldConfig
+from trainer.foleyworld.classes import CLASSES
+from trainer.foleyworld.scene import Scene, Source, WorldConfig
 
 MAX_CHUNK = 1 << 17  # pixels x frames per shape evaluation: temporaries stay in cache at any resolution
 MAX_VISIBLE_HZ = 0.4  # cap on any oscillation, in cycles per frame (Nyquist is 0.5)

@@ -7,8 +7,7 @@ import math
 from collections.abc import Mapping
 
 from engine.errors import UserInputError
-
-from .protocol import DIMENSIONS
+from engine.rewards.protocol import DIMENSIONS
 
 
 def check_weights(weights: Mapping[str, float]) -> dict[str, float]:

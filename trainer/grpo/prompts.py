@@ -24,10 +24,10 @@ from pathlib import Path
 
 import torch
 
+from engine.bundle import ModelBundle
 from engine.cot import Cot, load_cot, validate_cot
 from engine.errors import UserInputError
 from engine.generator import TextBlock
-from engine.models import ModelBundle
 from engine.pipeline import FALLBACK_COT, prepare_video
 from engine.prepared import PreparedVideo
 from engine.rewards import VideoView, view_of_prepared

@@ -20,7 +20,7 @@ process takes its own prompts and window, gradients are averaged, so every proce
 The loop is named steps: collect rollouts, score, advantages, policy step, EMA, evaluate, save. All
 randomness of iteration i on process p (prompt choice, window, noise) is a pure function of (seed, i, p),
 and a checkpoint holds the policy, its EMA, AdamW's moments and the iteration, so a resumed run repeats the
-uninterrupted one exactly. At the end ``out/`` is a model folder (`engine.models.load_bundle`) holding the
+uninterrupted one exactly. At the end ``out/`` is a model folder (`engine.bundle.load_bundle`) holding the
 EMA generator (LoRA merged into it), the start model's codec, video encoder and planner.
 """
 
@@ -38,14 +38,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from engine.bundle import ModelBundle, finish_latent, load_bundle, save_bundle
 from engine.errors import UserInputError
 from engine.generator import Conditions, Generator, generator_guidance
-from engine.models import ModelBundle, finish_latent, load_bundle, save_bundle
 from engine.pipeline import GUIDANCE_INTERVAL, VIDEO_CFG, check_guidance_interval, check_video_cfg
 from engine.rewards import DEFAULT_WEIGHTS, RewardHeads, check_weights, load_reward_heads
 from engine.sampling import Velocity, gaussian_log_prob, sample_hybrid, sample_ode, sde_step
-from trainer.grpo_objective import clipped_surrogate, draw_window, gaussian_kl, group_advantages
-from trainer.grpo_prompts import Prompt
+from trainer.grpo.objective import clipped_surrogate, draw_window, gaussian_kl, group_advantages
+from trainer.grpo.prompts import Prompt
 from trainer.run_state import ema_decay, load_training_state, save_training_state
 
 Progress = Callable[[dict], None]  # called with each iteration's log entry
@@ -293,8 +293,8 @@ def _device_bundle(bundle: ModelBundle, device: torch.device) -> ModelBundle:
 
 def _prompt_sets(cfg: GrpoConfig, bundle: ModelBundle, acc) -> tuple[list[Prompt], list[Prompt]]:
     """Training and held-out prompts; FoleyWorld clips are written by the main process first."""
-    from engine.planner import has_planner, load_planner
-    from trainer.grpo_prompts import foleyworld_prompts, load_prompts
+    from engine.planner.default import has_planner, load_planner
+    from trainer.grpo.prompts import foleyworld_prompts, load_prompts
 
     if cfg.dataset:
         from trainer.dataset import dataset_prompts

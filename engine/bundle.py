@@ -25,12 +25,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .atomic import write_text
-from .codec import Codec, load_codec, save_codec
-from .cot import Cot
-from .errors import UserInputError
-from .family import TRAINING_METHODS, CotConditions, Finish, Guidance
-from .generator import (
+from engine.atomic import write_text
+from engine.codec import Codec, load_codec, save_codec
+from engine.cot import Cot
+from engine.errors import UserInputError
+from engine.family import TRAINING_METHODS, CotConditions, Finish, Guidance
+from engine.generator import (
     COT_MODES,
     Conditions,
     Generator,
@@ -41,12 +41,12 @@ from .generator import (
     load_generator,
     save_generator,
 )
-from .planner_net import PlannerNet, load_planner_net, save_planner
-from .prepared import PreparedVideo, decode_prepared
-from .sampling import Velocity
-from .sync import event_gate, sync_dim
-from .timeline import timeline_track
-from .video_encoder import VideoEncoder, load_video_encoder, save_video_encoder
+from engine.planner.network import PlannerNet, load_planner_net, save_planner
+from engine.prepared import PreparedVideo, decode_prepared
+from engine.sampling import Velocity
+from engine.sync import event_gate, sync_dim
+from engine.timeline import timeline_track
+from engine.video_encoder import VideoEncoder, load_video_encoder, save_video_encoder
 
 MODELS_DIR = Path(__file__).resolve().parents[1] / "assets" / "models"  # home of named bundles
 MANIFEST = "model.json"  # the manifest file of a bundle folder

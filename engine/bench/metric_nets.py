@@ -14,8 +14,8 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from ..atomic import atomic_path
-from .features import N_MELS
+from engine.atomic import atomic_path
+from engine.bench.mel import N_MELS
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """Fast-GRPO against Flow-GRPO from their training logs: held-out weighted reward against training wall time.
 
-Each run's ``train_log.jsonl`` (`trainer.grpo.train_grpo`) holds, at every evaluation, the held-out mean
+Each run's ``train_log.jsonl`` (`trainer.grpo.learn.train_grpo`) holds, at every evaluation, the held-out mean
 weighted reward of the EMA policy (``eval_weighted``) and the training seconds so far (``train_seconds``:
 rollouts, scoring and policy steps; the evaluations themselves are not counted). `compare` reads two runs
 started from the same model with the same rewards and answers the question of the paper's speed claim: how

@@ -1,13 +1,13 @@
 """LoRA adapters (peft) on a copy of a bundle's generator, and the merged result as a new model folder.
 
-The adapters go on the attention and MLP linears of every DiT block (`trainer.grpo.LORA_TARGETS`), or only on
+The adapters go on the attention and MLP linears of every DiT block (`trainer.grpo.learn.LORA_TARGETS`), or only on
 the cross-attention that reads the picture and the CoT (``layers="cross"``: its query, key-value and output
 projections; ``"cross-kv"``: its key-value projection alone, the layer that turns the conditions into what the
 latent attends to, after Custom Diffusion's choice of what to tune for a new concept); the input projections,
 the gates and the null embeddings stay as they were. The reference policy of DPO and
 GRPO is the same network with its adapters disabled (no second copy of the weights). The shared bundle is
 never touched: the generator is deep-copied first. For rendering the adapters are merged into the weights
-(``W + (alpha / r) B A``), so a tuned model is an ordinary bundle that `engine.models.load_bundle` reads.
+(``W + (alpha / r) B A``), so a tuned model is an ordinary bundle that `engine.bundle.load_bundle` reads.
 
 `blend` sets a tune's strength afterwards: ``W_base + s (W_tuned - W_base)`` for every generator weight,
 the usual LoRA strength knob (s = 1: the tune, 0: the start model); between them it trades what the tune
@@ -23,10 +23,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from engine.bundle import ModelBundle, load_bundle, save_bundle
 from engine.errors import UserInputError
 from engine.generator import Generator
-from engine.models import ModelBundle, load_bundle, save_bundle
-from trainer.grpo import LORA_TARGETS
+from trainer.grpo.learn import LORA_TARGETS
 
 LORA_LAYERS = {  # which linears of the DiT blocks get adapters
     "all": LORA_TARGETS,

@@ -12,8 +12,8 @@ import json
 import re
 import warnings
 
-from .cot import BLOCKS, Cot, validate_cot
-from .errors import UserInputError
+from engine.cot import BLOCKS, Cot, validate_cot
+from engine.errors import UserInputError
 
 FIELDS: tuple[str, ...] = (*BLOCKS, "negative")
 

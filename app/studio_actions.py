@@ -29,13 +29,12 @@ from pathlib import Path
 
 import numpy as np
 
+from app import served
+from app.projects import Clip, ClipMedia, Project, ProjectStore, Take
+from app.settings import StudioSettings
 from engine.cot import BLOCKS, MAX_BLOCK_CHARS, MAX_NEGATIVE_CHARS, validate_cot
 from engine.errors import UserInputError
 from engine.rewards import DEFAULT_WEIGHTS, DIMENSIONS, check_weights
-
-from . import served
-from .projects import Clip, ClipMedia, Project, ProjectStore, Take
-from .settings import StudioSettings
 
 FIELDS = (*BLOCKS, "negative")  # the CoT fields of the page, in order
 DEFAULT_SETTINGS = {  # what a new project starts with (the reference weights; the render defaults)
@@ -99,7 +98,7 @@ class StudioActions:
         self.confirm_seconds = CONFIRM_SECONDS
         self._load_lock = threading.Lock()
         self._objects: dict | None = None
-        from .train_actions import TrainActions
+        from app.train_actions import TrainActions
 
         self.train = TrainActions(self)  # the Train page's actions and the training runs of this store
 
@@ -111,8 +110,8 @@ class StudioActions:
         and then shared read-only by every session."""
         with self._load_lock:
             if self._objects is None:
-                from engine.models import load_bundle
-                from engine.planner import has_planner, load_planner
+                from engine.bundle import load_bundle
+                from engine.planner.default import has_planner, load_planner
                 from engine.rewards import load_reward_heads
                 from engine.text_encoder import encode_sentences
 
@@ -443,7 +442,7 @@ class StudioActions:
     def render_model(self, project_id: int):
         """(bundle, name) a take of the project renders with: the project's chosen trained model when it is
         still offered, else the studio's model (shared, read-only, like every loaded bundle)."""
-        from engine.models import load_bundle
+        from engine.bundle import load_bundle
 
         choice = (self.store.get_project(project_id).settings or {}).get("render_model", "studio")
         for run in self.store.list_runs(project_id) if choice != "studio" else []:
@@ -511,9 +510,8 @@ class StudioActions:
     def compare(self, clip_id: int | None, a: int | None, b: int | None) -> dict:
         """Spectrograms of the original audio (if any) and takes ``a`` and ``b`` side by side, and their
         stereo position over time, on the video's time axis."""
+        from app.plots import compare_spectrograms, stereo_position
         from engine.media import read_wav
-
-        from .plots import compare_spectrograms, stereo_position
 
         if clip_id is None:
             return {"spectrograms": None, "positions": None}

@@ -56,7 +56,7 @@ def render_speed(
     when runs == 1), "times_s", "peak_mb"}``, and with candidates > 1 ``"candidates"``, ``"best_of"`` (the same
     timing fields of the best-of-N renders) and ``"ratio"`` (their median over the single take's).
     """
-    from engine.models import load_bundle
+    from engine.bundle import load_bundle
     from engine.pipeline import RenderSettings
     from engine.rewards import load_reward_heads
 
@@ -132,7 +132,7 @@ def plan_speed(model: str, video: str | Path, runs: int = 5) -> dict:
     """Time ``runs`` plans of ``video`` by the planner of ``model`` (decode, network, writing the
     blocks; the planner is loaded once before). Result: ``{"runs", "load_s", "first_s", "median_s",
     "times_s"}`` with the median over the runs after the first (the first alone when runs == 1)."""
-    from engine.planner import load_planner
+    from engine.planner.default import load_planner
 
     t0 = time.perf_counter()
     planner = load_planner(model)

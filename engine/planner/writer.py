@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .cot import Cot
+from engine.cot import Cot
 
 CURVE_RATE = 4.0  # control points per second of an intensity curve
 

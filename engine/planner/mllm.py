@@ -31,10 +31,10 @@ from pathlib import Path
 import av
 import numpy as np
 
-from .cot import BLOCKS, Cot
-from .cot_parse import clean_answer, fallback_cot, parse_answer
-from .errors import UserInputError
-from .video_io import probe
+from engine.cot import BLOCKS, Cot
+from engine.errors import UserInputError
+from engine.planner.parse import clean_answer, fallback_cot, parse_answer
+from engine.video_io import probe
 
 Progress = Callable[[float, str], None]  # (fraction done in [0, 1], what is happening now)
 

@@ -2,9 +2,9 @@
 
 `PlannerNet` says frame by frame which sources are visible, where, how large, how intense, and when a
 sound event happens; `read_scene` turns that into a `SceneSketch` (sources with positions, movement
-and event times) and `engine.cot_writer` writes the blocks in the words the generator was trained on.
+and event times) and `engine.planner.writer` writes the blocks in the words the generator was trained on.
 What a picture cannot show (the room, the tone, the noise floor of the recording) is written as a
-neutral middle; the designer edits it. The multimodal-LLM backend lives in `engine.planner_mllm`.
+neutral middle; the designer edits it. The multimodal-LLM backend lives in `engine.planner.mllm`.
 """
 
 from __future__ import annotations
@@ -17,12 +17,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .cot import Cot, validate_cot
-from .cot_writer import CURVE_RATE, SceneSketch, SourceSketch, write_blocks
-from .errors import UserInputError
-from .models import PLANNER_FILE, resolve_model
-from .planner_net import HEADS, ClassInfo, PlannerNet, activate, load_planner_net
-from .video_io import load_video
+from engine.bundle import PLANNER_FILE, resolve_model
+from engine.cot import Cot, validate_cot
+from engine.errors import UserInputError
+from engine.planner.network import HEADS, ClassInfo, PlannerNet, activate, load_planner_net
+from engine.planner.writer import CURVE_RATE, SceneSketch, SourceSketch, write_blocks
+from engine.video_io import load_video
 
 Progress = Callable[[float, str], None]
 
@@ -235,7 +235,7 @@ def load_planner(model: str | os.PathLike = "default", backend: str = "default",
     downloaded only here, when asked for).
     """
     if backend == "mllm":
-        from .planner_mllm import MllmPlanner, MllmPlannerConfig
+        from engine.planner.mllm import MllmPlanner, MllmPlannerConfig
 
         cfg = MllmPlannerConfig(model_id=mllm_model) if mllm_model else MllmPlannerConfig()
         return MllmPlanner.from_config(cfg)

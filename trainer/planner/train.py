@@ -1,4 +1,4 @@
-"""Training the default planner (`engine.planner_net.PlannerNet`) on FoleyWorld train scenes.
+"""Training the default planner (`engine.planner.network.PlannerNet`) on FoleyWorld train scenes.
 
 Targets come from the scene parameters that drew each frame, frame by frame and class by class:
 visibility, event instants, horizontal position, apparent size and the intensity of continuous sources.
@@ -24,8 +24,7 @@ import torch
 from torch.nn import functional as fn
 
 from engine.media import write_mp4
-from engine.planner_net import activate
-from engine.planner_net import ClassInfo, PlannerConfig, PlannerNet, load_planner_net, save_planner
+from engine.planner.network import ClassInfo, PlannerConfig, PlannerNet, activate, load_planner_net, save_planner
 from engine.video_encoder import frames_for_encoder
 from engine.video_io import load_video
 from trainer.foleyworld.classes import CLASSES
@@ -56,7 +55,7 @@ class PlannerTrainConfig:
     pool_refresh_every: int = 25  # steps between pool refreshes
     pool_refresh_count: int = 16  # clips replaced at each refresh
     via_mp4: bool = True  # training clips go through an H.264 file like users' videos (see `clip_example`)
-    rate: float = 24.0  # planner frame rate (see engine.planner_net.PlannerConfig)
+    rate: float = 24.0  # planner frame rate (see engine.planner.network.PlannerConfig)
     size: int = 64  # planner frame size
     log_every: int = 50  # steps between progress reports
     ckpt_every: int = 250  # steps between checkpoints
@@ -66,7 +65,7 @@ class PlannerTrainConfig:
     workers: int = 1  # processes rendering the pool's clips (each clip is a function of its index alone)
     init: str | None = None  # start from this planner file's weights instead of a fresh initialisation
     first_scene: int = 0  # train scene index of the first pool (a warm-started run can go on to unseen scenes)
-    layout: str = "frame"  # the network's layout after its convolutions (`engine.planner_net.PlannerConfig`)
+    layout: str = "frame"  # the network's layout after its convolutions (`engine.planner.network.PlannerConfig`)
     channels: tuple[int, ...] = (24, 48, 64)  # its stride-2 convolutions' widths
     width: int = 128  # its feature width over time
     flip: bool = False  # mirror half the crops left to right (positions negated): the world has no handedness

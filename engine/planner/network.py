@@ -12,7 +12,7 @@ From frames at a fixed rate (24 per second by default, enough to place an impact
 Per frame the network sees the picture and its difference to the previous frame (motion), through
 strided and residual convolutions whose last map is pooled over height only, so
 horizontal position survives; over frames, residual dilated temporal convolutions (receptive field
-~1.3 s at 24 fps) give each frame the context to tell a bounce from a drop. `engine.planner` turns
+~1.3 s at 24 fps) give each frame the context to tell a bounce from a drop. `engine.planner.default` turns
 these outputs into the four CoT blocks.
 
 Two layouts of what follows the convolutions (`PlannerConfig.layout`):
@@ -41,7 +41,7 @@ import torch
 from torch import nn
 from torch.nn import functional as fn
 
-from .weights import read_weights, write_weights
+from engine.weight_files import read_weights, write_weights
 
 FORMAT = "foley-planner/1"  # safetensors metadata tag of a saved planner
 HEADS = ("present", "event", "x", "size", "level")  # per-class outputs, in this order on the last axis
@@ -109,8 +109,8 @@ class PlannerNet(nn.Module):
     def __init__(self, *, config: PlannerConfig) -> None:
         super().__init__()
         self.config = cfg = config
-        # per-class reading thresholds calibrated on FoleyWorld val clips (`trainer.calibrate_planner`):
-        # {"present": {class: p}, "event": {class: p}}; empty: the global defaults of engine.planner
+        # per-class reading thresholds calibrated on FoleyWorld val clips (`trainer.planner.calibrate`):
+        # {"present": {class: p}, "event": {class: p}}; empty: the global defaults of engine.planner.default
         self.thresholds: dict[str, dict[str, float]] = {}
         c = (6, *cfg.channels)  # picture + difference to the previous frame
         self.convs = nn.ModuleList(nn.Conv2d(a, b, 3, stride=2, padding=1) for a, b in zip(c[:-1], c[1:]))

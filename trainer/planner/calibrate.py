@@ -16,7 +16,7 @@ val clips (their mp4 files, decoded as a user's video is) and keeps its outputs,
   (events of a class named but absent count against precision, events of a class present but not named
   against recall). beta > 1 favours recall.
 
-The thresholds travel in the planner file (`engine.planner_net.PlannerNet.thresholds`); `engine.planner`
+The thresholds travel in the planner file (`engine.planner.network.PlannerNet.thresholds`); `engine.planner.default`
 reads with them. Test clips are never used here.
 """
 
@@ -32,8 +32,8 @@ import torch
 
 from engine.bench.planning import match_events
 from engine.errors import UserInputError
-from engine.planner import ReadSettings, choose_sources, class_events, probabilities
-from engine.planner_net import PlannerNet, load_planner_net, save_planner
+from engine.planner.default import ReadSettings, choose_sources, class_events, probabilities
+from engine.planner.network import PlannerNet, load_planner_net, save_planner
 
 PRESENT_GRID = tuple(round(0.2 + 0.05 * k, 2) for k in range(15))  # 0.20 .. 0.90
 EVENT_GRID = tuple(round(0.1 + 0.05 * k, 2) for k in range(15))  # 0.10 .. 0.80
@@ -70,7 +70,7 @@ def clip_outputs(net: PlannerNet, frames: np.ndarray, meta: dict, settings: Read
 
 
 def named(score: np.ndarray, thresholds: np.ndarray, max_sources: int) -> frozenset[int]:
-    """The classes `engine.planner.read_scene` names: the strongest at or over their thresholds (at most
+    """The classes `engine.planner.default.read_scene` names: the strongest at or over their thresholds (at most
     ``max_sources``), or the single strongest when none is."""
     return frozenset(choose_sources(score, thresholds, max_sources))
 

@@ -1,6 +1,6 @@
 """The ground-truth CoT of a FoleyWorld clip, written from its scene parameters.
 
-The words come from `engine.cot_writer`, the same writer the planner uses, so the generator learns
+The words come from `engine.planner.writer`, the same writer the planner uses, so the generator learns
 the vocabulary the planner speaks. This module only turns a `Scene` into the writer's sketch.
 """
 
@@ -9,10 +9,9 @@ from __future__ import annotations
 import numpy as np
 
 from engine.cot import Cot
-from engine.cot_writer import SceneSketch, SourceSketch, write_blocks
-
-from .classes import CLASSES
-from .scene import Scene, Source
+from engine.planner.writer import SceneSketch, SourceSketch, write_blocks
+from trainer.foleyworld.classes import CLASSES
+from trainer.foleyworld.scene import Scene, Source
 
 
 def source_sketch(src: Source) -> SourceSketch:

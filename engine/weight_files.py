@@ -12,8 +12,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from .atomic import atomic_path
-from .errors import UserInputError
+from engine.atomic import atomic_path
+from engine.errors import UserInputError
 
 
 def write_weights(path: str | Path, state: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:

@@ -3,8 +3,8 @@
 `TrainingManager` starts a run in a background thread (the page never waits for it), cancels it at its next
 step (after a checkpoint) and resumes it from its last checkpoint, also after a restart of the server. A run
 lives in the project's ``training/<uid>/`` folder; its row in the store holds the settings it started with,
-its status and its result. The trainers work on deep copies of the shared model (`trainer.lora`,
-`trainer.grpo.build_policy`), so renders of other sessions keep using the shared bundle untouched.
+its status and its result. The trainers work on deep copies of the shared model (`trainer.lora.adapters`,
+`trainer.grpo.learn.build_policy`), so renders of other sessions keep using the shared bundle untouched.
 
 What each method trains on, built when the run starts (and reused when it resumes):
 
@@ -27,10 +27,9 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from app.projects import ProjectStore, Run
 from engine.cot import Cot, validate_cot
 from engine.errors import UserInputError
-
-from .projects import ProjectStore, Run
 
 log = logging.getLogger("foley.training")
 METHODS = ("finetune", "grpo", "dpo")
@@ -206,7 +205,7 @@ class TrainingManager:
     def _plan(self, clip) -> dict:
         """Plan a clip that never was (the plan is saved: the designer sees and edits it in the Studio page)."""
         from engine.pipeline import FALLBACK_COT
-        from engine.planner import has_planner, load_planner
+        from engine.planner.default import has_planner, load_planner
 
         cot = (
             load_planner(self.model).plan(clip.source).to_dict() if has_planner(self.model) else FALLBACK_COT.to_dict()
@@ -216,7 +215,7 @@ class TrainingManager:
         return cot
 
     def _dataset(self, run: Run, live: LiveRun) -> Path:
-        from engine.models import load_bundle
+        from engine.bundle import load_bundle
         from trainer.ingest import ingest
 
         folder = run.folder / "dataset"
@@ -310,9 +309,9 @@ class TrainingManager:
         return train_dpo(cfg, progress=self._reporter(live, run.config["steps"]), resume=resume, stop=live.stop.is_set)
 
     def _grpo(self, run: Run, live: LiveRun, resume: bool) -> dict:
-        from engine.models import load_bundle
+        from engine.bundle import load_bundle
         from trainer.bench_guard import BenchCheck, check_against_base
-        from trainer.grpo import GrpoConfig, train_grpo
+        from trainer.grpo.learn import GrpoConfig, train_grpo
 
         c, dataset = run.config, self._dataset(run, live)
         every = max(1, c["steps"] // 5)

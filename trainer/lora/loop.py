@@ -33,11 +33,11 @@ from typing import Protocol
 import numpy as np
 import torch
 
+from engine.bundle import ModelBundle, load_bundle
 from engine.errors import UserInputError
-from engine.models import ModelBundle, load_bundle
 from trainer.bench_guard import BenchCheck, check_against_base
-from trainer.grpo import ParamEma
-from trainer.lora import LORA_LAYERS, lora_generator, merged_generator, save_tuned, tuned_bundle
+from trainer.grpo.learn import ParamEma
+from trainer.lora.adapters import LORA_LAYERS, lora_generator, merged_generator, save_tuned, tuned_bundle
 from trainer.pretrain import BatchOrder, step_rng
 from trainer.run_state import cosine_lr, load_training_state, save_training_state
 
@@ -61,7 +61,7 @@ class LoraTrainConfig:
     grad_clip: float = 1.0  # max global gradient norm
     lora_rank: int = 16  # adapter rank r
     lora_alpha: float | None = None  # adapter scale numerator (default r: scale 1)
-    lora_layers: str = "all"  # which linears get adapters (`trainer.lora.LORA_LAYERS`: all, cross, cross-kv)
+    lora_layers: str = "all"  # which linears get adapters (`trainer.lora.adapters.LORA_LAYERS`: all, cross, cross-kv)
     held_out: float = 0.15  # fraction of the sources held out for evaluation (whole sources)
     eval_every: int = 50  # steps between held-out evaluations
     patience: int = 4  # evaluations without improvement before early stopping (0: never stop early)

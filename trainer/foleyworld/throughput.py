@@ -8,9 +8,9 @@ import time
 
 import numpy as np
 
-from .cot import write_cot
-from .scene import WorldConfig, sample_scene
-from .synth import render_audio
+from trainer.foleyworld.ground_truth import write_cot
+from trainer.foleyworld.scene import WorldConfig, sample_scene
+from trainer.foleyworld.synth import render_audio
 
 
 def measure_speed(cfg: WorldConfig, count: int = 50, video: bool = True, seed0: int = 0) -> dict:
@@ -18,7 +18,7 @@ def measure_speed(cfg: WorldConfig, count: int = 50, video: bool = True, seed0: 
 
     Runs in this one process; run it with OMP_NUM_THREADS=1 for a per-core figure.
     """
-    from .video import render_frames
+    from trainer.foleyworld.video import render_frames
 
     parts = {"scene": 0.0, "audio": 0.0, "cot": 0.0, "video": 0.0}
     for i in range(count):

@@ -42,7 +42,7 @@ from engine.codec import Codec, load_codec
 from engine.cot import Cot
 from engine.errors import UserInputError
 from engine.generator import COT_MODES, TextBlock
-from engine.planner_net import PlannerNet, load_planner_net
+from engine.planner.network import PlannerNet, load_planner_net
 from engine.sync import sync_dim, sync_features
 from engine.text_encoder import EMBED_DIM
 from engine.timeline import timeline_track
@@ -50,7 +50,7 @@ from engine.video_encoder import frames_for_encoder
 from trainer.foleyworld.scene import WorldConfig
 from trainer.foleyworld.splits import Clip, clip_cot, make_clip
 from trainer.foleyworld.video import frame_times, render_frames
-from trainer.train_planner import decoded_like_a_file
+from trainer.planner.train import decoded_like_a_file
 
 STORED_MODES = ("decomposed", "monolithic")  # modes with text to cache ("none" is all-empty)
 TEXT_ENCODER = "all-MiniLM-L6-v2"  # recorded in config.json: the token states depend on it

@@ -1,0 +1,1 @@
+"""Training the default planner (``train``) and calibrating its per-class thresholds (``calibrate``)."""
