@@ -646,9 +646,9 @@ def inspect_video(source: Path, folder: Path) -> ClipMedia:
     """What the store keeps of an uploaded video: its facts, its own audio (float WAV at 44.1 kHz), and
     an MP4 preview with the picture stream copied when the container is not one browsers play."""
     from engine.media import mux_audio, write_wav
-    from engine.video_io import load_audio_track, probe
+    from engine.video_io import SHARED_SIZE, decoded_frames, load_audio_track
 
-    info = probe(source)
+    info = decoded_frames(source, SHARED_SIZE)[2]  # the one decode that planning, rendering and scoring reuse
     if info.duration <= 0:
         raise UserInputError(f"{source.name} has zero length")
     media = ClipMedia(

@@ -8,8 +8,9 @@ match. Bad files raise `UserInputError` with one line that says what is wrong.
 
 from __future__ import annotations
 
-import functools
-from dataclasses import dataclass
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import av
@@ -140,26 +141,40 @@ def scan_frames(path: str | Path, size: int | None) -> tuple[list[float], list[n
         container.close()
 
 
+SHARED_SIZE = 64  # px: the frames the shipped bundle's video encoder, its planners and the reward view all read
+_DECODED: OrderedDict = OrderedDict()  # file identity + size -> (times, frames, info), the newest last
+_DECODED_KEEP = 2  # decoded files kept (a 10-minute 30 fps clip at 64 px is about 220 MB)
+_DECODED_LOCK = threading.Lock()
+
+
 def decoded_frames(path: str | Path, size: int) -> tuple[np.ndarray, np.ndarray, VideoInfo]:
     """(times (N,) float64 s, frames (N, size, size, 3) uint8, info) of every frame at its native time,
     letterboxed to ``size`` px: decoded once per file version and size, and shared (read-only) by the
-    planner, the model's prepared video and the reward heads' view, so a clip is decoded once for all three."""
+    studio's import, the planner, the model's prepared video and the reward heads' view, so a clip is
+    decoded once for all of them. A file is known by its device, inode, mtime and size, so a file moved
+    into place by a rename (a staged import) is still the same file, and an edited one decodes again."""
     p = Path(path)
     if not p.is_file():
         raise UserInputError(f"video not found: {p}")
     st = p.stat()
-    return _decoded_cached(str(p.resolve()), st.st_mtime_ns, st.st_size, size)
-
-
-@functools.lru_cache(maxsize=2)
-def _decoded_cached(path: str, mtime_ns: int, size_bytes: int, size: int) -> tuple[np.ndarray, np.ndarray, VideoInfo]:
-    """`decoded_frames` behind the cache; mtime and size in the key make an edited file decode again."""
-    times, arrays, info = scan_frames(path, size)
-    if not arrays:
-        raise UserInputError(f"{Path(path).name} has a video stream but no decodable frames")
-    t, frames = np.asarray(times, dtype=np.float64), np.stack(arrays)
-    t.flags.writeable = frames.flags.writeable = False
-    return t, frames, info
+    key = (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size, size)
+    with _DECODED_LOCK:
+        hit = _DECODED.get(key)
+        if hit is not None:
+            _DECODED.move_to_end(key)
+    if hit is None:
+        times, arrays, info = scan_frames(p, size)
+        if not arrays:
+            raise UserInputError(f"{p.name} has a video stream but no decodable frames")
+        t, frames = np.asarray(times, dtype=np.float64), np.stack(arrays)
+        t.flags.writeable = frames.flags.writeable = False
+        hit = (t, frames, info)
+        with _DECODED_LOCK:
+            _DECODED[key] = hit
+            while len(_DECODED) > _DECODED_KEEP:
+                _DECODED.popitem(last=False)
+    t, frames, info = hit
+    return t, frames, replace(info, path=str(path))
 
 
 def probe(path: str | Path) -> VideoInfo:

@@ -68,3 +68,33 @@ def test_motion_features_mark_a_jump_on_the_correct_side():
     k = int(np.argmax(energy))
     assert abs((k + 0.5) / 21.5 - 30 / fps) < 1.5 / 21.5
     assert feats[k, -1] < -0.3  # motion centroid on the left
+
+
+def test_a_clip_is_decoded_once_for_import_plan_render_and_scoring(tmp_path, monkeypatch):
+    """The studio's import reads the staged copy, the store renames its folder into place, and planning,
+    preparing the render and the reward view of the moved file all reuse that one decode."""
+    import engine.video_io as vio
+    from app.studio_actions import inspect_video
+    from engine.bundle import load_bundle
+    from engine.pipeline import prepare_video
+    from engine.planner.default import load_planner
+    from engine.prepared import clear_prepared_cache
+    from engine.rewards import view_of_file
+
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    _video(staging / "source.mp4", 24.0, 48)
+    calls = []
+    real = vio.scan_frames
+    monkeypatch.setattr(vio, "scan_frames", lambda p, size: calls.append(size) or real(p, size))
+    vio._DECODED.clear()
+    clear_prepared_cache()
+    inspect_video(staging / "source.mp4", staging)
+    (tmp_path / "clips").mkdir()
+    final = (tmp_path / "clips" / "abc").resolve()
+    staging.rename(final)  # what the store does once the clip is imported
+    load_planner("default").plan(final / "source.mp4")
+    prepared = prepare_video(final / "source.mp4", load_bundle("default"))
+    view = view_of_file(final / "source.mp4")
+    assert calls == [vio.SHARED_SIZE] and prepared.info.path == str(final / "source.mp4")
+    assert view.duration == prepared.duration == pytest.approx(2.0)

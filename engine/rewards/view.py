@@ -18,10 +18,11 @@ import numpy as np
 
 from engine.errors import UserInputError
 from engine.motion import GRID, SYNC_DIM, motion_features
+from engine.video_io import SHARED_SIZE, decoded_frames
 
 VIEW_SAMPLE_RATE = 44100  # with VIEW_HOP: the frame rate of views read from files (the default codec's latent rate)
 VIEW_HOP = 2048  # audio samples per view frame (the default codec's hop)
-VIEW_SIZE = 64  # frames are letterboxed to this square before the motion features (the default video encoder's)
+VIEW_SIZE = SHARED_SIZE  # frames are letterboxed to this square before the motion features (as the encoder's)
 _CELLS = GRID * GRID
 
 
@@ -81,8 +82,6 @@ def view_of_file(path: str | os.PathLike) -> VideoView:
 @functools.lru_cache(maxsize=8)
 def _view_cached(path: str, mtime_ns: int, size_bytes: int) -> VideoView:
     """`view_of_file` behind the cache, exactly as `engine.pipeline.prepare_video` computes ``sync``."""
-    from engine.video_io import decoded_frames
-
     t, frames, info = decoded_frames(path, VIEW_SIZE)  # the decode the planner and the prepared video share
     n_samples = round(info.duration * VIEW_SAMPLE_RATE)
     if n_samples < 1:
