@@ -30,7 +30,6 @@ from __future__ import annotations
 import hashlib
 import json
 import multiprocessing
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -38,6 +37,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from engine.atomic import atomic_path, write_text
 from engine.codec import Codec, load_codec
 from engine.cot import Cot
 from engine.errors import UserInputError
@@ -191,10 +191,8 @@ def _build_shard(job: tuple[str, dict, int, int]) -> dict:
         entries.append(_entry(clip, j, feats, shard_name(a, b)))
     arrays["meta"] = np.frombuffer(json.dumps(entries).encode(), dtype=np.uint8)
     path = Path(cache) / "shards" / shard_name(a, b)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.savez_compressed(f, **arrays)
-    os.replace(tmp, path)
     return {"shard": path.name, "clips": entries}
 
 
@@ -284,9 +282,7 @@ def _bind_config(cache: Path, want: dict) -> dict:
 
 
 def _write_json(path: Path, obj: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=1), encoding="utf-8")
-    os.replace(tmp, path)
+    write_text(path, json.dumps(obj, indent=1))
 
 
 def build_features(
