@@ -185,6 +185,14 @@ class ModelBundle:
         shape = (1, self.generator.config.latent_dim, length)
         return torch.randn(shape, generator=torch.Generator().manual_seed(seed)).to(self.device)
 
+    def encode_audio(self, audio: torch.Tensor) -> torch.Tensor:
+        """Stereo audio (B, 2, N) at ``sample_rate`` -> normalised latents (B, C, T) of the codec."""
+        return self.codec.encode(audio)
+
+    def decode_latent(self, z: torch.Tensor, n_samples: int) -> torch.Tensor:
+        """Latents (B, C, T) -> stereo audio (B, 2, n_samples) through the codec."""
+        return self.codec.decode(z, n_samples)
+
     def decode_window(
         self, z: torch.Tensor, prepared: PreparedVideo, start: int, length: int, finish: Finish
     ) -> np.ndarray:
@@ -192,7 +200,7 @@ class ModelBundle:
         window's samples (cropped at the end of the video), after `finish_latent`."""
         z = finish_latent(self.codec, z, prepared.sync[start : start + length], finish.declick, finish.gate)
         n = min(length * prepared.hop, prepared.n_samples - start * prepared.hop)
-        return self.codec.decode(z, n).transpose(1, 2).float().cpu().numpy()  # (B, 2, n) -> (B, n, 2)
+        return self.decode_latent(z, n).transpose(1, 2).float().cpu().numpy()  # (B, 2, n) -> (B, n, 2)
 
 
 def finish_latent(codec: Codec, z: torch.Tensor, sync, declick: bool, gate: bool) -> torch.Tensor:

@@ -103,6 +103,12 @@ class ModelFamily(Protocol):
     def noise(self, seed: int, length: int) -> torch.Tensor:
         """The start noise (1, C, length) of a seed, on the CPU generator (the same on every machine)."""
 
+    def encode_audio(self, audio: torch.Tensor) -> torch.Tensor:
+        """Stereo audio (B, 2, N) at ``sample_rate`` -> its latents (B, C, T) (what fine-tuning trains toward)."""
+
+    def decode_latent(self, z: torch.Tensor, n_samples: int) -> torch.Tensor:
+        """Latents (B, C, T) -> stereo audio (B, 2, n_samples), nothing finished before decoding."""
+
     def decode_window(
         self, z: torch.Tensor, prepared: PreparedVideo, start: int, length: int, finish: Finish
     ) -> np.ndarray:

@@ -34,8 +34,8 @@ def run(args: argparse.Namespace) -> int:
     audio = resample(audio, sr, rate) if sr != rate else audio  # (N, 2) at the codec's rate
     x = torch.from_numpy(audio.T.copy()).float()[None]  # (1, 2, N)
     with torch.no_grad():
-        z = bundle.codec.encode(x)  # (1, C, T)
-        y = bundle.codec.decode(z, x.shape[-1])[0].T.numpy()  # (N, 2)
+        z = bundle.encode_audio(x)  # (1, C, T)
+        y = bundle.decode_latent(z, x.shape[-1])[0].T.numpy()  # (N, 2)
     write_wav(out, y.clip(-1.0, 1.0), rate, subtype="PCM_24")
     line = {"audio": str(args.audio), "out": str(out), "model": bundle.name, "sample_rate": rate}
     line |= {"samples": len(y), "latent": list(z.shape[1:]), "seconds": round(time.perf_counter() - start, 3)}
