@@ -108,8 +108,11 @@ def test_defaults_come_from_the_configs():
     assert PlannerTrainConfig(**fields_of(planner, PlannerTrainConfig)) == PlannerTrainConfig()
     tune = parse("train finetune --dataset d")
     assert FinetuneConfig(**fields_of(tune, FinetuneConfig)) == FinetuneConfig(dataset="d")
-    render = parse("render a.mp4 --out o")
-    assert (render.steps, render.cfg) == (RenderSettings.steps, RenderSettings.cfg)
+    from engine.commands.render import _inputs
+
+    render = parse("render a.mp4 --out o")  # --cfg is left open on the line: 5 with --features, else the settings'
+    settings = _inputs(render)[4]
+    assert (settings.steps, settings.cfg, render.cfg) == (RenderSettings.steps, RenderSettings.cfg, None)
     flow = parse("train grpo --flow --sample-steps 6 --batch 2 --prompt-clips 3")
     assert (flow.steps, flow.minibatch, flow.clips) == (6, 2, 3)  # renamed flags reach their fields
 

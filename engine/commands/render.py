@@ -18,13 +18,15 @@ from engine.commands.common import (
     positive_int,
     sampling_kw,
 )
-from engine.commands.fields import add_fields
+from engine.commands.fields import add_fields, field_default
 from engine.level import LevelSettings
 from engine.pipeline import RenderSettings
 
+FEATURES_CFG = 5.0  # guidance of the published model (the reference's)
+
 
 def build(r) -> None:
-    r.add_argument("videos", nargs="+", metavar="VIDEO", help="video files; outputs are named after each stem")
+    r.add_argument("videos", nargs="*", metavar="VIDEO", help="video files; outputs are named after each stem")
     r.add_argument("--out", required=True, help="folder for <stem>.wav, <stem>.cot.json (and <stem>.mp4)")
     r.add_argument(
         "--cot",
@@ -38,7 +40,12 @@ def build(r) -> None:
         "cfg",
         seed={"type": nonneg_int, "default": None, "help": "noise seed (default: random, printed)"},
         steps={"type": positive_int, "help": "sampling steps"},
-        cfg={"type": guidance, "help": "classifier-free guidance scale"},
+        cfg={
+            "type": guidance,
+            "default": None,
+            "help": f"classifier-free guidance scale (default {field_default(RenderSettings, 'cfg')}; "
+            f"{FEATURES_CFG} with --features, the published model's)",
+        },
     )
     add_sampling_options(r, "")
     r.add_argument(
@@ -58,11 +65,30 @@ def build(r) -> None:
         ceiling_dbtp={"flags": ("--true-peak",), "metavar": "DBTP"},
     )
     r.add_argument("--model", default="default", help="model name under assets/models or a model folder")
+    f = r.add_argument_group("published PrismAudio from precomputed features (instead of VIDEO...)")
+    f.add_argument("--features", metavar="FILE.npz", help="video_features, text_features, sync_features, duration")
+    f.add_argument(
+        "--sync",
+        default="official",
+        choices=["official", "features"],
+        help="sync features: the "
+        "released pipeline's empty embedding (official) or the file's, resampled to the latent length",
+    )
+    f.add_argument(
+        "--raw",
+        action="store_true",
+        help="a 32-bit float WAV with nothing changed after decoding, and <stem>.latent.npy (64, N) float32 beside it",
+    )
     r.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Render each video with one CoT: WAV + CoT (+ MP4) per video and one JSON line on stdout."""
+    """Render each video with one CoT: WAV + CoT (+ MP4) per video and one JSON line on stdout; or, with
+    ``--features``, the published PrismAudio model from precomputed features."""
+    if args.features:
+        return _run_features(args)
+    if not args.videos:
+        raise CliError("give one or more videos to render (or --features FILE.npz with a PrismAudio --model)")
     from engine.bundle import load_bundle
     from engine.pipeline import prepare_video, render_plan
     from engine.planner.default import load_planner
@@ -99,6 +125,21 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_features(args: argparse.Namespace) -> int:
+    """``render --features FILE.npz --model FOLDER``: one take of the published model (engine.prismaudio)."""
+    import secrets
+
+    from engine.prismaudio.features_render import render_features
+
+    if args.videos:
+        raise CliError("give videos or --features FILE.npz, not both")
+    seed = secrets.randbelow(2**31) if args.seed is None else args.seed
+    cfg = FEATURES_CFG if args.cfg is None else args.cfg
+    result = render_features(args.features, args.model, args.out, seed, args.steps, cfg, args.sync, args.raw)
+    print(json.dumps({"features": str(args.features), **result}), flush=True)
+    return 0
+
+
 def _inputs(args: argparse.Namespace):
     """Validate everything before any output exists: -> (out folder, videos, CoT, CoT source, settings)."""
     import secrets
@@ -123,7 +164,8 @@ def _inputs(args: argparse.Namespace):
         cot, source = FALLBACK_COT, "fallback"
     seed = secrets.randbelow(2**31) if args.seed is None else args.seed
     args.level = LevelSettings(lufs_target=args.lufs_target, ceiling_dbtp=args.ceiling_dbtp)  # checked up front
-    settings = RenderSettings(seed=seed, steps=args.steps, cfg=args.cfg, **sampling_kw(args))
+    cfg = field_default(RenderSettings, "cfg") if args.cfg is None else args.cfg
+    settings = RenderSettings(seed=seed, steps=args.steps, cfg=cfg, **sampling_kw(args))
     return out, videos, cot, source, settings
 
 
