@@ -98,7 +98,7 @@ REWARD_KEYS = ("semantic", "temporal", "aesthetic", "spatial", "weighted")  # GR
 
 
 def training_curves(history: list[dict], title: str = ""):
-    """Loss and reward curves of a training run from its log entries (`trainer.lora.loop`, `trainer.grpo.learn`).
+    """Loss and reward curves of a training run from its log entries (`trainer.loop`, `trainer.grpo.learn`).
 
     Left: the training loss per logged step and, where the run evaluates, the held-out loss. Right, when the
     run logs them: GRPO's mean rewards per iteration (and the held-out weighted reward), or DPO's preference

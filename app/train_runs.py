@@ -14,9 +14,9 @@ What each method trains on, built when the run starts (and reused when it resume
   (`trainer.ingest`; GRPO uses the video windows only, with the project's reward weights);
 - Flow-DPO: every starred take against every rejected take of the same clip rendered from the same CoT.
 
-A finished fine-tune or DPO run has passed (or been refused by) the FoleyBench check inside the trainer; a
-GRPO run is checked here the same way. Only a run whose model passed, or whose check was switched off,
-is offered for rendering (`app.projects.Run.offered`).
+A finished run has passed (or been refused by) the FoleyBench check inside the trainer
+(`trainer.bench_guard.guard`, the same as on the command line). Only a run whose model passed, or whose
+check was switched off, is offered for rendering (`app.projects.Run.offered`).
 """
 
 from __future__ import annotations
@@ -153,7 +153,7 @@ class TrainingManager:
         path = run.folder / "train_log.jsonl"
         lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
         entries = [json.loads(line) for line in lines if line.strip()]
-        return [e | {"step": e.get("step", e.get("iteration", 0))} for e in entries]  # GRPO counts iterations
+        return [e | {"step": e.get("step", e.get("iteration", 0))} for e in entries]  # a GRPO log of before the loop
 
     def _launch(self, run: Run, resume: bool) -> None:
         live = LiveRun(run.id)
@@ -269,17 +269,17 @@ class TrainingManager:
         live.note(f"failed: {message}")
 
     def _reporter(self, live: LiveRun, total: int):
-        """The trainer's progress callback: log entries into the live run (GRPO logs iterations, not steps)."""
+        """The trainer's progress callback: log entries into the live run (`trainer.loop`: GRPO's steps are
+        its iterations)."""
 
         def report(entry: dict) -> None:
             phase = entry.get("phase")
             if phase == "bench":
                 live.note(f"FoleyBench check: {entry['done']}/{entry['total']} renders")
             elif phase == "eval" and entry.get("step") == 0:
-                live.note("held-out loss of the start model", entry | {"steps": total})
+                live.note("held-out evaluation of the start model", entry | {"steps": total})
             elif phase != "done":
-                step = entry.get("step", entry.get("iteration", 0))
-                live.note(f"training: step {step}/{total}", entry | {"step": step, "steps": total})
+                live.note(f"training: step {entry['step']}/{total}", entry | {"steps": total})
 
         return report
 
@@ -309,8 +309,7 @@ class TrainingManager:
         return train_dpo(cfg, progress=self._reporter(live, run.config["steps"]), resume=resume, stop=live.stop.is_set)
 
     def _grpo(self, run: Run, live: LiveRun, resume: bool) -> dict:
-        from engine.bundle import load_bundle
-        from trainer.bench_guard import BenchCheck, check_against_base
+        from trainer.bench_guard import BenchCheck
         from trainer.grpo.learn import GrpoConfig, train_grpo
 
         c, dataset = run.config, self._dataset(run, live)
@@ -331,16 +330,11 @@ class TrainingManager:
             ckpt_every=every,
             eval_clips=4,
             cpu=True,
+            bench=BenchCheck(clips=c["bench_clips"]),
         )
         result = train_grpo(
             cfg, progress=self._reporter(live, run.config["steps"]), resume=resume, stop=live.stop.is_set
         )
-        if result["finished"]:
-            live.note("FoleyBench check")
-            base, tuned = load_bundle(self.model), load_bundle(run.folder)
-            result["bench_check"] = check_against_base(
-                base, tuned, BenchCheck(clips=c["bench_clips"]), run.folder / "bench"
-            )
         return {k: v for k, v in result.items() if k != "policy"} | {"step": result["iterations"]}
 
 

@@ -12,6 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402 - after the path
 
+from trainer.bench_guard import BenchCheck  # noqa: E402
 from trainer.grpo.learn import GrpoConfig, train_grpo  # noqa: E402
 
 
@@ -19,7 +20,7 @@ def main(model: str, prompts: str, out: str) -> None:
     torch.set_num_threads(1)
     cfg = GrpoConfig(
         model=model, out=out, prompts=prompts, eval_prompts=prompts, clips=2, eval_clips=1, iterations=1,
-        group=2, steps=6, window=2, minibatch=2, eval_every=0, lr=1e-3, seed=3,
+        group=2, steps=6, window=2, minibatch=2, eval_every=0, lr=1e-3, seed=3, bench=BenchCheck(clips=0),
     )  # fmt: skip
     result = train_grpo(cfg, resume=False)
     from accelerate import PartialState
@@ -27,7 +28,7 @@ def main(model: str, prompts: str, out: str) -> None:
     rank = PartialState().process_index
     state = result["policy"].state_dict()
     digest = hashlib.sha256(b"".join(state[k].numpy().tobytes() for k in sorted(state))).hexdigest()
-    report = {"digest": digest, "window_starts": result["history"][-1]["window_starts"]}
+    report = {"digest": digest, "window_starts": result["window_starts"][-1]}
     (Path(out) / f"process{rank}.json").write_text(json.dumps(report))
 
 

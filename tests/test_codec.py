@@ -309,7 +309,8 @@ def test_resumed_training_equals_straight_training(tmp_path):
     a, b = load_codec(straight["path"]), load_codec(second["path"])
     for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
         torch.testing.assert_close(pa, pb, rtol=0, atol=0, msg=name)
-    assert [h["total"] for h in straight["history"][2:]] == [h["total"] for h in second["history"]]
+    totals = lambda r: [h["total"] for h in r["history"]]  # noqa: E731 - the whole run's, from the checkpoint
+    assert len(totals(second)) == 4 and totals(straight) == totals(second)
     assert read_codec_metadata(second["path"])["extra"]["train"]["steps"] == 4
 
 

@@ -21,6 +21,7 @@ from engine.bundle import load_bundle, save_bundle
 from engine.generator import Generator
 from engine.sampling import sde_sigma
 from tests.bundles import tiny_bundle
+from trainer.bench_guard import BenchCheck
 from trainer.foleyworld.scene import WorldConfig
 from trainer.foleyworld.splits import write_split
 from trainer.grpo.learn import GrpoConfig, build_policy, collect_rollouts, guided_velocity, noise_generator, train_grpo
@@ -47,7 +48,12 @@ def prompt_dir(tmp_path_factory) -> Path:
 def _config(model_dir: Path, prompt_dir: Path, out: Path, **kw) -> GrpoConfig:
     base = dict(model=str(model_dir), out=str(out), prompts=str(prompt_dir), eval_prompts=str(prompt_dir))
     base |= dict(clips=2, eval_clips=1, iterations=2, group=3, steps=4, window=2, minibatch=2, eval_every=0)
-    return GrpoConfig(**(base | dict(lr=1e-3, clip_range=0.2) | kw))
+    return GrpoConfig(**(base | dict(lr=1e-3, clip_range=0.2, bench=BenchCheck(clips=0)) | kw))
+
+
+def _steps(result: dict) -> list[dict]:
+    """The train entries of a run's log (the loop logs evaluations as entries of their own)."""
+    return [h for h in result["history"] if h["phase"] == "train"]
 
 
 # ------------------------------------------------------------------------------------ the objective
@@ -170,7 +176,7 @@ def test_policy_evaluations_per_sample_equal_the_window(model_dir, prompt_dir, t
     counted = _count_policy_evals(monkeypatch)
     cfg = _config(model_dir, prompt_dir, tmp_path / "run", iterations=1, window=window)
     result = train_grpo(cfg, resume=False)
-    entry = result["history"][-1]
+    entry = _steps(result)[-1]
     assert entry["policy_nfe_per_sample"] == window == sum(counted) / cfg.group
     assert cfg.method == ("flow-grpo" if window == 4 else "fast-grpo")
     for key in ("reward_semantic", "reward_temporal", "reward_aesthetic", "reward_spatial", "reward_weighted"):
@@ -235,7 +241,7 @@ def test_resume_continues_exactly(model_dir, prompt_dir, tmp_path):
     assert resumed["resumed_from"] == 1 and resumed["finished"]
     a, b = straight["policy"].state_dict(), resumed["policy"].state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    last_a, last_b = straight["history"][-1], resumed["history"][-1]
+    last_a, last_b = _steps(straight)[-1], _steps(resumed)[-1]
     assert last_a["reward_weighted"] == last_b["reward_weighted"] and last_a["loss"] == last_b["loss"]
     ga, gb = load_bundle(tmp_path / "a").generator.state_dict(), load_bundle(tmp_path / "b").generator.state_dict()
     assert all(torch.equal(ga[k], gb[k]) for k in ga)  # the saved EMA models too
@@ -252,8 +258,34 @@ def test_time_limit_ends_the_run_evaluated_with_its_model(model_dir, prompt_dir,
     start = load_bundle(model_dir).generator.state_dict()
     assert any(not torch.equal(start[k], trained[k]) for k in start)
     again = train_grpo(cfg, resume=True)  # resuming it does not train past the limit
-    assert again["finished"] and again["iterations"] == again["resumed_from"] == 1 and again["history"] == []
-    assert "stopped" not in train_grpo(_config(model_dir, prompt_dir, tmp_path / "n"), resume=False)
+    assert again["finished"] and again["iterations"] == again["resumed_from"] == 1
+    assert again["history"] == result["history"] and again["stopped"] == result["stopped"]  # the checkpoint's record
+    assert train_grpo(_config(model_dir, prompt_dir, tmp_path / "n"), resume=False)["stopped"] is None
+
+
+def test_the_foleybench_guard_checks_the_ema_model_it_writes(model_dir, prompt_dir, tmp_path, monkeypatch):
+    """train_grpo itself runs the guard (the command line and the studio alike): the start model against the
+    EMA generator it then writes, the verdict in the result, the manifest and the log."""
+    import trainer.grpo.learn as learn
+    from engine.bundle import MANIFEST
+
+    seen = {}
+
+    def fake_guard(base, tuned, check, folder, step, progress):
+        seen.update(base=base.generator.state_dict(), tuned=tuned.generator.state_dict(), check=check, step=step)
+        return {"passed": False, "drops": {"clap": 0.25}, "worst": "clap"}
+
+    monkeypatch.setattr(learn, "guard", fake_guard)
+    check = BenchCheck(clips=2, duration=2.0, steps=2)
+    result = train_grpo(_config(model_dir, prompt_dir, tmp_path / "g", iterations=1, bench=check), resume=False)
+    assert result["bench_check"]["passed"] is False and seen["check"] == check and seen["step"] == 1
+    written = load_bundle(tmp_path / "g").generator.state_dict()
+    start = load_bundle(model_dir).generator.state_dict()
+    assert all(torch.equal(seen["tuned"][k], written[k]) for k in written)
+    assert all(torch.equal(seen["base"][k], start[k]) for k in start)
+    assert json.loads((tmp_path / "g" / MANIFEST).read_text())["extra"]["bench_check"]["drops"] == {"clap": 0.25}
+    last = json.loads((tmp_path / "g" / "train_log.jsonl").read_text().splitlines()[-1])
+    assert last == {"step": 1, "phase": "bench", "passed": False, "drops": {"clap": 0.25}, "steps": 1}
 
 
 def _free_port() -> int:
@@ -309,6 +341,7 @@ def test_train_grpo_command_and_a_plain_video_folder(model_dir, prompt_dir, tmp_
     assert prompts[0].cot == side and "fallback" in prompts[1].cot.semantic
     args = ["train", "grpo", "--model", model_dir, "--prompts", prompt_dir, "--eval-prompts", prompt_dir]
     args += ["--prompt-clips", "2", "--eval-clips", "1", "--iterations", "1", "--group", "2", "--sample-steps", "3"]
+    args += ["--bench-clips", "0"]
     rc, out, err = _cli(*args, "--window", "1", "--out", tmp_path / "run", "--threads", "1", capsys=capsys)
     assert rc == 0, err
     line = json.loads(out)

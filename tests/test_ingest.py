@@ -209,6 +209,7 @@ def test_replayed_foleyworld_clips_join_a_dataset_with_their_own_cots(setup, tmp
 
 
 def test_fast_grpo_runs_on_the_datasets_video_windows(setup, tmp_path):
+    from trainer.bench_guard import BenchCheck
     from trainer.dataset import dataset_prompts
     from trainer.grpo.learn import GrpoConfig, train_grpo
 
@@ -219,6 +220,6 @@ def test_fast_grpo_runs_on_the_datasets_video_windows(setup, tmp_path):
     assert train[0].sync.shape == (1, train[0].n_latent, bundle.generator.config.sync_dim)
     cfg = GrpoConfig(model=str(setup["model"]), out=str(tmp_path / "rl"), dataset=str(setup["report"].folder))
     cfg = replace(cfg, held_out=0.5, iterations=1, group=2, steps=2, window=1, minibatch=2, eval_every=0, clips=2)
-    result = train_grpo(cfg, resume=False)
+    result = train_grpo(replace(cfg, bench=BenchCheck(clips=0)), resume=False)  # the guard: tests/test_grpo.py
     assert result["finished"] and "eval_weighted" in result["history"][-1]
     assert load_bundle(tmp_path / "rl").generator.config == bundle.generator.config

@@ -295,6 +295,8 @@ def test_training_resumes_exactly_and_learns(tmp_path, layout):
     a, b = load_planner_net(tmp_path / "a.safetensors"), load_planner_net(tmp_path / "b.safetensors")
     for (k, va), vb in zip(a.state_dict().items(), b.state_dict().values()):
         torch.testing.assert_close(va, vb, msg=k)
+    parts = lambda r: [h["present"] for h in r["history"]]  # noqa: E731 - the whole run's, from the checkpoint
+    assert len(parts(rest)) == cfg["steps"] and parts(rest) == pytest.approx(parts(whole), rel=1e-5)
     first, last = whole["history"][0], whole["history"][-1]
     assert last["present"] < first["present"] and last["event"] < first["event"]
 

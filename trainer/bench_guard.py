@@ -73,6 +73,21 @@ def check_against_base(
     return check_many(base, {"tuned": tuned}, check, folder, progress)["tuned"]
 
 
+def guard(
+    base: ModelBundle,
+    tuned: ModelBundle,
+    check: BenchCheck,
+    folder: str | Path,
+    step: int,
+    progress: Callable[[dict], None] | None = None,
+) -> dict:
+    """The guard of every method that tunes a shipped model (`trainer.loop.Method.finish` of LoRA fine-tuning,
+    Flow-DPO and GRPO): `check_against_base` with its renders reported as ``{"phase": "bench", "done",
+    "total", "step"}`` entries; the verdict (``passed`` None with 0 clips: not run)."""
+    report = (lambda d, n: progress({"phase": "bench", "done": d, "total": n, "step": step})) if progress else None
+    return check_against_base(base, tuned, check, folder, report)
+
+
 def check_many(
     base: ModelBundle,
     tuned: dict[str, ModelBundle],

@@ -1,9 +1,10 @@
 """Training the stereo codec's decoder (`engine.codec.Codec`) on random crops of FoleyWorld audio.
 
-The loop is a few named steps: keep the clip pool current, draw a batch of crops, take an optimiser
-step, update the EMA, log, checkpoint. Everything that decides the next step (weights, EMA, AdamW
-moments, step, the crop RNG) is in the checkpoint, and the clip pool is a pure function of the step,
-so a resumed run reproduces an uninterrupted one exactly. The encoder is the codec's fixed analysis, so
+A step is named parts: keep the clip pool current, draw a batch of crops, take an optimiser step, update
+the EMA; `CodecMethod` hands it to the one run loop (`trainer.loop.run_loop`: log, checkpoint, stop_at).
+Everything that decides the next step (weights, EMA, AdamW moments, step, the crop RNG, the loop's
+record) is in the checkpoint, and the clip pool is a pure function of the step, so a resumed run
+reproduces an uninterrupted one exactly. The encoder is the codec's fixed analysis, so
 the latent normalisation statistics are measured first (on generator-length clips) and never change;
 at the end the EMA weights are written with `engine.codec.save_codec`.
 
@@ -25,6 +26,7 @@ import torch
 from engine.codec import CODEC_PRESETS, LOG_MAG_CENTRE, LOG_MAG_SCALE, Codec, save_codec
 from trainer.foleyworld.scene import WorldConfig
 from trainer.foleyworld.splits import make_clip
+from trainer.loop import OneProcess, Record, Schedule, parts_progress, run_loop
 from trainer.losses import codec_feature_loss
 from trainer.run_state import cosine_lr, ema_decay, load_training_state, save_training_state, update_ema
 
@@ -180,14 +182,35 @@ def latent_stats_clips(config: CodecTrainConfig) -> list[torch.Tensor]:
     return [torch.from_numpy(make_clip("train", i, world).audio.audio.T.copy()) for i in range(config.stats_clips)]
 
 
-def _finish(state: dict, out_path: Path, history: list[dict]) -> None:
-    """Write the EMA codec (its latent statistics were measured before training)."""
-    extra = {"train": asdict(state["config"]), "final": history[-1] if history else {}}
-    save_codec(state["ema"], out_path, extra=extra)
+class CodecMethod(OneProcess):
+    """Codec training as the loop drives it: the training state and the clip pool; no held-out data."""
 
+    def __init__(self, config: CodecTrainConfig, out_path: Path) -> None:
+        self.config, self.out_path, self.ckpt = config, out_path, checkpoint_path(out_path)
+        self.state, self.pool = new_training_state(config), ClipPool(config=config)
 
-def _mean_parts(window: list[dict[str, float]]) -> dict[str, float]:
-    return {k: sum(p[k] for p in window) / len(window) for k in window[0]}
+    def restore(self) -> tuple[int, Record]:
+        step = load_training_state(self.ckpt, self.state, ("preset",))
+        return step, Record.from_extra(self.state.get("extra"))
+
+    def step(self, step: int) -> dict:
+        self.pool.update(step)
+        return train_step(self.state, self.pool.batch(self.state["gen"]), step)
+
+    def evaluate(self, step: int) -> None:
+        return None
+
+    def keep_best(self) -> None:
+        """Nothing: no held-out evaluation."""
+
+    def checkpoint(self, step: int, extra: dict) -> None:
+        save_training_state(self.ckpt, {**self.state, "step": step, "extra": extra})
+
+    def finish(self, step: int, record: Record, progress) -> dict:
+        """Write the EMA codec (its latent statistics were measured before training)."""
+        extra = {"train": asdict(self.config), "final": record.history[-1] if record.history else {}}
+        save_codec(self.state["ema"], self.out_path, extra=extra)
+        return {}
 
 
 def run_codec_training(
@@ -196,35 +219,21 @@ def run_codec_training(
     """Train (or resume) a codec as described by ``config``; see `train_codec` for the result."""
     out_path, c = Path(out_path), config
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    ckpt, state = checkpoint_path(out_path), new_training_state(c)
-    step = load_training_state(ckpt, state, ("preset",)) if resume and ckpt.is_file() else 0
-    start_step, pool, history, window, t0 = step, ClipPool(config=c), [], [], time.perf_counter()
-    end = min(c.steps, c.stop_at) if c.stop_at is not None else c.steps
-    while step < end:
-        pool.update(step)
-        window.append(train_step(state, pool.batch(state["gen"]), step))
-        step += 1
-        if step % c.log_every == 0 or step == end:
-            parts, window = _mean_parts(window), []
-            history.append({"step": step, **parts})
-            if progress:
-                progress(step, c.steps, parts)
-        if step % c.ckpt_every == 0 or step == end:
-            save_training_state(ckpt, {**state, "step": step})
-    finished = step >= c.steps
-    if finished:
-        _finish(state, out_path, history)
+    method, t0 = CodecMethod(c, out_path), time.perf_counter()
+    start, record = method.restore() if resume and method.ckpt.is_file() else (0, Record())
+    every = dict(log_every=c.log_every, ckpt_every=c.ckpt_every, stop_at=c.stop_at, eval_start=False)
+    end = run_loop(method, Schedule(steps=c.steps, **every), record, start, None, parts_progress(progress))
     seconds = time.perf_counter() - t0
     return {
-        "path": str(out_path) if finished else None,
-        "checkpoint": str(ckpt),
-        "finished": finished,
-        "step": step,
-        "resumed_from": start_step,
+        "path": str(out_path) if end.finished else None,
+        "checkpoint": str(method.ckpt),
+        "finished": end.finished,
+        "step": end.step,
+        "resumed_from": start,
         "seconds": round(seconds, 3),
-        "steps_per_second": round((step - start_step) / max(seconds, 1e-9), 3),
-        "params": sum(p.numel() for p in state["model"].parameters()),
-        "history": history,
+        "steps_per_second": round((end.step - start) / max(seconds, 1e-9), 3),
+        "params": sum(p.numel() for p in method.state["model"].parameters()),
+        "history": record.history,
     }
 
 
@@ -247,7 +256,7 @@ def train_codec(
     The training state is checkpointed to ``<out_path>.ckpt.safetensors``; with ``resume`` an existing
     checkpoint is continued. ``progress(step, steps, parts)`` gets the loss parts every ``log_every`` steps.
     Returns ``{"path", "checkpoint", "finished", "step", "resumed_from", "seconds", "steps_per_second",
-    "params", "history"}`` (history: the logged loss parts).
+    "params", "history"}`` (history: the logged loss parts of the whole run, `trainer.loop` entries).
     """
     config = CodecTrainConfig(
         preset=preset, steps=steps, batch=batch, crop_seconds=crop_seconds, lr=lr, seed=seed, **options

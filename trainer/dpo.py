@@ -49,7 +49,7 @@ from trainer.ingest import (
     window_starts,
 )
 from trainer.lora.adapters import network
-from trainer.lora.loop import LoraTrainConfig, train_lora
+from trainer.lora.method import LoraTrainConfig, train_lora
 from trainer.losses import flow_dpo_loss, flow_matching_loss, logit_normal_times
 
 PAIRS_FORMAT = "foley-pairs/1"
@@ -232,5 +232,5 @@ class DpoObjective:
 
 
 def train_dpo(cfg: DpoConfig, progress=None, resume: bool = True, stop=None) -> dict:
-    """Run (or resume) Flow-DPO as ``cfg`` says (see `trainer.lora.loop.train_lora`)."""
+    """Run (or resume) Flow-DPO as ``cfg`` says (see `trainer.lora.method.train_lora`)."""
     return train_lora(cfg, DpoObjective, "flow-dpo", progress, resume, stop)

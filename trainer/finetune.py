@@ -31,7 +31,8 @@ those windows is measured on the guided velocity too.
 
 Held out: a seeded part of the sources (`trainer.dataset.held_out_split`); its loss is measured at
 ``eval_times`` fixed times (quantiles of the training time distribution) with fixed noise per window,
-without dropout. The loop, early stopping, checkpoints and the FoleyBench check are `trainer.lora.loop`'s.
+without dropout. Early stopping, checkpoints and the FoleyBench check are the run loop's (`trainer.loop`, driven
+through `trainer.lora.method`).
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ from engine.errors import UserInputError
 from engine.generator import Conditions, Generator
 from trainer.dataset import TrainDataset, check_binding, collate_for, held_out_split, timeline_rate
 from trainer.lora.adapters import network
-from trainer.lora.loop import LoraTrainConfig, train_lora
+from trainer.lora.method import LoraTrainConfig, train_lora
 from trainer.losses import flow_matching_loss, interpolate, logit_normal_times, velocity_error
 
 
@@ -260,5 +261,5 @@ def _eval_noise(seed: int, item: int, k: int, shape) -> torch.Tensor:
 
 
 def finetune(cfg: FinetuneConfig, progress=None, resume: bool = True, stop=None) -> dict:
-    """Run (or resume) a LoRA fine-tune as ``cfg`` says (see `trainer.lora.loop.train_lora`)."""
+    """Run (or resume) a LoRA fine-tune as ``cfg`` says (see `trainer.lora.method.train_lora`)."""
     return train_lora(cfg, FlowObjective, "lora-finetune", progress, resume, stop)

@@ -6,16 +6,16 @@ of (video + sync) and text (`engine.generator.Generator.drop_conditions`). The v
 jointly: its tokens are part of the condition ``c``. Everything else (latents, motion, text states) comes
 from the cache of `trainer.feature_cache`.
 
-The loop is a few named steps (draw a batch, `train_step`, EMA, log, checkpoint) run by
-`accelerate.Accelerator`, so the same command trains on the CPU, on one GPU or with several processes.
-Reproducibility and resumption:
+A step is named parts (draw a batch, `train_step`, EMA) run by `accelerate.Accelerator`, so the same
+command trains on the CPU, on one GPU or with several processes; `PretrainMethod` hands it to the one run
+loop (`trainer.loop.run_loop`: log, checkpoint, stop_at). Reproducibility and resumption:
 
 - the data order is a pure function of (seed, step) (`BatchOrder`): a resumed run sees the same batches;
 - the noise, times and dropout of step s come from a generator seeded by (seed, step, process), not from
   a stream, so they do not depend on how many steps ran before in this process;
 - a checkpoint (`accelerator.save_state`) holds the model, optimizer, EMA, LR scheduler, RNG states and
-  the run state (step, data-order fingerprint); it is written to a temporary folder and renamed, and a run
-  resumes from the newest complete one.
+  the run state (step, data-order fingerprint, the loop's record); it is written to a temporary folder and
+  renamed, and a run resumes from the newest complete one.
 
 At the end ``out/`` becomes a model folder in the layout `engine.bundle.load_bundle` reads: a copy of the
 codec (``codec.safetensors``), the EMA generator and video encoder as float16 safetensors (loaded back as
@@ -51,6 +51,7 @@ from engine.video_encoder import (
     save_video_encoder,
 )
 from trainer.feature_cache import CropCollate, FeatureDataset, load_index
+from trainer.loop import Accelerated, Record, Schedule, parts_progress, run_loop
 from trainer.losses import flow_matching_loss, logit_normal_times
 
 Progress = Callable[[int, int, dict], None]  # (step, total steps, logged values)
@@ -274,14 +275,16 @@ def update_ema(ema: nn.Module, model: nn.Module, decay: float) -> None:
 
 
 class RunState:
-    """The step and the data-order fingerprint, checkpointed with the models (accelerate custom object)."""
+    """The step, the data-order fingerprint and the loop's record, checkpointed with the models (accelerate
+    custom object)."""
 
     def __init__(self, *, step: int, fingerprint: str) -> None:
         self.step = step  # optimiser steps done
         self.fingerprint = fingerprint  # `BatchOrder.fingerprint` of the run's data
+        self.record: dict = {}  # `trainer.loop.Record` as JSON (empty in a checkpoint of before the loop)
 
     def state_dict(self) -> dict:
-        return {"step": self.step, "fingerprint": self.fingerprint}
+        return {"step": self.step, "fingerprint": self.fingerprint, "record": json.dumps(self.record)}
 
     def load_state_dict(self, state: dict) -> None:
         if state["fingerprint"] != self.fingerprint:
@@ -290,6 +293,7 @@ class RunState:
                 "use --no-resume or another --out"
             )
         self.step = int(state["step"])
+        self.record = json.loads(state.get("record", "{}"))
 
 
 def step_rng(seed: int, step: int, process: int) -> torch.Generator:
@@ -521,38 +525,37 @@ def load_pretrained(out: str | Path, device: str | torch.device = "cpu") -> Pret
 # -------------------------------------------------------------------------------------------- loop
 
 
-def _mean_window(window: list[dict]) -> dict:
-    """Loss and grad norm averaged over the window, the last learning rate, the clips seen."""
-    out = {k: sum(w[k] for w in window) / len(window) for k in ("loss", "grad_norm")}
-    return out | {"lr": window[-1]["lr"], "clips": [c for w in window for c in w["clips"]]}
+class PretrainMethod(Accelerated):
+    """Pretraining as the loop drives it: the prepared batches of steps [start, end) in order; no held-out
+    data (the loop logs, checkpoints and decides the end)."""
 
+    def __init__(self, s: dict, cfg: PretrainConfig, end: int) -> None:
+        self.s, self.cfg, self.acc = s, cfg, s["acc"]
+        self.batches = iter(_loader(s, cfg, s["run"].step, end))
 
-def _log(s: dict, cfg: PretrainConfig, entry: dict, progress: Progress | None, history: list) -> None:
-    history.append(entry)
-    if s["acc"].is_main_process:
-        with open(Path(cfg.out) / "train_log.jsonl", "a", encoding="utf-8") as f:
-            f.write(json.dumps({k: v for k, v in entry.items() if k != "clips"}) + "\n")
-    if progress:
-        progress(entry["step"], cfg.steps, entry)
+    def step(self, step: int) -> dict:
+        batch = next(self.batches)
+        entry = train_step(self.s, batch, step, self.cfg) | {"clips": batch["index"].tolist()}
+        self.s["run"].step = step + 1
+        return entry
 
+    def evaluate(self, step: int) -> None:
+        return None
 
-def _train(s: dict, cfg: PretrainConfig, progress: Progress | None) -> dict:
-    """Steps from the restored step to ``cfg.steps`` (or ``stop_at``): train, log, checkpoint."""
-    start = step = s["run"].step
-    end = min(cfg.steps, cfg.stop_at) if cfg.stop_at is not None else cfg.steps
-    history, window, t0, tw = [], [], time.perf_counter(), time.perf_counter()
-    for batch in _loader(s, cfg, start, end):
-        window.append(train_step(s, batch, step, cfg) | {"clips": batch["index"].tolist()})
-        step += 1
-        s["run"].step = step
-        if step % cfg.log_every == 0 or step == end:
-            entry = {"step": step, **_mean_window(window), "sec_per_step": (time.perf_counter() - tw) / len(window)}
-            _log(s, cfg, entry, progress, history)
-            window, tw = [], time.perf_counter()
-        if step % cfg.ckpt_every == 0 or step == end:
-            save_checkpoint(s, cfg, step)
-    seconds = time.perf_counter() - t0
-    return {"step": step, "resumed_from": start, "seconds": seconds, "history": history}
+    def keep_best(self) -> None:
+        """Nothing: no held-out evaluation."""
+
+    def checkpoint(self, step: int, extra: dict) -> None:
+        self.s["run"].record = extra
+        save_checkpoint(self.s, self.cfg, step)
+
+    def finish(self, step: int, record: Record, progress) -> dict:
+        """The EMA models written to ``out/`` (main process; the others wait)."""
+        if self.is_main:
+            last = record.history[-1]["loss"] if record.history else None
+            save_pretrained(self.s["ema"], self.cfg.out, manifest_for(self.cfg, self.s["data"].config, step, last))
+        self.acc.wait_for_everyone()
+        return {}
 
 
 def pretrain(cfg: PretrainConfig, progress: Progress | None = None, resume: bool = True) -> dict:
@@ -561,24 +564,25 @@ def pretrain(cfg: PretrainConfig, progress: Progress | None = None, resume: bool
     ``progress(step, steps, entry)`` gets the averaged loss, grad norm, lr and seconds per step every
     ``log_every`` steps. With ``resume`` the newest checkpoint in ``out/checkpoints`` is continued; without,
     old checkpoints are deleted. Returns ``{"out", "finished", "step", "resumed_from", "seconds",
-    "sec_per_step", "params", "history"}``.
+    "sec_per_step", "params", "history"}`` (history: the whole run's `trainer.loop` entries, with the clips
+    each saw; ``train_log.jsonl`` holds them too).
     """
     old_threads = torch.get_num_threads()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     try:
         Path(cfg.out).mkdir(parents=True, exist_ok=True)
-        s = _setup(cfg, resume)
-        result = _train(s, cfg, progress)
-        finished = result["step"] >= cfg.steps
-        if finished and s["acc"].is_main_process:
-            last = result["history"][-1]["loss"] if result["history"] else None
-            save_pretrained(s["ema"], cfg.out, manifest_for(cfg, s["data"].config, result["step"], last))
-        s["acc"].wait_for_everyone()
-        ema = s["ema"]
-        done = result["step"] - result["resumed_from"]
+        s, t0 = _setup(cfg, resume), time.perf_counter()
+        every = dict(log_every=cfg.log_every, ckpt_every=cfg.ckpt_every, stop_at=cfg.stop_at, eval_start=False)
+        schedule = Schedule(steps=cfg.steps, **every)
+        start, record = s["run"].step, Record.from_extra(s["run"].record)
+        method = PretrainMethod(s, cfg, schedule.end)
+        log = Path(cfg.out) / "train_log.jsonl"
+        end = run_loop(method, schedule, record, start, log, parts_progress(progress, whole=True))
+        seconds, ema = time.perf_counter() - t0, s["ema"]
         params = {"generator": ema.generator.num_parameters(), "video_encoder": ema.video_encoder.num_parameters()}
-        extra = {"sec_per_step": result["seconds"] / max(done, 1), "params": params}
-        return {"out": str(cfg.out) if finished else None, "finished": finished, **result, **extra}
+        result = {"out": str(cfg.out) if end.finished else None, "finished": end.finished, "step": end.step}
+        result |= {"resumed_from": start, "seconds": seconds, "history": record.history}
+        return result | {"sec_per_step": seconds / max(end.step - start, 1), "params": params}
     finally:
         torch.set_num_threads(old_threads)

@@ -1,5 +1,5 @@
 """What several ``train`` methods share: progress printers on stderr, the JSON result, the options of a LoRA
-run (`trainer.lora.loop.LoraTrainConfig`) and of the FoleyBench check (`trainer.bench_guard.BenchCheck`)."""
+run (`trainer.lora.method.LoraTrainConfig`) and of the FoleyBench check (`trainer.bench_guard.BenchCheck`)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from engine.commands.common import json_safe, positive_int
 from engine.commands.fields import add_fields, fields_of
 from trainer.bench_guard import BenchCheck
 from trainer.lora.adapters import LORA_LAYERS
-from trainer.lora.loop import LoraTrainConfig
+from trainer.lora.method import LoraTrainConfig
 
 
 def print_result(result: dict) -> int:

@@ -17,18 +17,20 @@ network with its adapters disabled. `accelerate` runs it on one CPU, one GPU or 
 (``torchrun --nproc_per_node N launch.py train grpo ...`` on CPUs, ``accelerate launch`` on GPUs): each
 process takes its own prompts and window, gradients are averaged, so every process keeps the same weights.
 
-The loop is named steps: collect rollouts, score, advantages, policy step, EMA, evaluate, save. All
-randomness of iteration i on process p (prompt choice, window, noise) is a pure function of (seed, i, p),
-and a checkpoint holds the policy, its EMA, AdamW's moments and the iteration, so a resumed run repeats the
-uninterrupted one exactly. At the end ``out/`` is a model folder (`engine.bundle.load_bundle`) holding the
-EMA generator (LoRA merged into it), the start model's codec, video encoder and planner.
+An iteration is named steps: collect rollouts, score, advantages, policy step, EMA; `GrpoMethod` hands it,
+the held-out evaluation and the checkpoint to the one run loop (`trainer.loop.run_loop`: evaluation
+cadence, time limit, cancel, checkpoints, log). All randomness of iteration i on process p (prompt choice,
+window, noise) is a pure function of (seed, i, p), and a checkpoint holds the policy, its EMA, AdamW's
+moments, the iteration and the loop's record, so a resumed run repeats the uninterrupted one exactly. At
+the end ``out/`` is a model folder (`engine.bundle.load_bundle`) holding the EMA generator (LoRA merged
+into it), the start model's codec, video encoder and planner, after FoleyBench has compared it with the
+start model (`trainer.bench_guard.guard`, ``bench``; its verdict in the manifest and the result).
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -44,11 +46,13 @@ from engine.generator import Conditions, Generator, generator_guidance
 from engine.pipeline import GUIDANCE_INTERVAL, VIDEO_CFG, check_guidance_interval, check_video_cfg
 from engine.rewards import DEFAULT_WEIGHTS, RewardHeads, check_weights, load_reward_heads
 from engine.sampling import Velocity, gaussian_log_prob, sample_hybrid, sample_ode, sde_step
+from trainer.bench_guard import BenchCheck, guard
 from trainer.grpo.objective import clipped_surrogate, draw_window, gaussian_kl, group_advantages
 from trainer.grpo.prompts import Prompt
+from trainer.loop import Accelerated, Progress, Record, Schedule, run_loop
 from trainer.run_state import ema_decay, load_training_state, save_training_state
 
-Progress = Callable[[dict], None]  # called with each iteration's log entry
+LOG = "train_log.jsonl"  # inside out/: one JSON line per iteration, evaluation and the bench verdict
 CHECKPOINT = "checkpoint.safetensors"  # inside out/: the whole training state
 LORA_TARGETS = r".*blocks\.\d+\.(attn\.(qkv|out)|cross\.(q|kv|out)|mlp\.(0|2))"  # attention and MLP linears
 
@@ -100,6 +104,7 @@ class GrpoConfig:
     cpu: bool = False  # stay on the CPU even when a GPU is there
     stop_at: int | None = None  # stop (checkpoint, no final model) after this iteration; resume later
     max_minutes: float | None = None  # end the run (evaluated, final model written) after this much training time
+    bench: BenchCheck = BenchCheck()  # FoleyBench against the start model before the result is offered
 
     def __post_init__(self) -> None:
         check_weights(self.weights)
@@ -329,11 +334,11 @@ def _setup(cfg: GrpoConfig, resume: bool, heads: RewardHeads | None) -> dict:
     optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
     model, optimizer = acc.prepare(policy, optimizer)
     ema = ParamEma(policy)  # after prepare: the weights every process now shares
-    state = {"model": policy, "ema": ema, "optim": optimizer, "gen": None, "step": 0, "config": cfg}
+    state = {"model": policy, "ema": ema, "optim": optimizer, "gen": None, "step": 0, "config": cfg, "extra": {}}
     start, ckpt = 0, out / CHECKPOINT
     if not resume and acc.is_main_process:
         ckpt.unlink(missing_ok=True)
-        (out / "train_log.jsonl").unlink(missing_ok=True)
+        (out / LOG).unlink(missing_ok=True)
     acc.wait_for_everyone()
     if resume and ckpt.is_file():
         try:
@@ -454,7 +459,8 @@ def iteration(s: dict, cfg: GrpoConfig, it: int) -> dict:
     local = acc.reduce(local, "mean").cpu().tolist()  # averaged over the processes
     names = [f"reward_{d}" for d in rewards] + ["reward_weighted", *stats]
     starts = acc.gather(torch.tensor([window[0]], device=acc.device)).cpu().tolist()
-    timing = {"rollout_s": t_roll - t0, "score_s": t_score - t_roll, "policy_s": time.perf_counter() - t_score}
+    t_end = time.perf_counter()
+    timing = {"rollout_s": t_roll - t0, "score_s": t_score - t_roll, "policy_s": t_end - t_score, "seconds": t_end - t0}
     return {"iteration": it + 1, **dict(zip(names, local)), "window_starts": starts, "window": window[1]} | timing
 
 
@@ -485,16 +491,17 @@ def evaluate(s: dict, cfg: GrpoConfig) -> dict:
 # ------------------------------------------------------------------------------------------- save
 
 
-def save_checkpoint(s: dict, cfg: GrpoConfig, it: int) -> None:
-    """The whole training state after ``it`` iterations (main process; the others wait)."""
+def save_checkpoint(s: dict, cfg: GrpoConfig, it: int, extra: dict) -> None:
+    """The whole training state after ``it`` iterations, the loop's record in ``extra`` (main process; the
+    others wait)."""
     s["acc"].wait_for_everyone()
     if s["acc"].is_main_process:
-        save_training_state(Path(cfg.out) / CHECKPOINT, s["state"] | {"step": it})
+        save_training_state(Path(cfg.out) / CHECKPOINT, s["state"] | {"step": it, "extra": extra})
     s["acc"].wait_for_everyone()
 
 
-def save_model(s: dict, cfg: GrpoConfig, it: int) -> Path:
-    """``out/`` as a model folder: the EMA generator (LoRA merged), the start model's other parts."""
+def trained_bundle(s: dict, cfg: GrpoConfig) -> ModelBundle:
+    """The start model with the EMA generator (LoRA merged into it); the start model's other parts."""
     policy, bundle = s["policy"], s["bundle"]
     saved = s["ema"].copy_to(policy)
     try:
@@ -503,36 +510,48 @@ def save_model(s: dict, cfg: GrpoConfig, it: int) -> Path:
     finally:
         s["ema"].restore(policy, saved)
     gen = gen.eval().requires_grad_(False)
-    trained = dataclasses.replace(bundle, generator=gen, name=Path(cfg.out).name)  # planners kept
-    return save_bundle(trained, cfg.out, extra={"grpo": asdict(cfg), "iterations": it, "start_model": cfg.model})
+    return dataclasses.replace(bundle, generator=gen, name=Path(cfg.out).name)  # planners kept
 
 
-# -------------------------------------------------------------------------------------------- loop
+# ------------------------------------------------------------------------------------------ method
 
 
-def _log(s: dict, cfg: GrpoConfig, entry: dict, progress: Progress | None, history: list) -> None:
-    history.append(entry)
-    if s["acc"].is_main_process:
-        with open(Path(cfg.out) / "train_log.jsonl", "a", encoding="utf-8") as f:
-            f.write(json.dumps(entry) + "\n")
-        if progress:
-            progress(entry)
+class GrpoMethod(Accelerated):
+    """GRPO as the loop drives it: every process runs one; the main process evaluates, logs and writes."""
+
+    def __init__(self, s: dict, cfg: GrpoConfig) -> None:
+        self.s, self.cfg, self.acc = s, cfg, s["acc"]
+
+    def step(self, step: int) -> dict:
+        return iteration(self.s, self.cfg, step)
+
+    def evaluate(self, step: int) -> dict:
+        return {"iteration": step} | evaluate(self.s, self.cfg)  # "iteration": what `trainer.grpo.compare` reads
+
+    def keep_best(self) -> None:
+        """Nothing: the result is the EMA policy at the end (the reference's), the best only logged."""
+
+    def checkpoint(self, step: int, extra: dict) -> None:
+        save_checkpoint(self.s, self.cfg, step, extra)
+
+    def finish(self, step: int, record: Record, progress: Progress | None) -> dict:
+        """``out/`` as a model folder after the FoleyBench guard (main process; the others wait)."""
+        cfg, verdict = self.cfg, None
+        if self.is_main:
+            trained = trained_bundle(self.s, cfg)
+            verdict = guard(self.s["bundle"], trained, cfg.bench, Path(cfg.out) / "bench", step, progress)
+            extra = {"grpo": asdict(cfg), "iterations": step, "start_model": cfg.model, "bench_check": verdict}
+            save_bundle(trained, cfg.out, extra=extra)
+        self.s["acc"].wait_for_everyone()
+        return {"bench_check": verdict} if verdict is not None else {}
 
 
-def _train_seconds(cfg: GrpoConfig) -> float:
-    """Training wall time logged so far (a resumed run continues the count)."""
-    log = Path(cfg.out) / "train_log.jsonl"
-    lines = log.read_text(encoding="utf-8").splitlines() if log.is_file() else []
-    return float(json.loads(lines[-1]).get("train_seconds", 0.0)) if lines else 0.0
-
-
-def _time_up(s: dict, cfg: GrpoConfig, train_s: float) -> bool:
-    """Whether the training time limit is reached; every process takes the main process's answer, so all
-    of them stop after the same iteration."""
-    if cfg.max_minutes is None:
-        return False
-    up = torch.tensor([float(train_s >= 60.0 * cfg.max_minutes)], device=s["acc"].device)
-    return bool(s["acc"].gather(up)[0].item())
+def schedule(cfg: GrpoConfig) -> Schedule:
+    """The loop's schedule of a GRPO run: one log entry per iteration, the held-out weighted reward (higher
+    is better) watched; the start model evaluated when there are evaluations at all; no early stopping."""
+    every = dict(eval_every=cfg.eval_every, ckpt_every=cfg.ckpt_every, log_every=1, eval_start=cfg.eval_every > 0)
+    stops = dict(max_minutes=cfg.max_minutes, stop_at=cfg.stop_at)
+    return Schedule(steps=cfg.iterations, **every, **stops, metric="eval_weighted", higher_is_better=True)
 
 
 def train_grpo(
@@ -543,49 +562,23 @@ def train_grpo(
     stop: Callable[[], bool] | None = None,
 ) -> dict:
     """Run (or resume) GRPO as ``cfg`` says; returns ``{"out", "finished", "iterations", "resumed_from",
-    "history", "sec_per_iteration", "policy"}`` (``policy``: the trained `PolicyObjective` of this process,
-    its live weights, not the EMA) and ``stopped`` when ``max_minutes`` ended the run (evaluated, the model
-    written). ``heads`` replaces the default reward heads; ``stop()`` returning True (checked before every
-    iteration, single process) ends the run with a checkpoint, to be resumed."""
+    "stopped", "history", "sec_per_iteration", "policy", "window_starts"}`` (``policy``: the trained
+    `PolicyObjective` of this process, its live weights, not the EMA; ``stopped``: why the run ended early,
+    e.g. ``max_minutes``, None otherwise) and, when finished, the FoleyBench verdict ``bench_check``.
+    ``heads`` replaces the default reward heads; ``stop()`` returning True (checked before every iteration,
+    the main process's answer taken) ends the session with a checkpoint, to be resumed."""
     old_threads = torch.get_num_threads()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     try:
         s = _setup(cfg, resume, heads)
-        start, history = s["start"], []
-        end = min(cfg.iterations, cfg.stop_at) if cfg.stop_at is not None else cfg.iterations
-        train_s, timed_out = _train_seconds(cfg), False
-        if start == 0 and cfg.eval_every and s["acc"].is_main_process:
-            _log(s, cfg, {"iteration": 0, "train_seconds": 0.0} | evaluate(s, cfg), progress, history)
-        if start > 0 and _time_up(s, cfg, train_s):  # resuming a run that used up its time: nothing to do
-            end, timed_out = start, True
-        for it in range(start, end):
-            if stop is not None and stop():
-                save_checkpoint(s, cfg, it)
-                end = it
-                break
-            t0 = time.perf_counter()
-            entry = iteration(s, cfg, it)
-            train_s += time.perf_counter() - t0
-            entry |= {"seconds": time.perf_counter() - t0, "train_seconds": train_s}
-            if _time_up(s, cfg, train_s):
-                end, timed_out = it + 1, True
-            if s["acc"].is_main_process and ((cfg.eval_every and (it + 1) % cfg.eval_every == 0) or it + 1 == end):
-                entry |= evaluate(s, cfg)
-            _log(s, cfg, entry, progress, history)
-            if (it + 1) % cfg.ckpt_every == 0 or it + 1 == end:
-                save_checkpoint(s, cfg, it + 1)
-            if timed_out:
-                break
-        # False after a stop: ``end`` is where it stopped; a run that used up its time limit is finished
-        finished = end >= cfg.iterations or timed_out
-        if finished and s["acc"].is_main_process:
-            save_model(s, cfg, end)
-        s["acc"].wait_for_everyone()
-        done = [h["seconds"] for h in history if "seconds" in h]
-        result = {"out": cfg.out if finished else None, "finished": finished, "iterations": end, "resumed_from": start}
-        result |= {"stopped": f"time limit of {cfg.max_minutes:g} minutes"} if timed_out else {}
-        result |= {"history": history, "sec_per_iteration": float(np.mean(done)) if done else None}
-        return result | {"policy": s["policy"], "window_starts": [h.get("window_starts") for h in history]}
+        record = Record.from_extra(s["state"]["extra"])
+        end = run_loop(GrpoMethod(s, cfg), schedule(cfg), record, s["start"], Path(cfg.out) / LOG, progress, stop)
+        steps = [h for h in record.history if h.get("phase") == "train"]
+        done = [h["seconds"] for h in steps]
+        result = {"out": cfg.out if end.finished else None, "finished": end.finished, "iterations": end.step}
+        result |= {"resumed_from": s["start"], "stopped": record.stopped, "history": record.history}
+        result |= {"sec_per_iteration": float(np.mean(done)) if done else None, "policy": s["policy"]}
+        return result | {"window_starts": [h["window_starts"] for h in steps]} | end.result
     finally:
         torch.set_num_threads(old_threads)

@@ -1,2 +1,2 @@
-"""LoRA adapters on a bundle's generator (``adapters``) and the training loop that LoRA fine-tuning and
-Flow-DPO share (``loop``)."""
+"""LoRA adapters on a bundle's generator (``adapters``) and the training method that LoRA fine-tuning and
+Flow-DPO share (``method``, run by `trainer.loop`)."""

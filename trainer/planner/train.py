@@ -4,8 +4,9 @@ Targets come from the scene parameters that drew each frame, frame by frame and 
 visibility, event instants, horizontal position, apparent size and the intensity of continuous sources.
 Frames are rendered on the fly (~40 ms a clip) into a sliding pool that is a pure function of the step,
 and resized by `engine.video_encoder.frames_for_encoder`, the helper `engine.video_io.load_video` uses on
-decoded files, so training frames and user videos look the same to the network. The loop: keep the pool
-current, draw a batch of crops, one optimiser step, EMA, log, checkpoint (resumable exactly).
+decoded files, so training frames and user videos look the same to the network. A step: keep the pool
+current, draw a batch of crops, one optimiser step, EMA; `PlannerMethod` hands it to the one run loop
+(`trainer.loop.run_loop`: log, checkpoint with the loop's record, stop_at; resumable exactly).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from trainer.foleyworld.classes import CLASSES
 from trainer.foleyworld.scene import Scene, WorldConfig, sample_scene
 from trainer.foleyworld.splits import clip_seed
 from trainer.foleyworld.video import frame_times, render_frames
+from trainer.loop import OneProcess, Record, Schedule, parts_progress, run_loop
 from trainer.run_state import cosine_lr, ema_decay, load_training_state, save_training_state, update_ema
 
 Progress = Callable[[int, int, dict[str, float]], None]  # (step, total steps, averaged loss parts)
@@ -251,43 +253,59 @@ def train_step(state: dict, batch: dict[str, torch.Tensor], step: int) -> dict[s
     return parts
 
 
+class PlannerMethod(OneProcess):
+    """Planner training as the loop drives it: the training state and the scene pool; no held-out data."""
+
+    def __init__(self, config: PlannerTrainConfig, out_path: Path) -> None:
+        self.config, self.out_path = config, out_path
+        self.ckpt, self.state = out_path.with_suffix(".ckpt.safetensors"), new_training_state(config)
+        self.pool = ScenePool(config=config, classes=planner_classes())
+
+    def restore(self) -> tuple[int, Record]:
+        fields = ("rate", "size", "layout", "channels", "width", "flip")  # an older checkpoint: their defaults
+        before = json.loads(json.dumps(asdict(PlannerTrainConfig())))  # as the saved configs read (lists)
+        step = load_training_state(self.ckpt, self.state, fields, before)
+        return step, Record.from_extra(self.state.get("extra"))
+
+    def step(self, step: int) -> dict:
+        self.pool.update(step)
+        return train_step(self.state, self.pool.batch(self.state["gen"]), step)
+
+    def evaluate(self, step: int) -> None:
+        return None
+
+    def keep_best(self) -> None:
+        """Nothing: no held-out evaluation."""
+
+    def checkpoint(self, step: int, extra: dict) -> None:
+        save_training_state(self.ckpt, {**self.state, "step": step, "extra": extra})
+
+    def finish(self, step: int, record: Record, progress) -> dict:
+        save_planner(self.state["ema"].cpu(), self.out_path)
+        return {}
+
+
 def train_planner(
     out_path: str | Path, config: PlannerTrainConfig, resume: bool = True, progress: Progress | None = None
 ) -> dict:
     """Train (or resume) the planner and write its EMA weights to ``out_path`` (a .safetensors file).
 
     The training state lives in ``<out>.ckpt.safetensors``; with ``resume`` an existing one is continued.
-    Returns ``{"path", "finished", "step", "resumed_from", "seconds", "params", "history"}``.
+    Returns ``{"path", "finished", "step", "resumed_from", "seconds", "params", "history"}`` (history: the
+    whole run's `trainer.loop` entries).
     """
     out_path, c = Path(out_path), config
-    ckpt, state = out_path.with_suffix(".ckpt.safetensors"), new_training_state(c)
-    fields = ("rate", "size", "layout", "channels", "width", "flip")  # a checkpoint older than a field has its default
-    before = json.loads(json.dumps(asdict(PlannerTrainConfig())))  # as the saved configs read (lists, not tuples)
-    step = load_training_state(ckpt, state, fields, before) if resume and ckpt.is_file() else 0
-    start, pool, history, window, t0 = step, ScenePool(config=c, classes=planner_classes()), [], [], time.perf_counter()
-    end = min(c.steps, c.stop_at) if c.stop_at is not None else c.steps
-    while step < end:
-        pool.update(step)
-        window.append(train_step(state, pool.batch(state["gen"]), step))
-        step += 1
-        if step % c.log_every == 0 or step == end:
-            parts = {k: sum(p[k] for p in window) / len(window) for k in window[0]}
-            window = []
-            history.append({"step": step, **parts})
-            if progress:
-                progress(step, c.steps, parts)
-        if step % c.ckpt_every == 0 or step == end:
-            save_training_state(ckpt, {**state, "step": step})
-    finished = step >= c.steps
-    if finished:
-        save_planner(state["ema"].cpu(), out_path)
+    method, t0 = PlannerMethod(c, out_path), time.perf_counter()
+    start, record = method.restore() if resume and method.ckpt.is_file() else (0, Record())
+    every = dict(log_every=c.log_every, ckpt_every=c.ckpt_every, stop_at=c.stop_at, eval_start=False)
+    end = run_loop(method, Schedule(steps=c.steps, **every), record, start, None, parts_progress(progress))
     return {
-        "path": str(out_path) if finished else None,
-        "finished": finished,
-        "step": step,
+        "path": str(out_path) if end.finished else None,
+        "finished": end.finished,
+        "step": end.step,
         "resumed_from": start,
         "seconds": round(time.perf_counter() - t0, 1),
-        "params": state["model"].num_parameters(),
-        "history": history,
+        "params": method.state["model"].num_parameters(),
+        "history": record.history,
         "config": asdict(c),
     }
