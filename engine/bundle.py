@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import functools
 import json
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,7 +41,7 @@ from engine.generator import (
     save_generator,
 )
 from engine.planner.network import PlannerNet, load_planner_net, save_planner
-from engine.prepared import PreparedVideo, decode_prepared
+from engine.prepared import PreparedVideo, decode_prepared, frame_span
 from engine.sampling import Velocity
 from engine.sync import event_gate, sync_dim
 from engine.timeline import timeline_track
@@ -146,9 +145,7 @@ class ModelBundle:
     def video_tokens(self, prepared: PreparedVideo, start: int, length: int) -> torch.Tensor:
         """Video tokens (1, F_w, Dv) of the encoder frames shown during latent frames [start, start + length)."""
         lr = prepared.sample_rate / prepared.hop  # latent frames per second
-        rate, n = prepared.frame_rate, len(prepared.frames)
-        i0 = min(math.floor(start / lr * rate + 1e-9), n - 1)  # the frame showing when the window starts
-        i1 = max(min(math.ceil((start + length) / lr * rate - 1e-9), n), i0 + 1)
+        i0, i1 = frame_span(start, length, lr, prepared.frame_rate, len(prepared.frames))
         frames = torch.tensor(prepared.frames[i0:i1], device=self.device)[None]  # (1, F_w, S, S, 3) uint8
         return self.video_encoder(frames)
 

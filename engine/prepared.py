@@ -10,6 +10,7 @@ features are computed at the codec's latent rate (`engine.sync`). The result is 
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +39,14 @@ class PreparedVideo:
     def n_latent(self) -> int:
         """T: latent frames covering the whole video."""
         return self.sync.shape[0]
+
+
+def frame_span(start: int, length: int, latent_rate: float, rate: float, n: int) -> tuple[int, int]:
+    """Encoder frames [i0, i1) (of ``n`` at ``rate`` fps) shown during latent frames [start, start + length)
+    (``latent_rate`` frames/s): the frame showing when the window starts up to the last one shown in it."""
+    i0 = min(math.floor(start / latent_rate * rate + 1e-9), n - 1)
+    i1 = max(min(math.ceil((start + length) / latent_rate * rate - 1e-9), n), i0 + 1)
+    return i0, i1
 
 
 def decode_prepared(

@@ -183,7 +183,7 @@ class WindowCollate:
 def timeline_rate(bundle) -> float | None:
     """Latent frames per second for a bundle whose generator reads the Temporal block's timeline, else None
     (what `TrainDataset`'s ``timeline_rate`` wants)."""
-    return bundle.codec.config.latent_rate if bundle.generator.config.timeline_dim else None
+    return bundle.latent_rate if bundle.generator.config.timeline_dim else None
 
 
 def collate_for(dataset: TrainDataset) -> WindowCollate:

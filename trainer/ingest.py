@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 import os
 import re
 from collections.abc import Callable, Sequence
@@ -51,7 +50,7 @@ from engine.bundle import ModelBundle
 from engine.cot import Cot, load_cot, validate_cot
 from engine.errors import UserInputError
 from engine.pipeline import prepare_video
-from engine.prepared import PreparedVideo
+from engine.prepared import PreparedVideo, frame_span
 
 FORMAT = "foley-dataset/1"  # "format" of dataset.json
 MANIFEST = "dataset.json"
@@ -286,15 +285,7 @@ def window_starts(n_frames: int, length: int) -> list[int]:
 
 def window_frames(bundle: ModelBundle, cfg: IngestConfig) -> int:
     """Latent frames per window: ``cfg.window`` seconds, at most the generator's ``max_frames``."""
-    return max(1, min(round(cfg.window * bundle.codec.config.latent_rate), bundle.generator.config.max_frames))
-
-
-def frame_span(start: int, length: int, latent_rate: float, rate: float, n: int) -> tuple[int, int]:
-    """Encoder frames [i0, i1) shown during latent frames [start, start + length) (as the render pipeline
-    slices a window's video tokens)."""
-    i0 = min(math.floor(start / latent_rate * rate + 1e-9), n - 1)
-    i1 = max(min(math.ceil((start + length) / latent_rate * rate - 1e-9), n), i0 + 1)
-    return i0, i1
+    return max(1, min(round(cfg.window * bundle.latent_rate), bundle.max_frames))
 
 
 @torch.no_grad()
@@ -303,13 +294,13 @@ def encode_window(bundle: ModelBundle, audio: np.ndarray, start: int, length: in
     hop = bundle.codec.config.hop
     piece = fit_length(audio[start * hop : (start + length) * hop], length * hop)  # (length hop, 2)
     x = torch.from_numpy(np.ascontiguousarray(piece.T))[None].to(bundle.device)  # (1, 2, n)
-    return bundle.codec.encode(x)[0].cpu().numpy().astype(np.float16)  # (C, length)
+    return bundle.encode_audio(x)[0].cpu().numpy().astype(np.float16)  # (C, length)
 
 
 def video_windows(bundle: ModelBundle, prepared: PreparedVideo, audio: np.ndarray | None, length: int) -> list[dict]:
     """Arrays of each window of a prepared video: motion (T, Ds) float16, frames (F, S, S, 3) uint8 and,
     with ``audio`` (N, 2) at the codec's rate covering the picture, z (C, T) float16."""
-    lr = bundle.codec.config.latent_rate
+    lr = bundle.latent_rate
     out = []
     for s in window_starts(prepared.n_latent, length):
         t = min(length, prepared.n_latent - s)
@@ -357,7 +348,7 @@ def _audio_items(src: Source, bundle: ModelBundle, cfg: IngestConfig) -> tuple[l
     if duration < cfg.min_seconds:
         raise IngestError(f"lasts {duration:.2f} s, shorter than {cfg.min_seconds:g} s")
     _check_loud(audio)
-    hop, lr = bundle.codec.config.hop, bundle.codec.config.latent_rate
+    hop, lr = bundle.codec.config.hop, bundle.latent_rate
     n_latent, length = -(-len(audio) // hop), window_frames(bundle, cfg)
     starts = window_starts(n_latent, length)
     items = [{"z": encode_window(bundle, audio, s, min(length, n_latent - s)), "start": s / lr} for s in starts]

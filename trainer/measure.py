@@ -91,7 +91,7 @@ def codec_reconstruction(bundle: ModelBundle, audios: list[np.ndarray]) -> list[
     with torch.no_grad():
         for a in audios:
             x = torch.from_numpy(np.ascontiguousarray(a.T, dtype=np.float32))[None]  # (1, 2, N)
-            out.append(bundle.codec.decode(bundle.codec.encode(x), x.shape[-1])[0].numpy().T)
+            out.append(bundle.decode_latent(bundle.encode_audio(x), x.shape[-1])[0].numpy().T)
     return out
 
 

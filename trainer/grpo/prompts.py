@@ -59,10 +59,10 @@ class Prompt:
 def make_prompt(video: Path, cot: Cot | dict, bundle: ModelBundle) -> Prompt:
     """Decode ``video`` and compute its frozen inputs; `UserInputError` when it is longer than one window."""
     prepared = prepare_video(video, bundle)
-    if prepared.n_latent > bundle.generator.config.max_frames:
+    if prepared.n_latent > bundle.max_frames:
         raise UserInputError(
             f"{video.name} lasts {prepared.duration:.1f} s, longer than the generator's window "
-            f"({bundle.generator.config.max_frames} latent frames); cut it for RL"
+            f"({bundle.max_frames} latent frames); cut it for RL"
         )
     cot = validate_cot(cot)
     text = bundle.encode_cot(cot)
