@@ -26,9 +26,9 @@ import torch
 from engine.codec import CODEC_PRESETS, LOG_MAG_CENTRE, LOG_MAG_SCALE, Codec, save_codec
 from trainer.foleyworld.scene import WorldConfig
 from trainer.foleyworld.splits import make_clip
-from trainer.loop import OneProcess, Record, Schedule, parts_progress, run_loop
+from trainer.loop import PoolMethod, Record, Schedule, parts_progress, run_loop
 from trainer.losses import codec_feature_loss
-from trainer.run_state import cosine_lr, ema_decay, load_training_state, save_training_state, update_ema
+from trainer.run_state import cosine_lr, ema_decay, load_training_state, update_ema
 
 Progress = Callable[[int, int, dict[str, float]], None]  # (step, total steps, averaged loss parts)
 
@@ -182,7 +182,7 @@ def latent_stats_clips(config: CodecTrainConfig) -> list[torch.Tensor]:
     return [torch.from_numpy(make_clip("train", i, world).audio.audio.T.copy()) for i in range(config.stats_clips)]
 
 
-class CodecMethod(OneProcess):
+class CodecMethod(PoolMethod):
     """Codec training as the loop drives it: the training state and the clip pool; no held-out data."""
 
     def __init__(self, config: CodecTrainConfig, out_path: Path) -> None:
@@ -193,18 +193,8 @@ class CodecMethod(OneProcess):
         step = load_training_state(self.ckpt, self.state, ("preset",))
         return step, Record.from_extra(self.state.get("extra"))
 
-    def step(self, step: int) -> dict:
-        self.pool.update(step)
-        return train_step(self.state, self.pool.batch(self.state["gen"]), step)
-
-    def evaluate(self, step: int) -> None:
-        return None
-
-    def keep_best(self) -> None:
-        """Nothing: no held-out evaluation."""
-
-    def checkpoint(self, step: int, extra: dict) -> None:
-        save_training_state(self.ckpt, {**self.state, "step": step, "extra": extra})
+    def train_step(self, state: dict, batch, step: int) -> dict:
+        return train_step(state, batch, step)
 
     def finish(self, step: int, record: Record, progress) -> dict:
         """Write the EMA codec (its latent statistics were measured before training)."""

@@ -34,6 +34,7 @@ from typing import Protocol
 import numpy as np
 
 from engine.errors import UserInputError
+from trainer.run_state import save_training_state
 
 Progress = Callable[[dict], None]  # every log entry: train steps, evaluations, the bench check, the end
 
@@ -119,6 +120,32 @@ class OneProcess:
 
     def agree(self, flag: bool) -> bool:
         return flag
+
+
+class PoolMethod(OneProcess):
+    """A one-process method trained on batches drawn from a pool that the step index refreshes, whose whole
+    state is a `trainer.run_state` dict, with no held-out data (the codec and the planner). A subclass sets
+    ``state``, ``pool`` and ``ckpt`` and gives ``train_step(state, batch, step)``, ``restore`` and ``finish``."""
+
+    state: dict  # the run_state training state (model, ema, optim, gen, config)
+    pool: object  # has update(step) and batch(gen)
+    ckpt: Path  # the checkpoint file
+
+    def train_step(self, state: dict, batch, step: int) -> dict:
+        raise NotImplementedError
+
+    def step(self, step: int) -> dict:
+        self.pool.update(step)
+        return self.train_step(self.state, self.pool.batch(self.state["gen"]), step)
+
+    def evaluate(self, step: int) -> None:
+        return None
+
+    def keep_best(self) -> None:
+        """Nothing: no held-out evaluation."""
+
+    def checkpoint(self, step: int, extra: dict) -> None:
+        save_training_state(self.ckpt, {**self.state, "step": step, "extra": extra})
 
 
 class Accelerated:

@@ -32,8 +32,8 @@ from trainer.foleyworld.classes import CLASSES
 from trainer.foleyworld.scene import Scene, WorldConfig, sample_scene
 from trainer.foleyworld.splits import clip_seed
 from trainer.foleyworld.video import frame_times, render_frames
-from trainer.loop import OneProcess, Record, Schedule, parts_progress, run_loop
-from trainer.run_state import cosine_lr, ema_decay, load_training_state, save_training_state, update_ema
+from trainer.loop import PoolMethod, Record, Schedule, parts_progress, run_loop
+from trainer.run_state import cosine_lr, ema_decay, load_training_state, update_ema
 
 Progress = Callable[[int, int, dict[str, float]], None]  # (step, total steps, averaged loss parts)
 VISIBLE_X = 1.05  # a source counts as visible while its centre is within this of the frame centre
@@ -253,7 +253,7 @@ def train_step(state: dict, batch: dict[str, torch.Tensor], step: int) -> dict[s
     return parts
 
 
-class PlannerMethod(OneProcess):
+class PlannerMethod(PoolMethod):
     """Planner training as the loop drives it: the training state and the scene pool; no held-out data."""
 
     def __init__(self, config: PlannerTrainConfig, out_path: Path) -> None:
@@ -267,18 +267,8 @@ class PlannerMethod(OneProcess):
         step = load_training_state(self.ckpt, self.state, fields, before)
         return step, Record.from_extra(self.state.get("extra"))
 
-    def step(self, step: int) -> dict:
-        self.pool.update(step)
-        return train_step(self.state, self.pool.batch(self.state["gen"]), step)
-
-    def evaluate(self, step: int) -> None:
-        return None
-
-    def keep_best(self) -> None:
-        """Nothing: no held-out evaluation."""
-
-    def checkpoint(self, step: int, extra: dict) -> None:
-        save_training_state(self.ckpt, {**self.state, "step": step, "extra": extra})
+    def train_step(self, state: dict, batch, step: int) -> dict:
+        return train_step(state, batch, step)
 
     def finish(self, step: int, record: Record, progress) -> dict:
         save_planner(self.state["ema"].cpu(), self.out_path)
