@@ -18,6 +18,9 @@ renamed into place; single files go through a hidden temporary name; database ro
 transaction after their files exist, so a row never points at a missing file. A project is deleted by
 renaming its folder to ``.trash-*`` first. Leftovers of an interrupted write are removed on start, and
 the server's start removes (and logs) files without a row and rows without a file (`remove_orphans`).
+Every change of a clip's blocks (an edit, a Plan, a Reset) first keeps the blocks it replaces as one step
+of the clip's block history (table ``block_edits``, at most MAX_HISTORY steps per clip): `undo_edit` puts
+them back, after a reload or a restart too.
 Writes are serialised by one lock per store (SQLite allows one writer; other databases get the same
 guarantee inside one server process), so sessions working at the same time never get the same take
 number or a half-applied change.
@@ -52,6 +55,7 @@ log = logging.getLogger("foley.projects")
 MAX_NAME_CHARS = 80  # project names
 MAX_CLIP_NAME_CHARS = 120  # clip names (from the uploaded file's name)
 RATINGS = {-1: "rejected", 0: "", 1: "starred"}  # a take's rating, kept for preference learning
+MAX_HISTORY = 200  # block history steps kept per clip (the oldest go first)
 MAX_TAGS_CHARS = 600  # a sound's tags become its Semantic block (engine.cot.MAX_BLOCK_CHARS)
 SOUND_TYPES = (".wav", ".flac", ".ogg", ".mp3", ".aif", ".aiff", ".m4a")  # the sound library's file types
 RUN_STATUSES = ("running", "stopped", "finished", "failed")  # a training run's life; stopped runs resume
@@ -104,6 +108,18 @@ class ClipRow(Base):
     created: Mapped[dt.datetime] = mapped_column(DateTime, default=_now)
     project: Mapped[ProjectRow] = relationship(back_populates="clips")
     takes: Mapped[list[TakeRow]] = relationship(back_populates="clip", cascade="all, delete-orphan")
+    history: Mapped[list[EditRow]] = relationship(cascade="all, delete-orphan", order_by="EditRow.id")
+
+
+class EditRow(Base):
+    """One step of a clip's block history: the designer's blocks as they were before a change (an edit,
+    a Plan, a Reset), what Undo puts back. Kept in the database, so Undo works after a reload or restart."""
+
+    __tablename__ = "block_edits"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    clip_id: Mapped[int] = mapped_column(ForeignKey("clips.id", ondelete="CASCADE"), index=True)
+    cot: Mapped[dict] = mapped_column(JSON)  # the five fields as the page showed them before the change
+    created: Mapped[dt.datetime] = mapped_column(DateTime, default=_now)
 
 
 class TakeRow(Base):
@@ -284,10 +300,19 @@ def clean_project_name(text: object) -> str:
 
 def clean_file_name(text: str) -> str:
     """The display name of an uploaded file: its last path component without control characters, at most
-    MAX_CLIP_NAME_CHARS long. Only shown, never used as a path."""
+    MAX_CLIP_NAME_CHARS long; a longer name is shortened around its extension ("a long na…me.mp4": the
+    middle of the stem goes, the extension stays, so the type check still sees it). Only shown, never
+    used as a path."""
     base = re.split(r"[\\/]", str(text))[-1]
-    base = "".join(c for c in base if unicodedata.category(c)[0] != "C").strip()
-    return (base or "video")[:MAX_CLIP_NAME_CHARS]
+    base = "".join(c for c in base if unicodedata.category(c)[0] != "C").strip() or "video"
+    if len(base) <= MAX_CLIP_NAME_CHARS:
+        return base
+    stem, ext = os.path.splitext(base)
+    if len(ext) > 16:  # not an extension any type list holds: cut the name as it is
+        stem, ext = base, ""
+    keep = MAX_CLIP_NAME_CHARS - len(ext) - 1  # characters of the stem around the ellipsis
+    head = (keep + 1) // 2
+    return f"{stem[:head]}…{stem[len(stem) - (keep - head) :]}{ext}"
 
 
 def _extension_of(name: str) -> str:
@@ -632,18 +657,47 @@ class ProjectStore:
             shutil.rmtree(staging, ignore_errors=True)
 
     def save_plan(self, clip_id: int, planned: dict) -> Clip:
-        """Store the planner's CoT; the designer's blocks become the planner's text."""
+        """Store the planner's CoT; the designer's blocks become the planner's text (the blocks they replace
+        go into the clip's block history, see `undo_edit`)."""
         with self._write() as s:
             row = self._clip_row(s, clip_id)
+            self._remember(s, row, planned)
             row.planned, row.edited = dict(planned), dict(planned)
             return self._clip(row)
 
     def save_edit(self, clip_id: int, edited: dict) -> Clip:
-        """Store the designer's CoT (the planner's text stays as it was)."""
+        """Store the designer's CoT (the planner's text stays as it was); the blocks it replaces go into the
+        clip's block history."""
         with self._write() as s:
             row = self._clip_row(s, clip_id)
+            self._remember(s, row, edited)
             row.edited = dict(edited)
             return self._clip(row)
+
+    def _remember(self, s: Session, row: ClipRow, new: dict) -> None:
+        """Push the clip's blocks onto its history before they change to ``new`` (nothing when they stay);
+        at most MAX_HISTORY steps are kept."""
+        old = dict(row.edited or row.planned or {})  # what the page shows (a clip planned on import: its plan)
+        if old == dict(new):
+            return
+        old = old or {k: "" for k in new}  # never edited: Undo brings back empty blocks
+        row.history.append(EditRow(cot=old))
+        for step in row.history[:-MAX_HISTORY]:
+            row.history.remove(step)
+
+    def undo_edit(self, clip_id: int) -> Clip:
+        """Put back the clip's blocks as they were before their last change (one step of its history)."""
+        with self._write() as s:
+            row = self._clip_row(s, clip_id)
+            if not row.history:
+                raise UserInputError("nothing to undo: the blocks of this clip have not changed since it was imported")
+            row.edited = dict(row.history.pop().cot)
+            return self._clip(row)
+
+    def block_history(self, clip_id: int) -> list[dict]:
+        """The clip's earlier blocks, oldest first (the last one is what `undo_edit` puts back)."""
+        with self._session() as s:
+            return [dict(step.cot) for step in self._clip_row(s, clip_id).history]
 
     # ---------------------------------------------------------------------------------- takes
 

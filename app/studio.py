@@ -12,8 +12,11 @@ result (a dict from names to values) is mapped back onto them, leaving unnamed o
 
 from __future__ import annotations
 
+import functools
+import json
 import logging
 import os
+import secrets
 import shutil
 import signal
 import sys
@@ -26,7 +29,7 @@ from starlette.middleware import Middleware
 
 from app.projects import SOUND_TYPES
 from app.settings import StudioSettings
-from app.studio_actions import EXPORT_FORMATS, FIELDS, LIMITS, MAX_SEED, TAKE_HEADERS, StudioActions
+from app.studio_actions import EXPORT_FORMATS, FIELDS, LIMITS, MAX_SEED, TAKE_HEADERS, StudioActions, as_text
 from app.train_actions import METHOD_CHOICES, RUN_HEADERS, SOUND_HEADERS, TRAIN_FIELDS
 
 log = logging.getLogger("foley.studio")
@@ -35,6 +38,19 @@ DIMENSIONS = ("semantic", "temporal", "aesthetic", "spatial")  # the sliders, in
 CSS = """
 #studio-message { min-height: 1.6em; }
 """
+# Late views never overwrite typing: an action's new CoT blocks reach the page as an envelope {id, sent: what
+# each field held when the request started, new: the action's text (null: not changed)} in a hidden box, and
+# this runs in the browser after it: a field takes the new text only if it still holds what was sent, so
+# whatever the designer typed while the request ran stays. Each envelope is applied once.
+MERGE_JS = f"""(...args) => {{
+  const now = args.slice(0, {len(FIELDS)});
+  let env = null;
+  try {{ env = args[{len(FIELDS)}] ? JSON.parse(args[{len(FIELDS)}]) : null; }} catch (e) {{ env = null; }}
+  const seen = (window.__foleyMerged = window.__foleyMerged || new Set());
+  if (!env || seen.has(env.id)) return now;
+  seen.add(env.id);
+  return now.map((v, k) => (env.new[k] !== null && (v ?? "") === (env.sent[k] ?? "")) ? env.new[k] : v);
+}}"""
 
 
 def world_clip(split: str, index: float, duration: float, out_dir: str) -> dict:
@@ -96,13 +112,31 @@ class Page:
 
         ``progress``: the action also gets ``progress(fraction, text)``, drawn as a Gradio progress bar;
         ``session``: it gets the browser session's id as ``session`` (progress implies it).
+        Messages are shown as plain text (`as_text`); new CoT blocks go through `MERGE_JS` (a field the
+        designer changed while the action ran keeps the designer's text, which is then saved).
         """
+        guard_cot = any(n in COT for n in outputs)  # new blocks go through the envelope (MERGE_JS)
+        if guard_cot:
+            outputs = [n for n in outputs if n not in COT] + ["cot_incoming"]
         comps = [self.c[n] for n in inputs]
         outs = [self.c[n] for n in outputs]
+        watched = {self.c[n] for n in COT} if guard_cot else set()
 
-        def apply(result: dict):
+        def apply(result: dict, data: dict | None = None):
+            result = dict(result)
+            if isinstance(result.get("message"), str):  # messages are plain text, never Markdown or HTML
+                result["message"] = as_text(result["message"])
+            if guard_cot:
+                result["cot_incoming"] = envelope(result, data or {})
             values = [result.get(n, gr.skip()) for n in outputs]
             return values[0] if len(values) == 1 else tuple(values)
+
+        def envelope(result: dict, data: dict) -> str:
+            if not any(n in result for n in COT):
+                return ""
+            sent = [data.get(self.c[n]) or "" for n in COT]
+            new = [result[n] if n in result else None for n in COT]
+            return json.dumps({"id": secrets.token_hex(8), "sent": sent, "new": new})
 
         def guarded(call, data: dict, request: gr.Request):
             from engine.errors import UserInputError
@@ -117,7 +151,7 @@ class Page:
             # the project this page has open now: the file route serves this browser its media (app.guard)
             project = result.get("project", data[self.c["project"]])
             self.actions.note_open(client_of(request), request.session_hash or "", project)
-            return apply(result)
+            return apply(result, data)
 
         def values(data: dict) -> list:
             return [data[c] for c in comps]
@@ -140,7 +174,23 @@ class Page:
 
         # inputs as a set: Gradio passes one dict {component: value}; the project state is always in it so
         # that the dict (and the positional request / progress arguments after it) always exist
-        return trigger(run, inputs={*comps, self.c["project"]}, outputs=outs, **kw)
+        event = trigger(run, inputs={*comps, *watched, self.c["project"]}, outputs=outs, **kw)
+        if not guard_cot:
+            return event
+        fields = [self.c[n] for n in COT]
+        event = event.then(None, [*fields, self.c["cot_incoming"]], fields, js=MERGE_JS)
+        # what the merge kept of the designer's typing is stored like any edit (nothing when nothing was kept)
+        return self.bind(event.then, self.actions.save_cot, ["clip", *COT], ["message"])
+
+
+def confirmed(action):
+    """``action`` answered "yes" to its own question (called with ``confirmed=True``)."""
+
+    @functools.wraps(action)
+    def run(*args, **kw):
+        return action(*args, confirmed=True, **kw)
+
+    return run
 
 
 def client_of(request: gr.Request) -> str:
@@ -160,7 +210,7 @@ def _project_bar(page: Page) -> None:
         a("rename_btn", gr.Button("Rename", size="md", elem_id="rename-project", scale=1))
         a("delete_btn", gr.Button("Delete…", variant="stop", size="md", elem_id="delete-project", scale=1))
     with a("confirm_row", gr.Row(visible=False, elem_id="confirm-delete")):
-        a("confirm_text", gr.Markdown())
+        a("confirm_text", gr.Markdown(latex_delimiters=[]))
         a("confirm_yes", gr.Button("Yes, delete it", variant="stop", elem_id="confirm-yes"))
         a("confirm_no", gr.Button("Keep it", elem_id="confirm-no"))
 
@@ -182,6 +232,12 @@ def _cot_section(page: Page) -> None:
     with gr.Row(equal_height=True):
         gr.Markdown("### Plan and edit\nFour blocks; the planner's text is kept beside yours.")
         a("plan_btn", gr.Button("Plan", variant="primary", elem_id="plan", scale=0, min_width=120))
+        a("undo_btn", gr.Button("Undo", elem_id="undo-blocks", scale=0, min_width=90))
+    with a("plan_confirm_row", gr.Row(visible=False, elem_id="confirm-plan")):
+        a("plan_confirm_text", gr.Markdown(latex_delimiters=[]))
+        a("plan_yes", gr.Button("Replace my blocks", variant="stop", elem_id="plan-yes"))
+        a("plan_no", gr.Button("Keep mine", elem_id="plan-no"))
+    a("cot_incoming", gr.Textbox(visible="hidden", elem_id="cot-incoming"))  # see MERGE_JS
     hints = {
         "semantic": "what sounds, which materials",
         "temporal": "when, in what order, how long",
@@ -219,6 +275,10 @@ def _settings_section(page: Page) -> None:
         model.elem_id = "render-model"
         a("render_btn", gr.Button("Render take", variant="primary", elem_id="render", scale=1))
         a("cancel_btn", gr.Button("Cancel render", variant="stop", elem_id="cancel", scale=1))
+    with a("render_confirm_row", gr.Row(visible=False, elem_id="confirm-render")):
+        a("render_confirm_text", gr.Markdown(latex_delimiters=[]))
+        a("render_yes", gr.Button("Render anyway", variant="stop", elem_id="render-yes"))
+        a("render_no", gr.Button("Write it first", elem_id="render-no"))
 
 
 def _takes_section(page: Page) -> None:
@@ -232,7 +292,7 @@ def _takes_section(page: Page) -> None:
         a("clear_btn", gr.Button("Clear rating", size="md", elem_id="clear-rating"))
     with gr.Row():
         a("take_audio", gr.Audio(label="Take", type="filepath", interactive=False, elem_id="take-audio"))
-        a("take_info", gr.Markdown(elem_id="take-info"))
+        a("take_info", gr.Markdown(elem_id="take-info", latex_delimiters=[]))
     gr.Markdown("### Compare — original audio and two takes, one colour scale, the video's time axis")
     with gr.Row():
         a("compare_a", gr.Dropdown([], value=None, label="Take A", elem_id="compare-a"))
@@ -284,6 +344,8 @@ PROJECT_VIEW = [
     "media_info",
     "original_audio",
     *(f"cot_{f}" for f in FIELDS),
+    "plan_confirm_row",
+    "render_confirm_row",
     *(f"w_{d}" for d in DIMENSIONS),
     "candidates",
     "seed",
@@ -302,7 +364,10 @@ TAKE_VIEW = ["take_audio", "take_info", "export_files", "message"]
 
 def _wire(page: Page, demo: gr.Blocks, concurrency: int) -> None:
     """Every control's event, each bound to one action."""
-    demo.load(lambda: gr.update(choices=page.actions.project_choices()), None, page.c["project_pick"])
+    # the project list with the page's open project: a load answered after a Create must not drop it (the
+    # state is read when the load runs, on the server)
+    pick = lambda project: gr.update(choices=page.actions.project_choices(), value=project)  # noqa: E731
+    demo.load(pick, page.c["project"], page.c["project_pick"])
     _wire_projects(page)
     _wire_plan_and_settings(page, concurrency)
     _wire_takes(page, concurrency)
@@ -326,15 +391,20 @@ def _wire_projects(page: Page) -> None:
 
 def _wire_plan_and_settings(page: Page, concurrency: int) -> None:
     act, c, bind = page.actions, page.c, page.bind
-    bind(
-        c["plan_btn"].click,
-        act.plan,
-        ["clip"],
-        [*COT, "message"],
-        progress=True,
-        concurrency_limit=concurrency,
-        show_progress_on=[c["cot_semantic"]],
-    )
+    planned = [*COT, "plan_confirm_text", "plan_confirm_row", "message"]
+    for name, action in (("plan_btn", act.plan), ("plan_yes", confirmed(act.plan))):  # edited blocks: asks first
+        bind(
+            c[name].click,
+            action,
+            ["clip", *COT],
+            planned,
+            progress=True,
+            concurrency_limit=concurrency,
+            concurrency_id="plan",
+            show_progress_on=[c["cot_semantic"]],
+        )
+    bind(c["plan_no"].click, act.keep_blocks, [], ["plan_confirm_row", "message"])
+    bind(c["undo_btn"].click, act.undo_edit, ["clip"], [*COT, "message"])
     for f in FIELDS:
         bind(c[f"cot_{f}"].blur, act.save_cot, ["clip", *COT], ["message"])
         if f != "negative":
@@ -354,17 +424,20 @@ def _wire_plan_and_settings(page: Page, concurrency: int) -> None:
 
 def _wire_takes(page: Page, concurrency: int) -> None:
     act, c, bind = page.actions, page.c, page.bind
-    bind(
-        c["render_btn"].click,
-        act.render_take,
-        ["project", "clip", *COT, *SETTINGS],
-        [*TAKES_VIEW, "seed", "message"],
-        progress=True,
-        show_progress_on=[c["takes_table"]],
-        preprocess=False,  # raw values, checked by the action (see the settings events)
-        concurrency_limit=concurrency,
-        concurrency_id="render",
-    )
+    rendered = [*TAKES_VIEW, "seed", "message", "render_confirm_text", "render_confirm_row"]
+    for name, action in (("render_btn", act.render_take), ("render_yes", confirmed(act.render_take))):
+        bind(  # an empty Semantic block: asks first
+            c[name].click,
+            action,
+            ["project", "clip", *COT, *SETTINGS],
+            rendered,
+            progress=True,
+            show_progress_on=[c["takes_table"]],
+            preprocess=False,  # raw values, checked by the action (see the settings events)
+            concurrency_limit=concurrency,
+            concurrency_id="render",
+        )
+    bind(c["render_no"].click, act.keep_editing, [], ["render_confirm_row", "message"])
     bind(c["cancel_btn"].click, act.cancel_render, [], ["message"], session=True, queue=False)  # not behind renders
     bind(c["take_pick"].input, act.pick_take, ["clip", "take_pick"], TAKE_VIEW)
     rated = ["takes_table", "take_pick", "take_info", "compare_a", "compare_b", "message"]
@@ -475,7 +548,8 @@ def _studio_page(actions: StudioActions) -> Page:
     page.add("clip", gr.State(None))
     page.add("delete_token", gr.State(None))  # issued by Delete…, required by "Yes, delete it"
     _project_bar(page)
-    page.add("message", gr.Markdown("Create a project or open one to begin.", elem_id="studio-message"))
+    message = gr.Markdown("Create a project or open one to begin.", elem_id="studio-message", latex_delimiters=[])
+    page.add("message", message)
     with gr.Row():
         with gr.Column(scale=5):
             _clip_section(page, settings)

@@ -10,6 +10,11 @@ planner and the reward heads, each loaded once. Per session: the open project an
 out as Gradio state), the session's cancel flag, and which project each browser's pages have open
 (`note_open`: the file route serves a browser only the media of those, `app.guard`).
 
+The page never loses typing: *Plan* on blocks the designer edited asks first (`plan` without
+``confirmed``), every change of the blocks is one step of the clip's block history (`undo_edit`), a render
+with an empty Semantic block asks first, and blocks longer than the text encoder reads (BLOCK_TOKENS, counted
+with its own tokenizer) are refused (`checked_cot`). Messages are plain text (`as_text` at the page).
+
 Destructive actions are confirmed on the server: *Delete…* (`ask_delete`) issues a one-use token bound to
 the project and the browser session that expires after `CONFIRM_SECONDS`, kept in the session's Gradio
 state (never sent to the page); `confirm_delete` refuses without it, so calling the delete endpoint
@@ -18,6 +23,7 @@ directly changes nothing.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import math
 import secrets
@@ -34,6 +40,7 @@ from app.projects import Clip, ClipMedia, Project, ProjectStore, Take
 from app.settings import StudioSettings
 from engine.cot import BLOCKS, MAX_BLOCK_CHARS, MAX_NEGATIVE_CHARS, validate_cot
 from engine.errors import UserInputError
+from engine.generator import BLOCK_TOKENS  # tokens the text encoder reads per block, [CLS] and [SEP] included
 from engine.rewards import DEFAULT_WEIGHTS, DIMENSIONS, check_weights
 
 FIELDS = (*BLOCKS, "negative")  # the CoT fields of the page, in order
@@ -50,6 +57,7 @@ MAX_SEED = 2**31 - 1
 TAKE_HEADERS = ["take", "rating", "total", *DIMENSIONS, "seed", "steps", "guidance", "candidates", "rendered"]
 BROWSER_CONTAINERS = (".mp4", ".webm")  # played as they are; others get an MP4 preview (stream copy)
 CONFIRM_SECONDS = 60.0  # how long the answer to "Delete …?" stays valid
+MARKDOWN_SPECIALS = frozenset("\\`*_{}[]()#+-.!|~$")  # escaped with a backslash in text shown as Markdown
 
 
 class RenderCancelled(Exception):
@@ -82,6 +90,19 @@ def _times_note(temporal: str) -> str:
 
 def _msg_ok(text: str) -> str:
     return f"✓ {text}"
+
+
+def as_text(text: object) -> str:
+    """``text`` as a Markdown component shows it literally: HTML's ``& < >`` as entities and Markdown's
+    punctuation backslash-escaped, so a project named ``<img src=x>`` or ``**x**`` is shown, never rendered.
+    Every message, and every name or block the page puts into Markdown, goes through this."""
+    out = str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return "".join(f"\\{c}" if c in MARKDOWN_SPECIALS else c for c in out)
+
+
+def _blocks_differ(a: dict, b: dict) -> bool:
+    """Whether two CoTs (dicts of the five fields, missing = empty) differ in any field's words."""
+    return any(" ".join((a.get(f) or "").split()) != " ".join((b.get(f) or "").split()) for f in FIELDS)
 
 
 class StudioActions:
@@ -167,7 +188,7 @@ class StudioActions:
 
     def _empty_clip_view(self) -> dict:
         view = {"clip": None, "video": None, "media_info": "", "original_audio": None}
-        view |= {f"cot_{f}": "" for f in FIELDS}
+        view |= {f"cot_{f}": "" for f in FIELDS} | _no_questions()
         return view | self._takes_view(None, None)
 
     def project_view(self, project_id: int | None, clip_id: int | None = None) -> dict:
@@ -192,7 +213,7 @@ class StudioActions:
         cot = clip.edited or clip.planned or {}
         view = {"clip": clip.id, "video": str(clip.preview), "media_info": media_summary(clip)}
         view["original_audio"] = str(clip.original_audio) if clip.original_audio else None
-        view |= {f"cot_{f}": cot.get(f, "") for f in FIELDS}
+        view |= {f"cot_{f}": cot.get(f, "") for f in FIELDS} | _no_questions()
         return view | self._takes_view(clip, take_id)
 
     def _takes_view(self, clip: Clip | None, take_id: int | None) -> dict:
@@ -242,7 +263,7 @@ class StudioActions:
         clips = self.store.list_clips(project.id)
         n_takes = sum(len(self.store.list_takes(c.id)) for c in clips)
         text = (
-            f"**Delete “{project.name}”** with its {len(clips)} clip(s), {n_takes} take(s) and exports? "
+            f"**Delete “{as_text(project.name)}”** with its {len(clips)} clip(s), {n_takes} take(s) and exports? "
             "This cannot be undone."
         )
         token = secrets.token_urlsafe(24)
@@ -318,20 +339,52 @@ class StudioActions:
     # ----------------------------------------------------------------------------------- CoT
 
     def plan(
-        self, clip_id: int | None, session: str = "", progress: Callable[[float, str], None] | None = None
+        self,
+        clip_id: int | None,
+        *fields: str,
+        confirmed: bool = False,
+        session: str = "",
+        progress: Callable[[float, str], None] | None = None,
     ) -> dict:
-        """The planner's four blocks for the open clip; they replace the designer's blocks."""
+        """The planner's four blocks for the open clip; they replace the designer's blocks.
+
+        ``fields``: the five CoT fields as the page shows them (the stored blocks when not given). When they
+        hold the designer's own text (not empty, not the planner's), nothing is planned unless ``confirmed``:
+        the reply asks first (the page's "Replace my blocks" row). The replaced blocks stay in the clip's block
+        history (`undo_edit`)."""
         clip = self.store.get_clip(_need_clip(clip_id))
+        shown = dict(zip(FIELDS, fields)) if fields else (clip.edited or clip.planned or {})
+        edited = any((v or "").strip() for v in shown.values()) and _blocks_differ(shown, clip.planned or {})
+        if edited and not confirmed:
+            text = "**Replace your edited blocks with the planner's?** Undo brings your text back afterwards."
+            return {"plan_confirm_text": text, "plan_confirm_row": _shown(), "message": "Plan waits for your answer."}
         planner = self._engine["planner"]
         if planner is None:
             raise UserInputError(
                 f"model {self.settings.model!r} has no planner; write the four blocks yourself and render"
             )
+        if fields:  # the page's text, typed but not saved yet, goes into the block history too
+            with contextlib.suppress(UserInputError):
+                self.save_cot(clip.id, *fields)
         cot = planner.plan(clip.source, progress=progress).to_dict()
         cot.setdefault("negative", "")
         self.store.save_plan(clip.id, cot)
+        view = {f"cot_{f}": cot.get(f, "") for f in FIELDS} | {"plan_confirm_row": _hidden()}
+        undo = " Undo brings your blocks back." if edited else ""
+        return view | {"message": _msg_ok(f"Planned {clip.name}. Edit any block, then render.{undo}")}
+
+    def keep_blocks(self) -> dict:
+        """The answer "Keep mine" to Plan's question: nothing changes."""
+        return {"plan_confirm_row": _hidden(), "message": "Nothing was planned; your blocks are as they were."}
+
+    def undo_edit(self, clip_id: int | None) -> dict:
+        """Put back the open clip's blocks as they were before their last change (an edit, Plan or Reset)."""
+        clip = self.store.undo_edit(_need_clip(clip_id))
+        cot = clip.edited or {}
+        left = len(self.store.block_history(clip.id))
+        more = f"{left} more step{'s' if left != 1 else ''} to undo" if left else "nothing more to undo"
         view = {f"cot_{f}": cot.get(f, "") for f in FIELDS}
-        return view | {"message": _msg_ok(f"Planned {clip.name}. Edit any block, then render.")}
+        return view | {"message": _msg_ok(f"Undid the last change of the blocks ({more}).")}
 
     def save_cot(self, clip_id: int | None, *fields: str) -> dict:
         """Keep the designer's blocks (on leaving a field); over-long blocks are refused with a message."""
@@ -378,17 +431,27 @@ class StudioActions:
         project_id: int | None,
         clip_id: int | None,
         *values,
+        confirmed: bool = False,
         session: str = "",
         progress: Callable[[float, str], None] | None = None,
     ) -> dict:
         """Render a take of the open clip with the page's CoT and settings (``values``: the five CoT fields,
         then the settings of `checked_settings`), score it and add it to the clip's takes.
 
-        Everything is checked before the render starts. Cancel (`cancel_render`, same ``session``) stops
+        Everything is checked before the render starts; an empty Semantic block renders only when
+        ``confirmed`` (otherwise the reply asks first, the page's "Render anyway" row, and nothing changes).
+        Cancel (`cancel_render`, same ``session``) stops
         it at the next sampler step; the take is written only after the render is complete."""
         project_id, clip = _need_project(project_id), self.store.get_clip(_need_clip(clip_id))
         cot = checked_cot(values[: len(FIELDS)])
         settings = checked_settings(*values[len(FIELDS) :])
+        if not cot["semantic"] and not confirmed:
+            text = (
+                "**The Semantic block is empty**: the take will not be told what sounds. Render anyway, or write "
+                "what sounds (which materials) first?"
+            )
+            asked = {"render_confirm_text": text, "render_confirm_row": _shown()}
+            return asked | {"message": "Render waits for your answer."}
         if not settings["seed_locked"]:
             settings["seed"] = secrets.randbelow(MAX_SEED - 8)
         self.store.save_edit(clip.id, cot)
@@ -404,7 +467,11 @@ class StudioActions:
         finally:
             self._finish(session, run)
         run.message = view["message"]
-        return view
+        return view | {"render_confirm_row": _hidden()}  # the question, if there was one, is answered
+
+    def keep_editing(self) -> dict:
+        """The answer "Write it first" to the empty-Semantic question: nothing is rendered."""
+        return {"render_confirm_row": _hidden(), "message": "Nothing was rendered; write the Semantic block."}
 
     def _render(self, clip: Clip, cot: dict, settings: dict, run: _Run, progress) -> dict:
         """The render itself (best of ``settings["candidates"]``), then the take and the new takes view."""
@@ -584,8 +651,9 @@ EXPORT_FORMATS = {  # page label -> engine.export format
 
 def checked_cot(fields) -> dict:
     """The five fields (semantic, temporal, aesthetic, spatial, negative) as a CoT dict, whitespace tidied
-    by `engine.cot.validate_cot`. A block that validate_cot would cut is refused instead
-    (a `UserInputError` naming the block, its length and the limit), so nothing is ever silently shortened."""
+    by `engine.cot.validate_cot`. A block that validate_cot would cut, or that is longer than the text
+    encoder's BLOCK_TOKENS tokens, is refused instead (a `UserInputError` naming the block, its length and the
+    limit), so nothing is ever silently shortened."""
     values = ["" if v is None else str(v) for v in fields]
     if len(values) != len(FIELDS):
         raise ValueError(f"expected {len(FIELDS)} CoT fields, got {len(values)}")
@@ -604,7 +672,20 @@ def checked_cot(fields) -> dict:
         )
     out = cot.to_dict()
     out.setdefault("negative", "")
+    over = [f"{f} is {n} tokens" for f in FIELDS if out[f] and (n := block_tokens(out[f])) > BLOCK_TOKENS]
+    if over:
+        raise UserInputError(
+            f"block too long for the text encoder: {'; '.join(over)} (it reads at most {BLOCK_TOKENS} tokens per "
+            "block, its two markers included, and would cut the rest); shorten it, nothing was saved"
+        )
     return out
+
+
+def block_tokens(text: str) -> int:
+    """How many tokens the text encoder (all-MiniLM-L6-v2) reads for ``text``, [CLS] and [SEP] included."""
+    from engine.text_encoder import count_tokens
+
+    return count_tokens(text)
 
 
 def checked_settings(w_sem, w_tem, w_aes, w_spa, candidates, seed, seed_locked, steps, guidance) -> dict:
@@ -701,13 +782,14 @@ def take_summary(t: Take) -> str:
     s = t.settings
     weights = ", ".join(f"{d} {s['weights'].get(d, 0):g}" for d in DIMENSIONS)
     scores = " · ".join(f"{d} {t.scores.get(d, float('nan')):.3f}" for d in DIMENSIONS)
-    cot = "\n".join(f"- **{f}**: {t.cot.get(f) or '—'}" for f in FIELDS)
+    cot = "\n".join(f"- **{f}**: {as_text(t.cot.get(f) or '—')}" for f in FIELDS)
     when = t.created.replace(tzinfo=dt.UTC).astimezone().strftime("%Y-%m-%d %H:%M:%S")
     return (
         f"**{t.label}** — total **{t.total:.3f}** (weights {weights})  \n"
         f"scores: {scores}  \n"
         f"seed {t.seed} · {s.get('steps')} steps · guidance {s.get('guidance')} · "
-        f"{s.get('candidates')} candidate(s) · model {s.get('model')} · {when} · {t.info.get('seconds', 0):.1f} s\n\n"
+        f"{s.get('candidates')} candidate(s) · model {as_text(s.get('model'))} · {when} · "
+        f"{t.info.get('seconds', 0):.1f} s\n\n"
         f"{cot}"
     )
 
@@ -740,3 +822,8 @@ def _hidden() -> dict:
     import gradio as gr
 
     return gr.update(visible=False)
+
+
+def _no_questions() -> dict:
+    """Plan's and Render's questions put away (another clip is shown: they were about the one before)."""
+    return {"plan_confirm_row": _hidden(), "render_confirm_row": _hidden()}

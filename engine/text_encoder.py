@@ -56,6 +56,13 @@ def encode_tokens(texts: list[str], max_tokens: int = 128) -> tuple[torch.Tensor
     return states.float(), batch["attention_mask"].bool()
 
 
+def count_tokens(text: str) -> int:
+    """How many tokens the encoder reads for ``text``, [CLS] and [SEP] included (what ``max_tokens`` counts)."""
+    tok, _ = _load()
+    with _TOKENIZE_LOCK:
+        return len(tok(text)["input_ids"])
+
+
 @torch.no_grad()
 def encode_sentences(texts: list[str], batch_size: int = 64) -> torch.Tensor:
     """Mean-pooled, L2-normalised sentence embeddings (B, 384), as all-MiniLM-L6-v2 is meant to be used."""

@@ -15,7 +15,7 @@ import soundfile as sf
 
 from app.plots import DB_RANGE
 from app.settings import StudioSettings
-from app.studio_actions import CANCELLED, FIELDS, StudioActions, checked_cot
+from app.studio_actions import BLOCK_TOKENS, CANCELLED, FIELDS, StudioActions, as_text, block_tokens, checked_cot
 from engine.bundle import MODELS_DIR, load_bundle, save_bundle
 from engine.errors import UserInputError
 from engine.pipeline import RenderSettings, prepare_video, render
@@ -195,7 +195,7 @@ def test_cancel_stops_the_render_and_writes_nothing(actions, media, tmp_path):
     assert stepping.wait(120)
     reply = actions.cancel_render("window-1")  # from another thread, as the page's Cancel button does
     worker.join()
-    assert reply == {"message": CANCELLED} and result == {"message": CANCELLED}
+    assert reply == {"message": CANCELLED} and result["message"] == CANCELLED and "takes_table" not in result
     assert actions.store.list_takes(clip) == [] and files_under(actions.store.root) == before
     assert not any("step 50/50" in s for s in steps_seen)
     assert actions.cancel_render("window-1")["message"].startswith("No render")
@@ -299,3 +299,44 @@ def test_plan_keeps_the_planners_text_and_reset_brings_a_block_back(tmp_path, me
     view = actions.reset_block(clip, "semantic", *edited)
     assert view["cot_semantic"] == planned["semantic"]
     assert actions.store.get_clip(clip).edited["semantic"] == planned["semantic"]
+
+
+def test_blocks_over_the_text_encoders_token_limit_are_refused(actions, media, tmp_path):
+    _, clip = project_with_clip(actions, tmp_path, media["mp4"])
+    # "a" is one token of all-MiniLM-L6-v2; [CLS] and [SEP] make two more: 126 words are exactly 128 tokens
+    assert block_tokens("a " * 126) == BLOCK_TOKENS == 128 and block_tokens("") == 2
+    assert checked_cot(["a " * 126, "", "", "", ""])["semantic"] == " ".join(["a"] * 126)
+    with pytest.raises(UserInputError, match="temporal is 129 tokens .*at most 128 tokens per block"):
+        checked_cot(["", "a " * 127, "", "", ""])
+    dense = "a, " * 150  # 449 characters (under the 600-character limit), 302 tokens
+    with pytest.raises(UserInputError, match="semantic is 302 tokens"):
+        actions.save_cot(clip, dense, *COT[1:])
+    assert actions.store.get_clip(clip).edited is None
+
+
+def test_plan_and_an_empty_semantic_render_ask_first_and_undo_brings_edits_back(actions, media, tmp_path):
+    project, clip = project_with_clip(actions, tmp_path, media["mp4"])
+    actions.save_cot(clip, *COT)
+    asked = actions.plan(clip, *COT)  # the designer's own blocks: a question, nothing planned
+    assert asked["plan_confirm_row"]["visible"] is True and "Replace your edited blocks" in asked["plan_confirm_text"]
+    assert not any(k.startswith("cot_") for k in asked) and actions.store.get_clip(clip).planned is None
+    with pytest.raises(UserInputError, match="has no planner"):  # the answer "yes" reaches the planner
+        actions.plan(clip, *COT, confirmed=True)
+    assert actions.keep_blocks()["plan_confirm_row"]["visible"] is False
+
+    actions.save_cot(clip, "a glass door slides", *COT[1:])
+    view = actions.undo_edit(clip)
+    assert [view[f"cot_{f}"] for f in FIELDS] == list(COT) and "1 more step to undo" in view["message"]
+    assert actions.undo_edit(clip)["cot_semantic"] == "" and actions.store.block_history(clip) == []
+
+    empty = ("", *COT[1:])
+    asked = actions.render_take(project, clip, *empty, *settings_values(steps=2))
+    assert asked["render_confirm_row"]["visible"] is True and "Semantic block is empty" in asked["render_confirm_text"]
+    assert actions.store.list_takes(clip) == []
+    done = actions.render_take(project, clip, *empty, *settings_values(steps=2), confirmed=True)
+    assert "Rendered take 1" in done["message"] and len(actions.store.list_takes(clip)) == 1
+
+
+def test_text_for_markdown_is_shown_literally():
+    assert as_text("<img src=x>") == "&lt;img src=x&gt;"
+    assert as_text("**bold** [a](b) $$x$$") == r"\*\*bold\*\* \[a\]\(b\) \$\$x\$\$"

@@ -193,6 +193,53 @@ def test_cot_plan_and_edit_are_kept_apart(tmp_path):
     assert got.planned == planned and got.edited["semantic"] == "a heavy oak door"
 
 
+def test_block_history_undoes_every_change_and_survives_a_reopen(tmp_path):
+    store = ProjectStore(tmp_path / "p")
+    clip = new_clip(store, tmp_path)
+    empty = {"semantic": "", "temporal": "", "aesthetic": "", "spatial": "", "negative": ""}
+    mine = empty | {"semantic": "a heavy oak door"}
+    planned = {"semantic": "a door", "temporal": "at 1 s", "aesthetic": "dry", "spatial": "left", "negative": ""}
+    store.save_edit(clip.id, mine)
+    store.save_edit(clip.id, mine)  # no change: no step
+    store.save_plan(clip.id, planned)  # Plan replaces the designer's blocks: a step
+    store.save_edit(clip.id, planned | {"spatial": "right"})
+    assert store.block_history(clip.id) == [empty, mine, planned]
+    store.close()
+
+    again = ProjectStore(tmp_path / "p")  # a reload of the page, a restart of the server
+    assert again.undo_edit(clip.id).edited == planned
+    assert again.undo_edit(clip.id).edited == mine
+    assert again.undo_edit(clip.id).edited == empty  # back to the empty blocks it was imported with
+    assert again.block_history(clip.id) == [] and again.get_clip(clip.id).planned == planned
+    with pytest.raises(UserInputError, match="nothing to undo"):
+        again.undo_edit(clip.id)
+
+
+def test_block_history_keeps_the_newest_steps_and_goes_with_its_clip(tmp_path, monkeypatch):
+    import app.projects
+
+    monkeypatch.setattr(app.projects, "MAX_HISTORY", 3)
+    store = ProjectStore(tmp_path / "p")
+    clip = new_clip(store, tmp_path)
+    for k in range(6):
+        store.save_edit(clip.id, {"semantic": f"edit {k}"})
+    assert [h.get("semantic") for h in store.block_history(clip.id)] == ["edit 2", "edit 3", "edit 4"]
+    store.delete_project(clip.project_id)
+    with store.engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT COUNT(*) FROM block_edits").scalar() == 0
+
+
+def test_long_file_names_are_shortened_around_their_extension(tmp_path):
+    name = "a" * 100 + "b" * 96 + ".MP4"  # 200 characters
+    short = clean_file_name(name)
+    assert len(short) == 120 and short == "a" * 58 + "…" + "b" * 57 + ".MP4"
+    assert clean_file_name("x" * 200) == "x" * 60 + "…" + "x" * 59  # no extension: still 120
+    store = ProjectStore(tmp_path / "p")
+    project = store.create_project("Long names")
+    clip = store.import_clip(project.id, upload(tmp_path, name), name, fake_inspect, 10_000, TYPES)
+    assert clip.name == short and clip.source.name == "source.mp4"
+
+
 def test_exports_are_staged_and_get_new_folders(tmp_path):
     store = ProjectStore(tmp_path / "p")
     clip = new_clip(store, tmp_path)

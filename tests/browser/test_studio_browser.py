@@ -1,5 +1,7 @@
 """The studio in a real headless browser (issue 6, "Done when" 2-5): the whole flow from a new project to
-exported files and a restart, two sessions rendering at the same time, bad input, and cancel.
+exported files and a restart, two sessions rendering at the same time, bad input, and cancel; and (issue 37)
+the page never loses typing: Plan and an empty Semantic block ask first, Undo, late views, long file names,
+names shown as text.
 
 The server is ``python launch.py`` with the shipped default model; renders use 4 sampler steps.
 """
@@ -276,6 +278,8 @@ def test_a_render_can_be_cancelled_and_leaves_nothing_behind(server, new_context
     s.set_number("candidates", 8)  # 800 sampler steps: long enough to cancel on a fast machine too
     before = project_state(server, "Cancel")
     s.page.click("#render")
+    expect(s.page.locator("#confirm-render")).to_contain_text("Semantic block is empty")  # no block written
+    s.page.click("#render-yes")
     expect(s.page.get_by_text("rendering 8 candidates: step").first).to_be_visible(timeout=SLOW)
     s.page.click("#cancel")
     s.expect_message("Render cancelled; no take was written.", timeout=SLOW)
@@ -345,3 +349,58 @@ def test_rename_and_delete_with_confirmation(server, new_context, pages, media):
     assert not folder.exists()
     s.page.locator("#project-pick input").click()
     expect(s.page.get_by_role("option", name="Scratch, take two")).to_have_count(0)
+
+
+def test_the_page_never_loses_typing_and_shows_names_as_text(server, new_context, pages, media, tmp_path):
+    s = open_studio(new_context, pages, server)
+    name = "<img src=x>"
+    s.create_project(name)  # the message shows the name as text: no image element, no fetch of "x"
+    expect(s.page.locator("#studio-message img, #project-pick img")).to_have_count(0)
+    expect(s.page.locator("#project-pick input")).to_have_value(name)
+    long = tmp_path / f"{'a' * 100} {'b' * 95}.mp4"  # 200 characters
+    shutil.copyfile(media["bell"], long)
+    s.upload(long)
+    s.expect_message(f"Imported {'a' * 58}…{'b' * 57}.mp4")  # shortened around its extension
+
+    s.plan()  # empty blocks: no question
+    planned = {b: s.text_of(f"cot-{b}") for b in ("semantic", "temporal")}
+    s.type_into("cot-temporal", "old temporal")
+    s.expect_message("Blocks saved")
+    s.type_into("cot-semantic", "my own bell")
+    s.expect_message("Blocks saved")
+    s.page.click("#plan")  # edited blocks: Plan asks first
+    expect(s.page.locator("#confirm-plan")).to_contain_text("Replace your edited blocks")
+    s.page.click("#plan-no")
+    s.expect_message("Nothing was planned")
+    assert s.text_of("cot-semantic") == "my own bell"
+    s.page.click("#plan")
+    s.page.click("#plan-yes")
+    s.expect_message("Undo brings your blocks back", timeout=SLOW)
+    assert s.text_of("cot-semantic") == planned["semantic"]
+    s.page.click("#undo-blocks")  # Undo restores the edit Plan replaced
+    s.expect_message("Undid the last change of the blocks")
+    assert s.text_of("cot-semantic") == "my own bell" and s.text_of("cot-temporal") == "old temporal"
+
+    # a late view: the plan's answer arrives after the designer typed (its request is held until then)
+    s.page.click("#plan")
+    expect(s.page.locator("#confirm-plan")).to_be_visible()
+    held = []  # the first request to the queue (the plan's) waits here; any other goes on
+    s.page.route("**/gradio_api/queue/join*", lambda route: route.continue_() if held else held.append(route))
+    s.page.click("#plan-yes")
+    while not held:
+        s.page.wait_for_timeout(50)
+    s.page.locator("#cot-semantic textarea").fill("typed while planning")  # still in the field: no blur
+    held[0].continue_()
+    expect(s.page.locator("#cot-temporal textarea")).to_have_value(planned["temporal"], timeout=SLOW)
+    assert s.text_of("cot-semantic") == "typed while planning"  # the typing stays; the untouched block is planned
+    s.expect_message("Blocks saved")  # and what was kept is stored
+    assert project_state(server, name)["clips"][0][1]["semantic"] == "typed while planning"
+    s.page.unroute("**/gradio_api/queue/join*")
+
+    s.type_into("cot-semantic", "")
+    s.expect_message("Blocks saved")
+    s.page.click("#render")  # an empty Semantic block: Render asks first
+    expect(s.page.locator("#confirm-render")).to_contain_text("Semantic block is empty")
+    s.page.click("#render-no")
+    s.expect_message("Nothing was rendered")
+    assert project_state(server, name)["takes"] == []
