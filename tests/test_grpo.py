@@ -64,9 +64,7 @@ def test_rollout_log_probs_are_the_gaussian_density_of_the_sde_step(model_dir, p
     cfg = _config(model_dir, prompt_dir, Path("unused"), logprob_reduce="sum")
     prompt = load_prompts(prompt_dir, bundle, 1)[0]
     policy = build_policy(bundle, cfg)
-    group = collect_rollouts(
-        policy, bundle.codec, prompt, cfg, (1, 2), noise_generator(0, 0, 0, 0, torch.device("cpu"))
-    )
+    group = collect_rollouts(policy, bundle, prompt, cfg, (1, 2), noise_generator(0, 0, 0, 0, torch.device("cpu")))
     velocity = guided_velocity(policy.network(), prompt, cfg.group, cfg.cfg, cfg.guidance_interval, cfg.video_cfg)
     for step in group.steps:
         t, t_next, x = float(step["t"]), float(step["t_next"]), step["x"]
@@ -85,16 +83,14 @@ def test_a_shared_prefix_group_starts_its_window_from_one_state(model_dir, promp
     cfg = _config(model_dir, prompt_dir, Path("unused"), shared_prefix=True)
     prompt = load_prompts(prompt_dir, bundle, 1)[0]
     policy = build_policy(bundle, cfg)
-    group = collect_rollouts(
-        policy, bundle.codec, prompt, cfg, (1, 2), noise_generator(0, 0, 0, 0, torch.device("cpu"))
-    )
+    group = collect_rollouts(policy, bundle, prompt, cfg, (1, 2), noise_generator(0, 0, 0, 0, torch.device("cpu")))
     first = group.steps[0]["x"]
     assert first.shape[0] == cfg.group and torch.equal(first, first[:1].expand_as(first))
     assert float((group.steps[0]["x_next"] - group.steps[0]["x_next"][:1]).abs().max()) > 0  # parted by the SDE
     assert float(np.abs(group.audio - group.audio[:1]).max()) > 0
     plain = collect_rollouts(
         policy,
-        bundle.codec,
+        bundle,
         prompt,
         _config(model_dir, prompt_dir, Path("unused"), shared_prefix=False),
         (1, 2),

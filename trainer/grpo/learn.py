@@ -40,8 +40,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from engine.bundle import ModelBundle, finish_latent, load_bundle, save_bundle
+from engine.bundle import ModelBundle, load_bundle, save_bundle
 from engine.errors import UserInputError
+from engine.family import Finish, ModelFamily
 from engine.generator import Conditions, Generator, generator_guidance
 from engine.pipeline import GUIDANCE_INTERVAL, VIDEO_CFG, check_guidance_interval, check_video_cfg
 from engine.rewards import DEFAULT_WEIGHTS, RewardHeads, check_weights, load_reward_heads
@@ -381,8 +382,11 @@ class Group:
 
 
 @torch.no_grad()
-def collect_rollouts(policy: PolicyObjective, codec, prompt: Prompt, cfg: GrpoConfig, window, rng) -> Group:
-    """N hybrid ODE/SDE rollouts of ``prompt`` (SDE steps in ``window`` only) and their decoded audio."""
+def collect_rollouts(
+    policy: PolicyObjective, family: ModelFamily, prompt: Prompt, cfg: GrpoConfig, window, rng
+) -> Group:
+    """N hybrid ODE/SDE rollouts of ``prompt`` (SDE steps in ``window`` only) and their audio, decoded by the
+    model's family as a render is (`ModelFamily.decode_window`)."""
     net = policy.network()
     device = next(net.parameters()).device
     starts = 1 if cfg.shared_prefix else cfg.group  # one start noise shared by the group, or one per take
@@ -396,9 +400,8 @@ def collect_rollouts(policy: PolicyObjective, codec, prompt: Prompt, cfg: GrpoCo
         | {"old_log_prob": traj.log_probs[j]}
         for j in traj.sde_steps
     ]
-    z = finish_latent(codec, traj.states[-1], prompt.prepared.sync, cfg.declick, cfg.gate)
-    audio = codec.decode(z, prompt.prepared.n_samples)  # (N, 2, samples)
-    return Group(prompt, steps, audio.transpose(1, 2).float().cpu().numpy())
+    audio = family.decode_window(traj.states[-1], prompt.prepared, 0, prompt.n_latent, _finish(cfg))  # (N, n, 2)
+    return Group(prompt, steps, audio)
 
 
 def score_group(group: Group, heads: RewardHeads, sample_rate: int) -> None:
@@ -445,7 +448,7 @@ def iteration(s: dict, cfg: GrpoConfig, it: int) -> dict:
     window = draw_window(cfg.steps, cfg.width, cfg.seed, it, acc.process_index)
     picks = pick_prompts(len(s["train"]), cfg.prompts_per_iter, cfg.seed, it, acc.process_index, acc.num_processes)
     rngs = [noise_generator(cfg.seed, it, acc.process_index, k, acc.device) for k in range(len(picks))]
-    groups = [collect_rollouts(policy, s["bundle"].codec, s["train"][i], cfg, window, r) for i, r in zip(picks, rngs)]
+    groups = [collect_rollouts(policy, s["bundle"], s["train"][i], cfg, window, r) for i, r in zip(picks, rngs)]
     t_roll = time.perf_counter()
     for g in groups:
         score_group(g, s["heads"], s["bundle"].sample_rate)
@@ -464,12 +467,17 @@ def iteration(s: dict, cfg: GrpoConfig, it: int) -> dict:
     return {"iteration": it + 1, **dict(zip(names, local)), "window_starts": starts, "window": window[1]} | timing
 
 
+def _finish(cfg: GrpoConfig) -> Finish:
+    """What a rollout's latent goes through before decoding: the render's own finish (`engine.family.Finish`)."""
+    return Finish(cfg.declick, cfg.gate)
+
+
 @torch.no_grad()
 def evaluate(s: dict, cfg: GrpoConfig) -> dict:
     """Mean held-out rewards of the EMA policy: ODE renders (seed eval_seed + k) scored by the heads."""
     from engine.rewards import weighted_total
 
-    policy, codec = s["policy"], s["bundle"].codec
+    policy, family = s["policy"], s["bundle"]
     saved = s["ema"].copy_to(policy)
     try:
         net, rows = policy.network(), []
@@ -479,8 +487,7 @@ def evaluate(s: dict, cfg: GrpoConfig) -> dict:
             z = sample_ode(
                 guided_velocity(net, prompt, 1, cfg.cfg, cfg.guidance_interval, cfg.video_cfg), x1, cfg.steps, cfg.shift
             )
-            z = finish_latent(codec, z, prompt.prepared.sync, cfg.declick, cfg.gate)
-            audio = codec.decode(z, prompt.prepared.n_samples).transpose(1, 2).float().cpu().numpy()  # (1, n, 2)
+            audio = family.decode_window(z, prompt.prepared, 0, prompt.n_latent, _finish(cfg))  # (1, n, 2)
             scores, _ = s["heads"].score_batch(audio, s["bundle"].sample_rate, prompt.view, prompt.cot)
             rows.append(scores[0] | {"weighted": weighted_total(scores[0], cfg.weights)})
     finally:
