@@ -48,6 +48,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
 
 from app.settings import database_beside
+from engine.atomic import copy_file
 from engine.errors import UserInputError
 from engine.export import export_take
 
@@ -833,9 +834,7 @@ class ProjectStore:
         folder = project.folder / "sounds"
         folder.mkdir(parents=True, exist_ok=True)
         uid = uuid.uuid4().hex
-        tmp, final = folder / f".{uid}{ext}", folder / f"{uid}{ext}"
-        shutil.copyfile(upload, tmp)
-        os.replace(tmp, final)
+        final = copy_file(upload, folder / f"{uid}{ext}", mode=None)
         try:
             with self._write() as s:
                 self._project_row(s, project_id)

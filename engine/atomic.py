@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -76,3 +77,12 @@ def staged_paths(targets: list[Path], mode: int | None = 0o644) -> Iterator[list
         for tmp in temps:
             tmp.unlink(missing_ok=True)
         raise
+
+
+def copy_file(src: str | os.PathLike, dst: str | os.PathLike, mode: int | None = 0o644) -> Path:
+    """Copy ``src`` to ``dst`` atomically (nothing to do when they are already the same file); returns ``dst``."""
+    if Path(dst).exists() and os.path.samefile(src, dst):
+        return Path(dst)
+    with atomic_path(dst, f".tmp{Path(dst).suffix}", mode) as tmp:
+        shutil.copyfile(src, tmp)
+    return Path(dst)

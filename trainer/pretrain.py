@@ -40,6 +40,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from engine.atomic import copy_file, write_text
 from engine.bundle import PLANNER_FILE
 from engine.errors import UserInputError
 from engine.generator import COT_MODES, GENERATOR_PRESETS, Conditions, Generator, load_generator, save_generator
@@ -459,27 +460,18 @@ def manifest_for(cfg: PretrainConfig, data: dict, step: int, final_loss: float |
     }
 
 
-def _copy_into(src: Path, dst: Path) -> None:
-    """Copy ``src`` to ``dst`` through a temporary name (nothing to do when they are the same file)."""
-    if not dst.exists() or not os.path.samefile(src, dst):
-        shutil.copyfile(src, dst.with_name(f".{dst.name}.tmp"))
-        os.replace(dst.with_name(f".{dst.name}.tmp"), dst)
-
-
 def save_pretrained(model: FlowMatchingModel, out: str | Path, manifest: dict) -> Path:
     """Write ``out/``: the codec (a copy of ``manifest["codec_source"]``) and the planner of the sync cues
     (``manifest["planner_source"]``, if any), the generator and video encoder as float16 safetensors, and
     ``model.json`` last (a folder with a manifest is complete)."""
     out, files = Path(out), manifest["files"]
     out.mkdir(parents=True, exist_ok=True)
-    _copy_into(Path(manifest["codec_source"]["path"]), out / files["codec"])
+    copy_file(Path(manifest["codec_source"]["path"]), out / files["codec"])
     if manifest.get("planner_source"):
-        _copy_into(Path(manifest["planner_source"]["path"]), out / PLANNER_FILE)
+        copy_file(Path(manifest["planner_source"]["path"]), out / PLANNER_FILE)
     save_generator(copy.deepcopy(model.generator).half(), out / files["generator"])  # float16 halves the size
     save_video_encoder(model.video_encoder, out / files["video_encoder"], dtype=torch.float16)
-    tmp = out / f".{MANIFEST}.tmp"
-    tmp.write_text(json.dumps(manifest, indent=1), encoding="utf-8")
-    os.replace(tmp, out / MANIFEST)
+    write_text(out / MANIFEST, json.dumps(manifest, indent=1))
     return out / MANIFEST
 
 
