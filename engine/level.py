@@ -94,20 +94,22 @@ def limiter_gain(audio: np.ndarray, sample_rate: int, ceiling: float) -> np.ndar
 
 def limit_true_peak(
     audio: np.ndarray, sample_rate: int, ceiling_dbtp: float = CEILING_DBTP
-) -> tuple[np.ndarray, float]:
+) -> tuple[np.ndarray, float, dict]:
     """-> (audio (N, C) float32 whose true peak by libebur128 is at most ``ceiling_dbtp``, the least gain
-    applied anywhere (1: untouched, the audio returned as it was))."""
+    applied anywhere (1: untouched, the audio returned as it was), `measure` of the audio returned)."""
     x = np.asarray(audio, dtype=np.float64)
     target = 10.0 ** (ceiling_dbtp / 20.0)
     gain = np.ones(len(x))
-    for k in range(MAX_PASSES + 1):
-        peak = 10.0 ** (measure(x, sample_rate)["true_peak_dbtp"] / 20.0)
-        if peak <= target:
+    for k in range(MAX_PASSES + 2):
+        out = x.astype(np.float32)
+        levels = measure(out, sample_rate)  # of what is returned, so the report needs no second pass
+        peak = 10.0 ** (levels["true_peak_dbtp"] / 20.0)
+        if peak <= target or k > MAX_PASSES:
             break
         # interpolators differ a little: each further pass aims a hair lower, and the last is one plain gain
         g = limiter_gain(x, sample_rate, target * 0.999**k) if k < MAX_PASSES else 0.999 * target / peak
         x, gain = x * np.reshape(g, (-1, 1)), gain * g
-    return x.astype(np.float32), float(np.min(gain))
+    return out, float(np.min(gain)), levels
 
 
 def make_safe(audio: np.ndarray, sample_rate: int, level: LevelSettings | None = None) -> tuple[np.ndarray, dict]:
@@ -123,6 +125,6 @@ def make_safe(audio: np.ndarray, sample_rate: int, level: LevelSettings | None =
         if before is not None:
             gain_db = level.lufs_target - before
             x = x * 10.0 ** (gain_db / 20.0)
-    out, least = limit_true_peak(x, sample_rate, level.ceiling_dbtp)
-    report = measure(out, sample_rate) | {"gain_db": round(gain_db, 3), "limited_db": round(abs(_db(least)), 3)}
+    out, least, levels = limit_true_peak(x, sample_rate, level.ceiling_dbtp)
+    report = levels | {"gain_db": round(gain_db, 3), "limited_db": round(abs(_db(least)), 3)}
     return out, report | {"ceiling_dbtp": level.ceiling_dbtp, "lufs_target": level.lufs_target}

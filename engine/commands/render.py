@@ -21,8 +21,7 @@ from engine.commands.common import (
 from engine.commands.fields import add_fields, field_default
 from engine.level import LevelSettings
 from engine.pipeline import RenderSettings
-
-FEATURES_CFG = 5.0  # guidance of the published model (the reference's)
+from engine.prismaudio.architecture import OFFICIAL_CFG
 
 
 def build(r) -> None:
@@ -44,7 +43,7 @@ def build(r) -> None:
             "type": guidance,
             "default": None,
             "help": f"classifier-free guidance scale (default {field_default(RenderSettings, 'cfg')}; "
-            f"{FEATURES_CFG} with --features, the published model's)",
+            f"{OFFICIAL_CFG} with --features, the published model's)",
         },
     )
     add_sampling_options(r, "")
@@ -134,7 +133,7 @@ def _run_features(args: argparse.Namespace) -> int:
     if args.videos:
         raise CliError("give videos or --features FILE.npz, not both")
     seed = secrets.randbelow(2**31) if args.seed is None else args.seed
-    cfg = FEATURES_CFG if args.cfg is None else args.cfg
+    cfg = OFFICIAL_CFG if args.cfg is None else args.cfg
     result = render_features(args.features, args.model, args.out, seed, args.steps, cfg, args.sync, args.raw)
     print(json.dumps({"features": str(args.features), **result}), flush=True)
     return 0

@@ -18,6 +18,8 @@ VAE_FILE_PREFIX = "autoencoder."  # the VAE's keys inside vae.ckpt's "state_dict
 SAMPLE_RATE = 44100  # Hz of the audio the VAE codes
 HOP = 2048  # audio samples per latent frame (VAE strides 2*4*4*8*8)
 LATENT_RATE = SAMPLE_RATE / HOP  # latent frames per second (21.533)
+SYNC_MODES = ("official", "features")  # the empty sync embedding (the released pipeline) or the features' own
+OFFICIAL_CFG = 5.0  # the reference's guidance scale
 SYNC_TOKENS_PER_WINDOW = 8  # Synchformer tokens per 16-frame segment
 
 

@@ -24,8 +24,9 @@ from engine.errors import FoleyError, UserInputError
 from engine.export import export_take
 from engine.family import Guidance
 from engine.media import write_wav
+from engine.prismaudio.architecture import OFFICIAL_CFG, SYNC_MODES
 from engine.prismaudio.checkpoint import model_files
-from engine.prismaudio.model_family import SYNC_MODES, PrismAudioFamily
+from engine.prismaudio.model_family import PrismAudioFamily
 from engine.prismaudio.sampler import sample_euler
 
 FEATURE_KEYS = {  # key -> (rank, last dim) of each array of FILE.npz (duration: a scalar)
@@ -116,7 +117,7 @@ def render_features(
     out_dir: str | Path,
     seed: int,
     steps: int = 24,
-    cfg: float = 5.0,
+    cfg: float = OFFICIAL_CFG,
     sync: str = "official",
     raw: bool = False,
 ) -> dict:

@@ -27,11 +27,10 @@ import torch
 from engine.cot import Cot
 from engine.errors import UserInputError
 from engine.family import CotConditions, Finish, Guidance
-from engine.prismaudio.architecture import HOP, LATENT_RATE, SAMPLE_RATE
+from engine.prismaudio.architecture import HOP, LATENT_RATE, SAMPLE_RATE, SYNC_MODES
 from engine.prismaudio.checkpoint import PrismAudioNetworks, load_folder
 from engine.sampling import Velocity, guided
 
-SYNC_MODES = ("official", "features")  # see the module docstring
 VIDEO_RATE = 4.0  # VideoPrism frames per second of the official features (int(4 d) frames)
 MAX_SECONDS = 30.0  # the longest window rendered in one pass (the reference trained on ~9-10 s clips)
 FEATURES_COT = Cot(semantic="", temporal="", aesthetic="", spatial="")  # stands for a CoT given as features
